@@ -1,0 +1,209 @@
+"""The normalised form of a training run that every parser produces and every rule reads.
+
+A :class:`Run` holds metric series keyed by *canonical* metric names (``loss``, ``grad_norm``,
+``learning_rate``, ``reward``, ``rewards/chosen`` ...; see :mod:`tuneterm.logs.names`), with the
+training series kept apart from each evaluation set (``eval``, ``eval_g0`` ...), plus the facts a
+rule needs (trainer kind, max_steps, batch geometry, vocab size, LoRA settings), notable events
+(tracebacks, known warnings) and parser notes (e.g. "salvaged 1,204 entries from truncated JSON").
+
+Series store steps and values in :class:`array.array` (8 bytes a number rather than ~32 for a
+Python float in a list), because a million-line console log must fit in memory well below the
+file's size. Series are append-only while a log is read or tailed; everything else treats them as
+read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TrainerKind = Literal["sft", "dpo", "grpo", "classification", "unknown"]
+"""Trainer families rules are written for.
+
+``dpo`` covers offline preference trainers (DPO, ORPO, KTO, SimPO, CPO); ``grpo`` covers online RL
+(GRPO, PPO, RLOO, Online DPO); ``sft`` covers causal-LM training (SFT, continued pretraining,
+seq2seq); ``classification`` covers sequence/image classifiers. The specific algorithm, where known,
+is kept in :attr:`RunFacts.algorithm`.
+"""
+
+TRAINER_KINDS: tuple[TrainerKind, ...] = ("sft", "dpo", "grpo", "classification", "unknown")
+
+
+class Series:
+    """One metric over training steps: parallel ``steps`` (int64) and ``values`` (float64) arrays.
+
+    Values may be NaN or ±inf: they are data (a NaN grad_norm is the most important thing a log can
+    say), never parse errors.
+    """
+
+    __slots__ = ("name", "steps", "values")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps: array[int] = array("q")
+        self.values: array[float] = array("d")
+
+    def append(self, step: int, value: float) -> None:
+        """Add one point. Steps are expected non-decreasing but this is not enforced."""
+        self.steps.append(step)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        return zip(self.steps, self.values, strict=True)
+
+    def __repr__(self) -> str:
+        return f"Series({self.name!r}, n={len(self)})"
+
+    def finite(self) -> list[tuple[int, float]]:
+        """The (step, value) pairs whose value is finite."""
+        return [(s, v) for s, v in zip(self.steps, self.values, strict=True) if math.isfinite(v)]
+
+    def last(self) -> float | None:
+        """The last value, or ``None`` for an empty series."""
+        return self.values[-1] if self.values else None
+
+
+@dataclass(slots=True)
+class RunFacts:
+    """What is known about the run beyond its metric series. ``None`` means unknown.
+
+    Parsers fill what their format carries (trainer_state.json top-level keys, config.json beside a
+    checkpoint, adapter_config.json, the ``***** Running training *****`` header of a console log,
+    LLaMA-Factory's ``total_steps``); :func:`tuneterm.logs.infer.infer_facts` fills the rest from the
+    metrics (trainer kind, eval sets).
+    """
+
+    trainer_kind: TrainerKind = "unknown"
+    algorithm: str | None = None  # "dpo", "orpo", "kto", "grpo", "ppo", "rloo", "sft", ...
+    model_name: str | None = None
+    model_type: str | None = None  # config.json model_type, e.g. "llama", "qwen2"
+    vocab_size: int | None = None
+    global_step: int | None = None  # last step the log reached
+    max_steps: int | None = None  # steps the run was scheduled for
+    num_train_epochs: float | None = None
+    epoch: float | None = None  # last epoch value logged
+    logging_steps: int | None = None
+    eval_steps: int | None = None
+    num_examples: int | None = None  # training examples (dataset size), if printed
+    train_batch_size: int | None = None  # per device
+    gradient_accumulation_steps: int | None = None
+    total_train_batch_size: int | None = None  # effective: per device x GA x world size
+    world_size: int | None = None
+    learning_rate: float | None = None  # configured peak LR, if known
+    lr_scheduler_type: str | None = None
+    warmup_steps: int | None = None
+    warmup_ratio: float | None = None
+    max_grad_norm: float | None = None
+    bf16: bool | None = None
+    fp16: bool | None = None
+    gradient_checkpointing: bool | None = None
+    peft_type: str | None = None  # "LORA", ...
+    lora_r: int | None = None
+    lora_alpha: float | None = None
+    lora_target_modules: tuple[str, ...] | None = None
+    use_dora: bool | None = None
+    quantization: str | None = None  # "nf4", "int8", ...
+    trainable_params: int | None = None
+    total_params: int | None = None
+    max_completion_length: int | None = None  # GRPO
+    num_generations: int | None = None  # GRPO
+    beta: float | None = None  # DPO / GRPO KL coefficient
+    max_length: int | None = None
+    finished: bool | None = None  # True if the log shows the end-of-training summary
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_peft(self) -> bool:
+        """True when the run trains adapters (LoRA/DoRA/...) rather than all weights."""
+        return self.peft_type is not None or self.lora_r is not None
+
+
+EventKind = Literal["exception", "warning", "oom", "signal", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A notable non-metric line: a traceback's final exception, a known warning, an OOM.
+
+    ``text`` is raw log text: render it through :func:`tuneterm.textsafe.inert` and never as markup.
+    ``code`` is a stable identifier for known patterns (e.g. ``"no-input-requires-grad"``), used by
+    rules; ``line`` is 1-based in ``source`` when known.
+    """
+
+    kind: EventKind
+    text: str
+    line: int | None = None
+    step: int | None = None
+    code: str | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """A parsed training run: metric series, facts, events and parser notes.
+
+    Attributes:
+        source: the path the user gave (or the file tuneterm picked inside a directory).
+        format: the detected format id, e.g. ``"trainer_state"``, ``"console"``,
+            ``"llamafactory_jsonl"``, ``"jsonl"``, ``"csv"``, ``"mlflow"``, ``"tensorboard"``,
+            ``"run_dir"``.
+        train: canonical metric name -> training series.
+        evals: eval set name (``"eval"``, ``"eval_g0"``, ...) -> canonical metric -> series.
+        summary: end-of-training scalars (``train_loss``, ``train_runtime`` ...).
+        facts: see :class:`RunFacts`.
+        events: see :class:`LogEvent`, in log order.
+        notes: human-readable remarks about the parse itself (salvage, skipped lines).
+        lines: for line-based formats, step -> 1-based line number of the entry, so findings can
+            point into the file (SARIF regions, GitHub annotations).
+    """
+
+    source: str
+    format: str
+    train: dict[str, Series] = field(default_factory=dict)
+    evals: dict[str, dict[str, Series]] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    facts: RunFacts = field(default_factory=RunFacts)
+    events: list[LogEvent] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    lines: dict[int, int] = field(default_factory=dict)
+
+    def series(self, name: str, eval_set: str | None = None) -> Series | None:
+        """Return the training series ``name``, or the one in ``eval_set``; ``None`` if absent."""
+        if eval_set is None:
+            return self.train.get(name)
+        return self.evals.get(eval_set, {}).get(name)
+
+    def add_train(self, name: str, step: int, value: float) -> None:
+        """Append a training point to series ``name`` (created on first use)."""
+        s = self.train.get(name)
+        if s is None:
+            s = self.train[name] = Series(name)
+        s.append(step, value)
+
+    def add_eval(self, eval_set: str, name: str, step: int, value: float) -> None:
+        """Append an evaluation point to ``eval_set``'s series ``name``."""
+        bucket = self.evals.setdefault(eval_set, {})
+        s = bucket.get(name)
+        if s is None:
+            s = bucket[name] = Series(name)
+        s.append(step, value)
+
+    def has_metrics(self) -> bool:
+        """True when at least one training or eval series has a point (else: exit code 3)."""
+        return any(len(s) for s in self.train.values()) or any(
+            len(s) for bucket in self.evals.values() for s in bucket.values()
+        )
+
+    @property
+    def last_step(self) -> int | None:
+        """Largest step seen in any series, or ``facts.global_step``."""
+        steps = [s.steps[-1] for s in self.train.values() if len(s)]
+        steps += [s.steps[-1] for b in self.evals.values() for s in b.values() if len(s)]
+        if self.facts.global_step is not None:
+            steps.append(self.facts.global_step)
+        return max(steps) if steps else None

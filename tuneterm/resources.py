@@ -1,0 +1,41 @@
+"""Locate the data that ships with tuneterm: rule tables, training presets, samples.
+
+In a wheel the top-level ``rules/`` and ``configs/`` directories are copied to
+``tuneterm/_data/`` (see pyproject's force-include). In a source checkout or editable install they
+are found at the repository root, next to the package. Both layouts resolve through this module.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@cache
+def data_dir(name: str) -> Path:
+    """Return the directory holding shipped data ``name`` ("rules" or "configs").
+
+    Raises:
+        FileNotFoundError: neither the wheel location nor the checkout location exists.
+    """
+    for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"tuneterm data directory {name!r} not found (broken install?)")
+
+
+def rules_dir() -> Path:
+    """Directory of the rule tables (``rules/``)."""
+    return data_dir("rules")
+
+
+def configs_dir() -> Path:
+    """Directory of the training presets (``configs/``)."""
+    return data_dir("configs")
+
+
+def samples_dir() -> Path:
+    """Directory of the sample runs shipped inside the package (used by ``--demo``)."""
+    return _PACKAGE_DIR / "samples"
