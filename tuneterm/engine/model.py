@@ -83,6 +83,7 @@ class Rule:
     message: str
     why: str
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    scope: str = "log"  # what the detector reads: "log" (a Run), "config", "data", "samples"
     causes: tuple[str, ...] = ()
     fixes: tuple[Fix, ...] = ()
     references: tuple[str, ...] = ()
@@ -103,6 +104,7 @@ class Rule:
             "fixes": [f.to_dict() for f in self.fixes],
             "references": list(self.references),
             "example": self.example,
+            "scope": self.scope,
             "detector": self.detector,
             "params": dict(self.params),
             "since": self.since,

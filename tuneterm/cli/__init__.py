@@ -1,0 +1,100 @@
+"""The ``tuneterm`` command line (Typer). Imports nothing heavy at module load.
+
+Each command lives in its own module and registers itself on :data:`app`; :func:`main` is the
+console-script entry point and owns the exit-code contract (tuneterm/exit_codes.py): library errors
+become one ``tuneterm: error: ...`` line on stderr with their exit code, Ctrl-C is 130, and an
+unexpected exception is reported in one line (exit 2) unless ``TUNETERM_DEBUG=1`` asks for the
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from tuneterm import __version__
+from tuneterm.errors import TunetermError
+from tuneterm.exit_codes import ExitCode
+
+app = typer.Typer(
+    name="tuneterm",
+    help="Terminal diagnostic assistant for LLM fine-tuning: plan, check, watch and diagnose runs.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tuneterm {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """With no command, open the terminal app."""
+    if ctx.invoked_subcommand is None:
+        from tuneterm.cli.ui import open_app  # deferred: imports textual
+
+        raise typer.Exit(open_app(demo=False))
+
+
+def _register() -> None:
+    # Each module adds its commands to `app` at import. Keep these imports light: heavy libraries
+    # (textual, torch, transformers) are imported inside the command functions.
+    import importlib
+
+    for name in ("diagnose", "rules", "plan", "train", "ui"):
+        try:
+            importlib.import_module(f"tuneterm.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != f"tuneterm.cli.{name}":
+                raise
+
+
+_register()
+
+
+def error(message: str) -> None:
+    """Print one diagnostic line to stderr (never to stdout, which is data)."""
+    from tuneterm.textsafe import inert_line
+
+    print(f"tuneterm: error: {inert_line(message, 400)}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and exit with the documented code."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="tuneterm")
+        code = int(rv) if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("tuneterm: interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except TunetermError as exc:
+        error(str(exc))
+        code = exc.exit_code
+    except BrokenPipeError:
+        # stdout closed early (`tuneterm check ... | head`): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = ExitCode.OK
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
+        if os.environ.get("TUNETERM_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (set TUNETERM_DEBUG=1 for a traceback)")
+        code = ExitCode.USAGE
+    sys.exit(code)
