@@ -15,6 +15,15 @@ import sys
 import click
 import typer
 
+try:  # typer >= 0.26 vendors click as typer._click; catch whichever click raised
+    from typer._click import exceptions as _vendored_click  # type: ignore[import-not-found]
+
+    _EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, _vendored_click.Exit)
+    _CLICK_ERROR: tuple[type[BaseException], ...] = (click.ClickException, _vendored_click.ClickException)
+    _ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort, _vendored_click.Abort)
+except ImportError:
+    _EXIT, _CLICK_ERROR, _ABORT = (click.exceptions.Exit,), (click.ClickException,), (click.exceptions.Abort,)
+
 from tuneterm import __version__
 from tuneterm.errors import TunetermError
 from tuneterm.exit_codes import ExitCode
@@ -53,7 +62,7 @@ def _register() -> None:
     # (textual, torch, transformers) are imported inside the command functions.
     import importlib
 
-    for name in ("diagnose", "rules", "plan", "train", "ui"):
+    for name in ("diagnose", "rules", "plan", "train", "watch", "evaluate", "ui"):
         try:
             importlib.import_module(f"tuneterm.cli.{name}")
         except ModuleNotFoundError as exc:  # a command module not written yet
@@ -76,12 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="tuneterm")
         code = int(rv) if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = ExitCode.USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _EXIT as exc:
+        code = exc.exit_code  # type: ignore[attr-defined]
+    except _CLICK_ERROR as exc:
+        exc.show()  # type: ignore[attr-defined]
+        code = exc.exit_code  # type: ignore[attr-defined]
+    except (KeyboardInterrupt, *_ABORT):
         print("tuneterm: interrupted", file=sys.stderr)
         code = ExitCode.INTERRUPTED
     except TunetermError as exc:

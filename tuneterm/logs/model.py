@@ -160,6 +160,7 @@ class Run:
         notes: human-readable remarks about the parse itself (salvage, skipped lines).
         lines: for line-based formats, step -> 1-based line number of the entry, so findings can
             point into the file (SARIF regions, GitHub annotations).
+        samples: generations logged during training (see the field's docstring).
     """
 
     source: str
@@ -171,6 +172,9 @@ class Run:
     events: list[LogEvent] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     lines: dict[int, int] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """Generations recorded during training (run directory ``samples.jsonl``): dicts with at least
+    ``step``, ``prompt``, ``completion``; optionally ``n_tokens`` and ``hit_max_tokens``."""
 
     def series(self, name: str, eval_set: str | None = None) -> Series | None:
         """Return the training series ``name``, or the one in ``eval_set``; ``None`` if absent."""

@@ -1,0 +1,192 @@
+"""``tuneterm doctor`` (a diagnosis for people) and ``tuneterm check`` (the CI gate).
+
+Both go *path -> subject handler -> CheckResult -> emitter* (:mod:`tuneterm.report`). Exit codes
+(DESIGN.md): 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 a bad flag, a bad
+rule file or an unreadable path (the readable paths are still reported); 3 no path had training
+metrics. stdout carries only the report; every diagnostic is one ``tuneterm: ...`` line on stderr.
+
+Module import stays light (typer only): the parsers, the engine, Rich and plotext load inside the
+commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import click
+import typer
+
+from tuneterm.cli import app
+from tuneterm.exit_codes import ExitCode
+
+
+class OutputFormat(str, Enum):
+    """``check --format`` values."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    github = "github"
+    junit = "junit"
+
+
+class FailOn(str, Enum):
+    """``--fail-on`` values: the least severe finding that fails the gate."""
+
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+def split_names(values: list[str] | None) -> tuple[str, ...]:
+    """Flatten repeatable, comma-separated ``--select``/``--ignore`` values.
+
+    >>> split_names(["zero-grad-norm,G1", " L101 ", ""])
+    ('zero-grad-norm', 'G1', 'L101')
+    """
+    out: list[str] = []
+    for v in values or ():
+        out.extend(p.strip() for p in v.split(","))
+    return tuple(p for p in out if p)
+
+
+def warn(message: str) -> None:
+    """One ``tuneterm: warning: ...`` line on stderr."""
+    from tuneterm.textsafe import inert_line
+
+    print(f"tuneterm: warning: {inert_line(message, 400)}", file=sys.stderr)
+
+
+def gather(paths: list[str], select: list[str] | None, ignore: list[str] | None) -> tuple[list, ExitCode | None]:
+    """Check every path; report unreadable and empty ones on stderr.
+
+    Returns the results (command-line order) and the exit code that overrides the findings'
+    verdict: USAGE if any path was unreadable, NO_METRICS if no path had metrics, else None.
+
+    Raises:
+        TunetermError: a problem with the rules themselves (bad rule file, unknown --select
+            name): nothing can be checked, so the command stops with exit 2.
+    """
+    from tuneterm.cli import error
+    from tuneterm.errors import NoMetricsError, TunetermError
+    from tuneterm.report import CheckOptions, check_subject
+
+    options = CheckOptions(select=split_names(select), ignore=split_names(ignore))
+    options.ruleset()  # fail once, before any path, on a bad rule file or an unknown rule name
+    results = []
+    empty: list[str] = []
+    unreadable = False
+    for path in paths:
+        try:
+            results.append(check_subject(path, options))
+        except NoMetricsError as exc:
+            empty.append(str(exc))
+        except TunetermError as exc:
+            error(str(exc))
+            unreadable = True
+    if unreadable:
+        for msg in empty:
+            warn(f"{msg}; skipped")
+        return results, ExitCode.USAGE
+    if not results and empty:
+        for msg in empty:
+            error(msg)
+        return results, ExitCode.NO_METRICS
+    for msg in empty:
+        warn(f"{msg}; skipped")
+    return results, None
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:  # a non-UTF-8 terminal: degrade characters, not the report
+        enc = sys.stdout.encoding or "ascii"
+        sys.stdout.write(text.encode(enc, "replace").decode(enc))
+    sys.stdout.flush()
+
+
+@app.command("check")
+def check_cmd(
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Training logs: files or run/checkpoint directories."),
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings at or above this severity."),
+    select: list[str] | None = typer.Option(None, "--select", metavar="NAMES", help="Only these rules: names, codes or code prefixes (comma-separated, repeatable)."),
+    ignore: list[str] | None = typer.Option(None, "--ignore", metavar="NAMES", help="Skip these rules: names, codes or code prefixes (comma-separated, repeatable)."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
+) -> None:
+    """Check training logs against the rules; the exit code says whether to fail CI.
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad usage or unreadable input,
+    3 no training metrics in any path. The report goes to stdout (or --output); diagnostics
+    go to stderr.
+    """
+    from tuneterm.engine.model import Severity
+    from tuneterm.errors import TunetermError
+    from tuneterm.report import fails, render
+
+    results, override = gather(paths, select, ignore)
+    threshold = Severity(fail_on.value)
+    if results:
+        text = render(fmt.value, results, threshold, as_array=len(paths) > 1)
+        if output is not None:
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise TunetermError(f"cannot write {output}: {exc.strerror or exc}") from None
+        else:
+            _write_stdout(text)
+    if override is not None:
+        raise typer.Exit(int(override))
+    raise typer.Exit(int(ExitCode.FINDINGS if fails(results, threshold) else ExitCode.OK))
+
+
+def demo_paths() -> list[str]:
+    """The sample runs shipped in ``tuneterm/samples/`` (each subdirectory is one run).
+
+    Raises:
+        InputError: no sample run is shipped (a broken install, or samples not generated yet).
+    """
+    from tuneterm.errors import InputError
+    from tuneterm.resources import samples_dir
+
+    root = samples_dir()
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))) if root.is_dir() else []
+    if not runs:
+        raise InputError(f"no sample runs found in {root} (broken install?); give a PATH instead")
+    return [str(p) for p in runs]
+
+
+@app.command("doctor")
+def doctor_cmd(
+    paths: list[str] | None = typer.Argument(None, metavar="PATH", help="Training logs: files or run/checkpoint directories."),
+    demo: bool = typer.Option(False, "--demo", help="Diagnose the sample runs shipped with tuneterm."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show info findings, all causes and fixes, references."),
+    select: list[str] | None = typer.Option(None, "--select", metavar="NAMES", help="Only these rules (names, codes, code prefixes; comma-separated)."),
+    ignore: list[str] | None = typer.Option(None, "--ignore", metavar="NAMES", help="Skip these rules (names, codes, code prefixes; comma-separated)."),
+    width: int | None = typer.Option(None, "--width", min=40, max=400, metavar="N", help="Render at this many columns (default: the terminal's)."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings at or above this severity."),
+    charts: bool = typer.Option(True, "--charts/--no-charts", help="Draw metric charts."),
+) -> None:
+    """Diagnose a training run: what went wrong, from which step, why, and what to change.
+
+    Exit codes as `tuneterm check`: 0 clean, 1 errors found (see --fail-on), 2 bad input,
+    3 no training metrics.
+    """
+    from tuneterm.engine.model import Severity
+    from tuneterm.report import fails
+    from tuneterm.report.doctor import make_console, render_doctor
+
+    targets = list(paths or [])
+    if demo:
+        targets += demo_paths()
+    if not targets:
+        raise click.UsageError("give a PATH to diagnose, or --demo to see the sample runs")
+    results, override = gather(targets, select, ignore)
+    if results:
+        render_doctor(results, make_console(width), verbose=verbose, charts=charts)
+    if override is not None:
+        raise typer.Exit(int(override))
+    raise typer.Exit(int(ExitCode.FINDINGS if fails(results, Severity(fail_on.value)) else ExitCode.OK))

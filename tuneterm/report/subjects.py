@@ -1,0 +1,161 @@
+"""Route a path to the checker for its kind of subject: *detect subject -> produce a CheckResult*.
+
+``tuneterm check PATH`` accepts training logs today; training configs (issue 3) and datasets
+(issue 6) join later. Each kind is a :class:`SubjectHandler`: a cheap ``claims(path)`` test (file
+name, suffix, first bytes; it must not import anything heavy) and a ``check(path, options)`` that
+returns a :class:`~tuneterm.report.result.CheckResult` or raises a
+:class:`~tuneterm.errors.TunetermError`. :func:`check_subject` asks the handlers in priority order
+and the first that claims the path checks it; logs are the fallback.
+
+Adding a subject kind: write a module with a handler and call :func:`register_subject` at its
+import, then add the module's dotted name to :data:`HANDLER_MODULES` so the dispatcher imports it
+(lazily, on the first check). A handler imports its own heavy dependencies inside ``check``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuneterm.errors import InputError, NoMetricsError
+from tuneterm.report.result import CheckResult
+
+if TYPE_CHECKING:  # annotations only: nothing here may import the parsers or engine eagerly
+    from tuneterm.engine.model import Finding, Rule
+    from tuneterm.engine.rules import RuleSet
+    from tuneterm.logs.model import Run
+
+HANDLER_MODULES: tuple[str, ...] = ()
+"""Modules that register extra subject handlers when imported (e.g. a config checker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """What the user asked for, shared by every subject kind.
+
+    Attributes:
+        select: rule names, codes or code prefixes to run (empty: all).
+        ignore: rule names, codes or code prefixes to skip.
+        rules_dir: a rule directory other than the shipped ``rules/`` (tests, custom rules).
+    """
+
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    rules_dir: Path | None = None
+
+    def ruleset(self) -> RuleSet:
+        """The selected rules (loaded once per distinct options; raises TunetermError)."""
+        return _load_ruleset(self.rules_dir, self.select, self.ignore)
+
+
+@lru_cache(maxsize=8)
+def _load_ruleset(rules_dir: Path | None, select: tuple[str, ...], ignore: tuple[str, ...]) -> RuleSet:
+    from tuneterm.engine import load_rules
+
+    rules = load_rules(rules_dir)
+    if select or ignore:
+        rules = rules.select(list(select) or None, list(ignore) or None)
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectHandler:
+    """One kind of thing ``tuneterm check`` understands.
+
+    Attributes:
+        kind: ``"log"``, ``"config"``, ``"data"`` ...
+        claims: cheap test of whether this handler should check the path.
+        check: produce the result; raise InputError / NoMetricsError / TunetermError on failure.
+        priority: handlers are asked highest first; the log fallback is ``-100``.
+    """
+
+    kind: str
+    claims: Callable[[Path], bool]
+    check: Callable[[Path, CheckOptions], CheckResult]
+    priority: int = 0
+
+
+_HANDLERS: list[SubjectHandler] = []
+_loaded_plugins = False
+
+
+def register_subject(handler: SubjectHandler) -> None:
+    """Add ``handler`` (replacing any handler of the same ``kind``)."""
+    _HANDLERS[:] = [h for h in _HANDLERS if h.kind != handler.kind]
+    _HANDLERS.append(handler)
+
+
+def handlers() -> list[SubjectHandler]:
+    """Registered handlers, highest priority first (imports :data:`HANDLER_MODULES` once)."""
+    global _loaded_plugins
+    if not _loaded_plugins:
+        _loaded_plugins = True
+        for name in HANDLER_MODULES:
+            importlib.import_module(name)
+    return sorted(_HANDLERS, key=lambda h: -h.priority)
+
+
+def check_subject(path: str | Path, options: CheckOptions) -> CheckResult:
+    """Check one path with the handler that claims it.
+
+    Raises:
+        InputError: the path does not exist (or the handler could not read it).
+        NoMetricsError: the input was read but holds nothing to check (exit 3).
+        TunetermError: any other clear, one-line failure (bad rule file, unknown rule name).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file or directory")
+    for handler in handlers():
+        if handler.claims(p):
+            return handler.check(p, options)
+    raise InputError(f"{path}: not a training log, config or dataset tuneterm can read")
+
+
+# --- the log subject --------------------------------------------------------------------------
+
+
+def result_from_run(run: Run, findings: list[Finding], rules: tuple[Rule, ...] = ()) -> CheckResult:
+    """Build the CheckResult of a parsed and evaluated log (shared with watch / the TUI)."""
+    facts = run.facts
+    summary: dict[str, object] = {"trainer": facts.trainer_kind, "steps": run.last_step}
+    if facts.max_steps is not None:
+        summary["max_steps"] = facts.max_steps
+    if facts.model_name or facts.model_type:
+        summary["model"] = facts.model_name or facts.model_type
+    return CheckResult(
+        source=run.source,
+        subject="log",
+        format=run.format,
+        findings=tuple(findings),
+        rules=tuple(rules),
+        facts=summary,
+        notes=tuple(run.notes),
+        run=run,
+    )
+
+
+def applicable_rules(run: Run, ruleset: RuleSet) -> tuple[Rule, ...]:
+    """The log rules that apply to ``run``'s trainer kind (what evaluate() runs), by code."""
+    kind = run.facts.trainer_kind
+    return tuple(r for r in ruleset.rules if r.scope == "log" and kind in r.trainers)
+
+
+def _check_log(path: Path, options: CheckOptions) -> CheckResult:
+    from tuneterm.engine import evaluate
+    from tuneterm.logs import load_run
+
+    ruleset = options.ruleset()
+    run = load_run(str(path))
+    if not run.has_metrics():
+        why = f" ({'; '.join(run.notes)})" if run.notes else ""
+        raise NoMetricsError(f"no training metrics in {path}{why}")
+    findings = evaluate(run, ruleset)
+    return result_from_run(run, findings, applicable_rules(run, ruleset))
+
+
+register_subject(SubjectHandler(kind="log", claims=lambda p: True, check=_check_log, priority=-100))
