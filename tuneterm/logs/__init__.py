@@ -2,16 +2,15 @@
 
 Public API:
     load_run(path) -> Run      read a file or directory (raises tuneterm.errors.InputError)
+    infer_facts(run) -> Run    trainer kind and derivable facts (load_run already applies it)
+    Follower(path).poll()      follow a growing log / run directory (tuneterm watch, the TUI)
 """
 
 from __future__ import annotations
 
+from tuneterm.logs.infer import infer_facts
+from tuneterm.logs.load import load_run
 from tuneterm.logs.model import LogEvent, Run, RunFacts, Series, TrainerKind
+from tuneterm.logs.tail import Follower
 
-__all__ = ["LogEvent", "Run", "RunFacts", "Series", "TrainerKind", "load_run"]
-
-
-def load_run(path: str) -> Run:  # replaced by the real loader (tuneterm/logs/load.py)
-    from tuneterm.logs.load import load_run as _load
-
-    return _load(path)
+__all__ = ["Follower", "LogEvent", "Run", "RunFacts", "Series", "TrainerKind", "infer_facts", "load_run"]

@@ -47,19 +47,44 @@ class CheckOptions:
     ignore: tuple[str, ...] = ()
     rules_dir: Path | None = None
 
-    def ruleset(self) -> RuleSet:
-        """The selected rules (loaded once per distinct options; raises TunetermError)."""
-        return _load_ruleset(self.rules_dir, self.select, self.ignore)
+    def ruleset(self, scope: str | None = "log") -> RuleSet:
+        """The selected rules of ``scope`` (``None``: every scope), loaded once per distinct options.
+
+        Only the detectors of that scope are imported, so ``check LOG`` stays light. A
+        ``--select``/``--ignore`` name that belongs to another scope (a data rule while checking a
+        log) is not an error; a name known nowhere is (TunetermError, exit 2).
+        """
+        return _load_ruleset(self.rules_dir, self.select, self.ignore, scope)
 
 
-@lru_cache(maxsize=8)
-def _load_ruleset(rules_dir: Path | None, select: tuple[str, ...], ignore: tuple[str, ...]) -> RuleSet:
+@lru_cache(maxsize=16)
+def _load_ruleset(
+    rules_dir: Path | None, select: tuple[str, ...], ignore: tuple[str, ...], scope: str | None
+) -> RuleSet:
     from tuneterm.engine import load_rules
 
-    rules = load_rules(rules_dir)
-    if select or ignore:
-        rules = rules.select(list(select) or None, list(ignore) or None)
-    return rules
+    rules = load_rules(rules_dir, scopes=None if scope is None else [scope])
+    if not (select or ignore):
+        return rules
+    everywhere: RuleSet | None = None
+
+    def in_scope(tokens: tuple[str, ...]) -> list[str]:
+        nonlocal everywhere
+        kept = []
+        for token in tokens:
+            if rules._match(token):
+                kept.append(token)
+                continue
+            if everywhere is None:  # rare path: validate the name against every scope
+                everywhere = load_rules(rules_dir)
+            if not everywhere._match(token):
+                kept.append(token)  # unknown everywhere: select() reports it
+        return kept
+
+    chosen, skipped = in_scope(select), in_scope(ignore)
+    if select and not chosen:  # only other scopes' rules were selected: nothing runs here
+        return rules.select(None, [r.code for r in rules.rules])
+    return rules.select(chosen or None, skipped or None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,56 @@
+"""Small helpers shared by the detector modules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+from tuneterm.engine.stats import fmt_num
+from tuneterm.logs.model import Run, Series
+
+
+def train(run: Run, name: str) -> Series | None:
+    """The training series ``name`` if it has at least one point."""
+    s = run.train.get(name)
+    return s if s is not None and len(s) else None
+
+
+def eval_series(run: Run, name: str, eval_sets: Sequence[str] = ("*",)) -> Iterator[tuple[str, Series]]:
+    """``(eval_set, series)`` for each eval set holding a non-empty ``name`` series, sorted."""
+    for set_name in sorted(run.evals):
+        if "*" not in eval_sets and set_name not in eval_sets:
+            continue
+        s = run.evals[set_name].get(name)
+        if s is not None and len(s):
+            yield set_name, s
+
+
+def pairs(steps: Sequence[int], values: Sequence[float], limit: int = 10) -> list[list[float]]:
+    """The first ``limit`` ``[step, value]`` pairs (JSON-friendly evidence; non-finite as text)."""
+    out: list[list[float]] = []
+    for s, v in zip(steps[:limit], values[:limit]):
+        out.append([int(s), v if math.isfinite(v) else fmt_num(v)])  # type: ignore[list-item]
+    return out
+
+
+def pct(x: float) -> float:
+    """A fraction as a percentage rounded to 2 decimals."""
+    return round(100.0 * x, 2)
+
+
+def steps_text(steps: Sequence[int], limit: int = 8) -> str:
+    """``"110, 190, 280 (+5 more)"``."""
+    shown = ", ".join(str(s) for s in steps[:limit])
+    return shown + (f" (+{len(steps) - limit} more)" if len(steps) > limit else "")
+
+
+def nice_ceil(x: float) -> int:
+    """Round up to one significant figure (1407 -> 2000, 380 -> 400, 95 -> 100).
+
+    Used for suggested step counts: the result always covers ``x`` with a margin, and is a number
+    a person would write in a config.
+    """
+    if x <= 0:
+        return 0
+    mag = 10 ** math.floor(math.log10(x))
+    return int(math.ceil(x / mag) * mag)

@@ -1,0 +1,230 @@
+"""Learning-rate schedule and data-coverage detectors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tuneterm.engine.detectors._common import nice_ceil, pct, train
+from tuneterm.engine.model import Detection, Fix
+from tuneterm.engine.registry import Param, detector
+from tuneterm.engine.stats import finite_points, head_tail, index_runs, relative_change, within
+from tuneterm.logs.model import Run
+
+
+@detector(
+    "zero-learning-rate",
+    params={
+        "zero_below": Param("float", "a learning rate at or below this counts as 0", min=0),
+        "min_consecutive": Param("int", "zero points in a row after the peak needed", min=1),
+        "end_allowance": Param("float", "a zero run closing the log this short (share of points) is a decay's end", min=0, max=0.5),
+    },
+    evidence=("peak_lr", "count", "total", "steps_text", "configured"),
+)
+def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a learning rate of 0 after warmup (or throughout): those steps train nothing.
+
+    Zeros before the peak (warmup starting at 0, DeepSpeed's "returning lr=0" before the first
+    optimizer step) and a single 0 at the very last step (linear decay reaching 0) are normal.
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> for s in range(1, 6):
+    ...     run.add_train("learning_rate", s, 0.0)
+    >>> zero_learning_rate(run, {"zero_below": 1e-12, "min_consecutive": 2, "end_allowance": 0.02})[0].evidence["peak_lr"]
+    0.0
+    """
+    eps = params["zero_below"]
+    s = train(run, "learning_rate")
+    configured = run.facts.learning_rate
+    if s is None:
+        if configured is not None and configured <= eps:
+            ev = {"peak_lr": configured, "count": 0, "total": 0, "steps_text": "all", "configured": configured}
+            return [Detection(None, None, ev)]
+        return []
+    steps, values = finite_points(s)
+    if not values:
+        return []
+    peak = max(values)
+    if peak <= eps:
+        ev = {"peak_lr": peak, "count": len(values), "total": len(values), "steps_text": f"{steps[0]}-{steps[-1]}", "configured": configured}
+        return [Detection(steps[0], steps[-1], ev)]
+    ipeak = values.index(peak)
+    n = len(values)
+    allowance = max(1, int(params["end_allowance"] * n))
+    bad = [
+        (b, e)
+        for b, e in index_runs(within(s, -math.inf, eps, start=ipeak + 1))
+        # A short run of zeros closing the log is a decay reaching 0 at its last steps: normal.
+        if e - b + 1 >= params["min_consecutive"] and not (e == n - 1 and e - b + 1 <= allowance)
+    ]
+    if not bad:
+        return []
+    count = sum(e - b + 1 for b, e in bad)
+    ev = {
+        "peak_lr": peak,
+        "count": count,
+        "total": len(values),
+        "steps_text": f"{steps[bad[0][0]]}-{steps[bad[-1][1]]}",
+        "configured": configured,
+    }
+    return [Detection(steps[bad[0][0]], steps[bad[-1][1]], ev)]
+
+
+@detector(
+    "schedule-exhausted",
+    params={
+        "low_fraction": Param("float", "an LR at or below this fraction of the peak counts as ~0", min=0, max=1),
+        "min_improvement": Param("float", "'loss still high': the loss improved less than this fraction", min=0),
+        "min_low_share": Param("float", "... or the LR sat at ~0 for at least this share of the logged points", min=0, max=1),
+        "head_fraction": Param("float", "share of loss points at each end compared", min=0.01, max=0.5),
+        "loss_trainers": Param("str_list", "trainer kinds whose loss improvement is judged (DPO/GRPO losses are not comparable)", ["sft", "classification", "unknown"]),
+    },
+    evidence=("peak_lr", "final_lr", "low_from", "low_share_pct", "loss_start", "loss_end", "improvement_pct", "scheduler"),
+)
+def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a schedule that reached ~0 while the loss was still high (or sat at ~0 for long).
+
+    >>> from tuneterm.logs.model import Run
+    >>> import math
+    >>> run = Run("x", "test")
+    >>> for i in range(21):
+    ...     run.add_train("learning_rate", i * 25, 5e-5 * (1 + math.cos(math.pi * i / 20)) / 2 + 5e-10)
+    ...     run.add_train("loss", i * 25, 2.7335 - 0.0009 * i)
+    >>> p = dict(low_fraction=0.01, min_improvement=0.05, min_low_share=0.2, head_fraction=0.1, loss_trainers=["sft"])
+    >>> run.facts.trainer_kind = "sft"
+    >>> schedule_exhausted(run, p)[0].evidence["improvement_pct"] < 1
+    True
+    """
+    s = train(run, "learning_rate")
+    if s is None:
+        return []
+    steps, values = finite_points(s)
+    if len(values) < 3:
+        return []
+    peak = max(values)
+    if peak <= 0:
+        return []  # lr-zero's case
+    ipeak = values.index(peak)
+    limit = params["low_fraction"] * peak
+    low_idx = within(s, -math.inf, limit, start=ipeak + 1)
+    if not low_idx:
+        return []
+    low_share = len(low_idx) / len(values)
+    final = values[-1]
+    loss = train(run, "loss")
+    start = end = improvement = None
+    if loss is not None:
+        _, lv = finite_points(loss)
+        if len(lv) >= 4:
+            start, end = head_tail(lv, params["head_fraction"], min_count=2)
+            improvement = relative_change(start, end)
+    ended_low = final <= limit
+    still_high = (
+        improvement is not None
+        and improvement < params["min_improvement"]
+        and run.facts.trainer_kind in params["loss_trainers"]
+    )
+    if not ((ended_low and still_high) or low_share >= params["min_low_share"]):
+        return []
+    ev = {
+        "peak_lr": peak,
+        "final_lr": final,
+        "low_from": steps[low_idx[0]],
+        "low_share_pct": pct(low_share),
+        "loss_start": start,
+        "loss_end": end,
+        "improvement_pct": pct(improvement) if improvement is not None else None,
+        "scheduler": run.facts.lr_scheduler_type,
+    }
+    return [Detection(steps[low_idx[0]], steps[-1], ev)]
+
+
+@detector(
+    "data-coverage",
+    params={
+        "min_epochs": Param("float", "fire when the run covers (or is scheduled to cover) less than this many epochs", min=0),
+        "target_epochs": Param("float", "the suggested max_steps covers at least this many epochs", min=0),
+        "target_effective_batch": Param("int", "effective batch the suggestion assumes", min=1),
+        "warmup_share": Param("float", "warmup_steps suggested as this share of the new max_steps", min=0, max=0.5),
+    },
+    evidence=("epoch", "epochs", "percent", "steps", "max_steps", "num_examples", "effective_batch", "suggested_max_steps"),
+)
+def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a finished run (or a schedule) that sees only a small fraction of one epoch.
+
+    Judged only when the run finished (``facts.finished``) or ``max_steps`` is known (so a
+    checkpoint of a long run in progress is projected to its scheduled end, not judged early).
+    The fixes are computed: ``max_steps`` to cover ``target_epochs`` at the target effective batch
+    (rounded up to one significant figure), the batch geometry and a warmup for it.
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> run.add_train("loss", 500, 2.7); run.add_train("epoch", 500, 0.089)
+    >>> run.facts.finished = True; run.facts.num_examples = 45000
+    >>> run.facts.train_batch_size = 1; run.facts.gradient_accumulation_steps = 8
+    >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1)
+    >>> data_coverage(run, p)[0].evidence["suggested_max_steps"]
+    2000
+    """
+    facts = run.facts
+    ep_series = train(run, "epoch")
+    epoch = facts.epoch
+    if ep_series is not None:
+        _, ev = finite_points(ep_series)
+        if ev:
+            epoch = max(epoch or 0.0, ev[-1])
+    step = run.last_step
+    if epoch is None or not epoch > 0 or not step:
+        return []
+    max_steps = facts.max_steps
+    finished = bool(facts.finished) or (max_steps is not None and step >= max_steps)
+    if finished:
+        epochs = epoch
+    elif max_steps:
+        epochs = epoch * max_steps / step
+    else:
+        return []
+    if facts.num_train_epochs is not None and facts.num_train_epochs >= params["min_epochs"] and not facts.max_steps:
+        return []  # scheduled by epochs: the schedule covers them; an early stop is not coverage
+    if epochs >= params["min_epochs"]:
+        return []
+    steps_per_epoch = step / epoch
+    eff = facts.total_train_batch_size
+    if eff is None and facts.train_batch_size:
+        eff = facts.train_batch_size * (facts.gradient_accumulation_steps or 1) * (facts.world_size or 1)
+    examples = facts.num_examples
+    if examples is None and eff:
+        examples = round(steps_per_epoch * eff)
+    target_b = params["target_effective_batch"]
+    fixes: list[Fix] = []
+    if examples and (eff is None or eff < target_b):
+        new_steps = nice_ceil(params["target_epochs"] * examples / target_b)
+        pd = facts.train_batch_size
+        new_pd = min(target_b, 2 * pd) if pd else 2
+        ga = max(1, target_b // new_pd)
+        fixes.append(Fix(key="per_device_train_batch_size", value=new_pd, why=f"with gradient_accumulation_steps {ga}: effective batch {new_pd * ga} (was {eff or 'unknown'}); less noisy updates (memory permitting, else keep it and raise GA)"))
+        fixes.append(Fix(key="gradient_accumulation_steps", value=ga, why=f"effective batch {new_pd * ga} = per_device_train_batch_size {new_pd} x {ga}"))
+    else:
+        batch = eff or 1
+        new_steps = nice_ceil(params["target_epochs"] * (examples / batch if examples else steps_per_epoch))
+    covered = new_steps * (target_b if fixes else (eff or 0)) / examples if examples and (fixes or eff) else None
+    why = f"covers {covered:.2f} epochs" if covered else f"covers about {new_steps / steps_per_epoch:.2f} epochs"
+    if examples:
+        why += f" of {examples:,} examples"
+    why += f" (the run saw {pct(epochs)}% of one epoch)"
+    fixes.insert(0, Fix(key="max_steps", value=new_steps, why=why))
+    warm = max(1, round(params["warmup_share"] * new_steps))
+    fixes.append(Fix(key="warmup_steps", value=warm, why=f"{params['warmup_share']:.0%} of max_steps {new_steps} as warmup"))
+    evd = {
+        "epoch": round(epoch, 4),
+        "epochs": round(epochs, 4),
+        "percent": pct(epochs),
+        "steps": step,
+        "max_steps": max_steps,
+        "num_examples": examples,
+        "effective_batch": eff,
+        "suggested_max_steps": new_steps,
+    }
+    return [Detection(None if not ep_series else ep_series.steps[0], step, evd, None, tuple(fixes))]

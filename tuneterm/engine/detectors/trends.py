@@ -1,0 +1,248 @@
+"""Shape detectors over one series: spikes, sustained divergence, plateaus."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tuneterm.engine.detectors._common import pct, steps_text, train
+from tuneterm.engine.model import Detection, Fix, Severity
+from tuneterm.engine.registry import Param, detector
+from tuneterm.engine.stats import finite_points, head_tail, median, relative_change, rolling_median, series_blocks
+from tuneterm.logs.model import Run
+
+
+@detector(
+    "spike",
+    params={
+        "metric": Param("str", "the series to scan (train)"),
+        "window": Param("int", "trailing window (logged points) for the baseline median", min=3),
+        "min_history": Param("int", "points needed before a spike can be judged", min=2),
+        "ratio": Param("float", "a spike is at least this many times the baseline median", min=1),
+        "mad_k": Param("float", "... and at least baseline + mad_k x MAD", min=0),
+        "min_jump": Param("float", "... and at least this much above the baseline in absolute terms", min=0),
+        "min_value": Param("float", "ignore peaks below this absolute value", min=0),
+        "use_max_grad_norm": Param("bool", "raise min_value to the run's max_grad_norm when known", False),
+        "warn_ratio": Param("float", "a peak this many times the baseline is a warning (else info)", min=1),
+        "warn_count": Param("int", "this many spikes is a warning whatever their size", min=1),
+    },
+    evidence=("metric", "count", "peak_step", "peak", "baseline", "factor", "steps_text", "recovered"),
+)
+def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find isolated jumps of a series above its trailing median.
+
+    A point is a spike when it is at least ``ratio`` x and ``mad_k`` MADs above the median of the
+    ``window`` points before it (block medians for very long series, so the pass stays O(n)).
+    ``recovered`` says whether the series came back under 1.5x the baseline afterwards. Severity:
+    a warning when the peak is ``warn_ratio`` x the baseline, there are ``warn_count`` spikes, or
+    the series did not recover; otherwise info (isolated spikes that recover are mostly harmless).
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> for s in range(1, 41):
+    ...     run.add_train("grad_norm", s, 40.0 if s == 30 else 1.0 + 0.01 * (s % 3))
+    >>> p = dict(metric="grad_norm", window=20, min_history=5, ratio=10, mad_k=5, min_jump=0, min_value=0,
+    ...          use_max_grad_norm=False, warn_ratio=30, warn_count=3)
+    >>> d = spike(run, p)[0]
+    >>> d.first_step, d.severity.value
+    (30, 'warning')
+    """
+    s = train(run, params["metric"])
+    if s is None:
+        return []
+    steps, values = finite_points(s)
+    b = series_blocks(s)
+    n = len(b.medians)
+    hist = params["min_history"]
+    if n <= hist:
+        return []
+    window = max(3, params["window"] // b.size)
+    min_value = params["min_value"]
+    if params["use_max_grad_norm"] and run.facts.max_grad_norm:
+        min_value = max(min_value, run.facts.max_grad_norm)
+    found: list[tuple[int, float, float]] = []  # (index into finite points, value, baseline)
+    for i in range(hist, n):
+        peak = b.maxima[i]
+        if peak < min_value:
+            continue
+        ref = b.medians[max(0, i - window) : i]
+        base = median(ref)
+        if not base > 0 or peak < params["ratio"] * base:
+            continue
+        spread = median([abs(v - base) for v in ref])
+        if peak < base + params["mad_k"] * max(spread, 1e-12 * base) or peak - base < params["min_jump"]:
+            continue
+        found.append((b.argmax[i], peak, base))
+    if not found:
+        return []
+    idx, peak, base = max(found, key=lambda f: f[1] / f[2])
+    after = values[idx + 1 : idx + 1 + max(5, b.size * 5)]
+    recovered = bool(after) and min(after) <= 1.5 * base
+    factor = peak / base
+    loud = factor >= params["warn_ratio"] or len(found) >= params["warn_count"] or not recovered
+    severity = Severity.WARNING if loud else Severity.INFO
+    spike_steps = [steps[f[0]] for f in found]
+    evidence = {
+        "metric": params["metric"],
+        "count": len(found),
+        "peak_step": steps[idx],
+        "peak": peak,
+        "baseline": base,
+        "factor": round(factor, 1),
+        "steps_text": steps_text(spike_steps),
+        "recovered": recovered,
+    }
+    return [Detection(spike_steps[0], spike_steps[-1], evidence, severity)]
+
+
+@detector(
+    "divergence",
+    params={
+        "metric": Param("str", "the series (train)", "loss"),
+        "min_points": Param("int", "finite points needed", min=3),
+        "smooth_fraction": Param("float", "rolling-median window as a fraction of the points", min=0, max=0.5),
+        "rise_ratio": Param("float", "fire when the smoothed end is this many times the smoothed minimum", min=1),
+        "min_abs_rise": Param("float", "... and at least this much above it in absolute terms", min=0),
+    },
+    evidence=("metric", "start", "minimum", "min_step", "end", "factor", "worse_than_start"),
+)
+def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a sustained rise of a series from its minimum to the end of the run.
+
+    The series is smoothed with a trailing rolling median (window ``smooth_fraction`` of the
+    points); the detection fires when the last smoothed points all stay at least ``rise_ratio``
+    times the smoothed minimum. It is an error when the end is worse than the start.
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> for s, v in enumerate([1.0, 4.3, 8.8, 13.5, 17.0, 20.1, 22.0, 25.3, 27.9, 29.6], 1):
+    ...     run.add_train("loss", s * 10, v)
+    >>> d = divergence(run, {"metric": "loss", "min_points": 5, "smooth_fraction": 0.1, "rise_ratio": 1.5, "min_abs_rise": 0.1})[0]
+    >>> d.severity.value, d.evidence["min_step"]
+    ('error', 10)
+    """
+    s = train(run, params["metric"])
+    if s is None:
+        return []
+    steps, values = finite_points(s)
+    if len(values) < params["min_points"]:
+        return []
+    b = series_blocks(s)
+    w = max(1, round(len(b.medians) * params["smooth_fraction"]))
+    sm = rolling_median(b.medians, w)
+    imin = min(range(len(sm)), key=sm.__getitem__)
+    lo = sm[imin]
+    if not lo > 0 or imin >= len(sm) - 1:
+        return []
+    sustain = max(2, w)
+    tail = sm[-sustain:]
+    if len(sm) - imin <= sustain or min(tail) < max(params["rise_ratio"] * lo, lo + params["min_abs_rise"]):
+        return []
+    end = sm[-1]
+    start = sm[0]
+    worse = end > start
+    evidence = {
+        "metric": params["metric"],
+        "start": start,
+        "minimum": lo,
+        "min_step": b.steps[imin],
+        "end": end,
+        "factor": round(end / lo, 2),
+        "worse_than_start": worse,
+    }
+    causes = []
+    lr = train(run, "learning_rate")
+    if lr is not None and lr.values and max(lr.values) >= 1e-4 and not run.facts.is_peft:
+        causes.append(f"learning rate {max(lr.values):.3g} is high for full fine-tuning")
+    if run.facts.lora_r is not None and run.facts.lora_r >= 128:
+        causes.append(f"LoRA rank {run.facts.lora_r} with an LR not rescaled for it")
+    fixes: list[Fix] = []
+    if lr is not None and lr.values and max(lr.values) > 0:
+        peak = max(lr.values)
+        fixes.append(Fix(key="learning_rate", value=float(f"{peak / 10:.2g}"), why=f"a tenth of the peak {peak:.3g}: the usual resolution of divergence"))
+    return [Detection(b.steps[imin], s.steps[-1], evidence, Severity.ERROR if worse else None, tuple(fixes), tuple(causes))]
+
+
+@detector(
+    "plateau",
+    params={
+        "metric": Param("str", "the series (train)", "loss"),
+        "min_points": Param("int", "finite points needed", min=4),
+        "head_fraction": Param("float", "share of points at each end whose medians are compared", min=0.01, max=0.5),
+        "min_improvement": Param("float", "fire when the whole run improved less than this fraction", min=0),
+        "late_start": Param("float", "where the late stretch starts, as a fraction of the run", min=0, max=0.9),
+        "min_late_improvement": Param("float", "... or when the late stretch improved less than this", min=0),
+        "min_level": Param("float", "never fire when the end value is at or below this (converged)", min=0),
+        "lora_learning_rate": Param("float", "LR to suggest for LoRA runs whose peak LR is lower", min=0),
+    },
+    evidence=(
+        "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
+        "late_improvement_pct", "stretch", "peak_lr",
+    ),
+)
+def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a run whose loss does not meaningfully improve (overall, or for most of the run).
+
+    Compares the median of the first ``head_fraction`` of points with the median of the last
+    ``head_fraction``: fires when the relative change is within +-``min_improvement``; also when
+    the stretch from ``late_start`` of the run to the end changed less than
+    ``min_late_improvement`` either way (a run that learned early, then stalled). A loss that got
+    clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
+    for LoRA runs trained at a full-fine-tuning LR.
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> for s in range(1, 21):
+    ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
+    >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
+    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4)
+    >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
+    True
+    """
+    s = train(run, params["metric"])
+    if s is None:
+        return []
+    steps, values = finite_points(s)
+    n = len(values)
+    if n < params["min_points"]:
+        return []
+    k = max(2, int(n * params["head_fraction"]))
+    head, tail = head_tail(values, params["head_fraction"], min_count=2)
+    if tail <= params["min_level"] or head <= 0:
+        return []
+    overall = relative_change(head, tail)
+    late_i = int(n * params["late_start"])
+    late_head = median(values[late_i : late_i + k])
+    late = relative_change(late_head, tail)
+    # "Flat" means within a band around zero: a loss that got clearly *worse* is divergence's case.
+    if abs(overall) < params["min_improvement"]:
+        stretch = "the whole run"
+        first = steps[0]
+    elif abs(late) < params["min_late_improvement"] and overall > -params["min_improvement"]:
+        stretch = f"steps {steps[late_i]}-{steps[-1]}"
+        first = steps[late_i]
+    else:
+        return []
+    lr = train(run, "learning_rate")
+    peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
+    fixes: list[Fix] = []
+    causes: list[str] = []
+    lora_lr = params["lora_learning_rate"]
+    if run.facts.is_peft and peak_lr is not None and peak_lr < lora_lr:
+        causes.append(f"LoRA trained at a full-fine-tuning learning rate ({peak_lr:.3g}); adapters need ~10x more")
+        fixes.append(Fix(key="learning_rate", value=lora_lr, why=f"LoRA/QLoRA adapters train well around {lora_lr:g} (TRL docs: ~1e-4 for adapters); {peak_lr:.3g} is a full fine-tuning rate"))
+    evidence = {
+        "metric": params["metric"],
+        "first": values[0],
+        "last": values[-1],
+        "change_pct": pct(relative_change(values[0], values[-1])),
+        "start": head,
+        "end": tail,
+        "improvement_pct": pct(overall),
+        "late_from": steps[late_i],
+        "late_improvement_pct": pct(late),
+        "stretch": stretch,
+        "peak_lr": peak_lr,
+    }
+    return [Detection(first, steps[-1], evidence, None, tuple(fixes), tuple(causes))]

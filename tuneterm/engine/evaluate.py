@@ -1,0 +1,149 @@
+"""Running rules over a Run: detectors -> Detection -> Finding.
+
+>>> from tuneterm.engine import load_rules, evaluate
+>>> from tuneterm.logs.model import Run
+>>> run = Run(source="demo", format="test")
+>>> run.facts.trainer_kind = "sft"
+>>> for step in range(1, 6):
+...     run.add_train("loss", step * 10, 2.0)
+...     run.add_train("grad_norm", step * 10, float("nan"))
+>>> [f.name for f in evaluate(run, load_rules())][:1]
+['nan-or-inf']
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tuneterm.engine.model import Detection, Finding, Rule, Severity
+from tuneterm.engine.registry import get_detector
+from tuneterm.engine.stats import analysis_cache, fmt_num
+from tuneterm.logs.model import Run
+from tuneterm.textsafe import inert_line
+
+
+def _render(value: Any, spec: str) -> str:
+    if isinstance(value, float) and not spec:
+        return fmt_num(value)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def fill_message(template: str, fields: Mapping[str, Any]) -> str:
+    """Fill a ``str.format``-style template safely.
+
+    Only plain field names are looked up (no attribute or index access, no conversions); a field
+    missing from ``fields`` is left visible as ``{name}``; a format spec that does not fit the
+    value falls back to ``str(value)``. Floats without a spec print with 4 significant digits.
+
+    >>> fill_message("grad_norm {value:.2f} at step {step}; {missing}", {"value": 0.0, "step": 7})
+    'grad_norm 0.00 at step 7; {missing}'
+    """
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return template
+    for literal, field, spec, conv in parsed:
+        out.append(literal)
+        if field is None:
+            continue
+        if field in fields and field.isidentifier():
+            out.append(_render(fields[field], spec or ""))
+        else:
+            shown = field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+            out.append("{" + shown + "}")
+    return "".join(out)
+
+
+def _finding(run: Run, rule: Rule, det: Detection) -> Finding:
+    fields: dict[str, Any] = dict(rule.params)
+    fields.update(det.evidence)
+    fields.update(
+        first_step=det.first_step,
+        last_step=det.last_step,
+        code=rule.code,
+        name=rule.name,
+        trainer=run.facts.trainer_kind,
+    )
+    # An event carries its own line (a traceback); a metric finding points at its first step's entry.
+    ev_line = det.evidence.get("line")
+    if isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1:
+        line: int | None = ev_line
+    else:
+        line = run.lines.get(det.first_step) if det.first_step is not None else None
+    return Finding(
+        code=rule.code,
+        name=rule.name,
+        severity=det.severity or rule.severity,
+        category=rule.category,
+        message=fill_message(rule.message, fields),
+        first_step=det.first_step,
+        last_step=det.last_step,
+        evidence=dict(det.evidence),
+        causes=tuple(dict.fromkeys(det.causes + rule.causes)),
+        fixes=det.fixes + tuple(f for f in rule.fixes if f not in det.fixes),
+        references=rule.references,
+        source=run.source,
+        line=line,
+    )
+
+
+def _crash_finding(run: Run, rule: Rule, exc: BaseException) -> Finding:
+    # A detector bug must never take the whole diagnosis down: report it as an info finding.
+    text = inert_line(f"{type(exc).__name__}: {exc}", 200)
+    return Finding(
+        code=rule.code,
+        name=rule.name,
+        severity=Severity.INFO,
+        category=rule.category,
+        message=f"detector crashed: '{rule.detector}' raised {text}; this rule was not checked",
+        first_step=None,
+        last_step=None,
+        evidence={"detector": rule.detector, "error": text},
+        causes=(),
+        fixes=(),
+        references=rule.references,
+        source=run.source,
+    )
+
+
+def _sort_key(f: Finding) -> tuple[int, float, str]:
+    step = f.first_step if f.first_step is not None else math.inf
+    return (-f.severity.rank, step, f.code)
+
+
+def evaluate(run: Run, rules: Iterable[Rule]) -> list[Finding]:
+    """Evaluate the ``log``-scope rules that apply to ``run``'s trainer kind.
+
+    Args:
+        run: a parsed run (see :func:`tuneterm.logs.load_run`).
+        rules: a :class:`~tuneterm.engine.rules.RuleSet` or any iterable of rules.
+
+    Returns:
+        Findings sorted by severity (errors first), then first step, then code. A detector that
+        raises yields an info finding "detector crashed" for its rule instead of an exception.
+    """
+    kind = run.facts.trainer_kind
+    findings: list[Finding] = []
+    with analysis_cache():
+        for rule in rules:
+            if rule.scope != "log" or kind not in rule.trainers:
+                continue
+            spec = get_detector(rule.detector, "log")
+            if spec is None:  # rules from load_rules() are validated; hand-made ones may not be
+                findings.append(_crash_finding(run, rule, LookupError(f"unknown detector {rule.detector!r}")))
+                continue
+            try:
+                detections = spec.func(run, rule.params)
+            except Exception as exc:  # noqa: BLE001 - isolate detector bugs, by design
+                findings.append(_crash_finding(run, rule, exc))
+                continue
+            findings.extend(_finding(run, rule, d) for d in detections)
+    findings.sort(key=_sort_key)
+    return findings

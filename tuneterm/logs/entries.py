@@ -1,0 +1,358 @@
+"""Turning metric entries (one dict per logged step) into points of a :class:`~tuneterm.logs.model.Run`.
+
+Every format ends here: a ``trainer_state.json`` ``log_history`` element, a JSONL line, a console
+``{'loss': ...}`` dict, a CSV row. :class:`EntrySink` normalises keys once per distinct key tuple
+(:func:`tuneterm.logs.names.plan_keys`, cached), converts values (numbers, numeric strings, ``nan``,
+``inf``), and appends to the run's series. It is the hot loop of the 300,000-entry benchmark, so it
+avoids per-value function calls on the common path (floats and ints).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+from tuneterm.logs.model import Run, Series
+from tuneterm.logs.names import STEP_KEYS, plan_keys
+
+_MAX_PLANS = 4096  # distinct key tuples cached per run; a pathological log cannot grow it unbounded
+
+
+def to_float(value: Any) -> float | None:
+    """Convert a logged value to float, or ``None`` when it is not a number.
+
+    Accepts ints, floats, numeric strings (transformers 5 prints ``'0.9528'``), the spellings
+    ``nan``/``NaN``/``inf``/``-inf``/``Infinity``, and ``np.float64(0.5)`` / ``tensor(0.5)`` reprs.
+    Booleans, ``None``, lists and other strings are not numbers.
+
+    >>> to_float("1e-05"), to_float("nan") != to_float("nan"), to_float(True)
+    (1e-05, True, None)
+    """
+    t = type(value)
+    if t is float:
+        return value  # type: ignore[no-any-return]
+    if t is int:
+        return float(value)
+    if t is str:
+        s = value.strip()
+        if not s or len(s) > 64:
+            return None
+        if s.endswith(")") and "(" in s:  # np.float64(0.5), tensor(0.5), np.float32(nan)
+            s = s[s.index("(") + 1 : -1].split(",", 1)[0].strip()
+        try:
+            return float(s)
+        except ValueError:
+            return None
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+class LineIndex(MutableMapping[int, int]):
+    """step -> 1-based line number, stored compactly (two int64 arrays, first line per step).
+
+    A million-entry console log would need ~100 MB as a ``dict``; this needs 16 bytes an entry.
+    Lookups bisect when steps were appended in order (the normal case) and scan otherwise.
+    """
+
+    __slots__ = ("_lines", "_sorted", "_steps")
+
+    def __init__(self) -> None:
+        self._steps: array[int] = array("q")
+        self._lines: array[int] = array("q")
+        self._sorted = True
+
+    def add(self, step: int, line: int) -> None:
+        """Record ``line`` for ``step`` unless the step already has one."""
+        steps = self._steps
+        if steps:
+            last = steps[-1]
+            if step == last:
+                return
+            if step < last:
+                if step in self:
+                    return
+                self._sorted = False
+        steps.append(step)
+        self._lines.append(line)
+
+    def _find(self, step: int) -> int:
+        steps = self._steps
+        if self._sorted:
+            i = bisect_left(steps, step)
+            return i if i < len(steps) and steps[i] == step else -1
+        try:
+            return steps.index(step)
+        except ValueError:
+            return -1
+
+    def __getitem__(self, step: int) -> int:
+        i = self._find(step)
+        if i < 0:
+            raise KeyError(step)
+        return self._lines[i]
+
+    def __setitem__(self, step: int, line: int) -> None:
+        i = self._find(step)
+        if i >= 0:
+            self._lines[i] = line
+        else:
+            self.add(step, line)
+
+    def __delitem__(self, step: int) -> None:
+        i = self._find(step)
+        if i < 0:
+            raise KeyError(step)
+        del self._steps[i]
+        del self._lines[i]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def rescale(self, old: int, new: int) -> None:
+        """Multiply every step by ``new / old`` (console logs learn logging_steps late)."""
+        self._steps = array("q", (s // old * new for s in self._steps))
+
+
+class EntrySink:
+    """Append metric entries to ``run``, normalising names; one sink per parse.
+
+    Args:
+        run: the run to fill.
+        track_lines: record step -> line number for findings that point into the file.
+
+    Attributes:
+        last_epoch: the last epoch value seen (goes to ``facts.epoch`` at the end).
+        last_step: the last step an entry was added at.
+        entries: number of entries that produced at least one metric point.
+        bad_values: values that were neither numbers nor numeric strings (skipped, counted).
+    """
+
+    def __init__(self, run: Run, *, track_lines: bool = False) -> None:
+        self.run = run
+        self.last_epoch: float | None = None
+        self.last_step: int | None = None
+        self.entries = 0
+        self.summary_entries = 0
+        self.bad_values = 0
+        self._plans: dict[tuple[str, ...], list[list[Any]]] = {}
+        if track_lines and not isinstance(run.lines, LineIndex):
+            run.lines = LineIndex()  # type: ignore[assignment]
+
+    # kinds in a compiled plan
+    _TRAIN, _EVAL, _SUMMARY, _EPOCH, _SKIP = range(5)
+
+    def _compile(self, keys: tuple[str, ...]) -> list[list[Any]]:
+        """Plan for one key tuple: ``[key, kind, target, slot]`` items.
+
+        ``slot`` caches the target series' bound ``append`` methods once the first value arrives
+        (series are created lazily so a key whose values are all ``null`` leaves no empty series).
+        """
+        compiled: list[list[Any]] = []
+        for key, dest, eset, name in plan_keys(keys):
+            if dest == "train":
+                compiled.append([key, self._TRAIN, name, None])
+            elif dest == "eval":
+                compiled.append([key, self._EVAL, (eset or "eval", name), None])
+            elif dest == "summary":
+                compiled.append([key, self._SUMMARY, name, None])
+            elif dest == "epoch":
+                compiled.append([key, self._EPOCH, None, None])
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[keys] = compiled
+        return compiled
+
+    def _slot(self, kind: int, target: Any) -> tuple[Any, Any]:
+        """Bound ``(steps.append, values.append)`` of the series for ``target`` (created if new)."""
+        run = self.run
+        if kind == self._TRAIN:
+            s = run.train.get(target)
+            if s is None:
+                s = run.train[target] = Series(target)
+        else:
+            eset, name = target
+            bucket = run.evals.setdefault(eset, {})
+            s = bucket.get(name)
+            if s is None:
+                s = bucket[name] = Series(name)
+        return s.steps.append, s.values.append
+
+    def step_of(self, entry: Mapping[str, Any]) -> int | None:
+        """The entry's own step (``step``, ``global_step``, ``current_steps`` ...), if any."""
+        for k in STEP_KEYS:
+            if k in entry:
+                v = to_float(entry[k])
+                if v is not None and math.isfinite(v):
+                    return int(v)
+        return None
+
+    def add(self, entry: Mapping[str, Any], step: int, line: int | None = None) -> int:
+        """Add one entry's metrics at ``step``.
+
+        Args:
+            entry: raw key -> value (numbers or numeric strings; others are skipped).
+            step: the x position (the caller resolves it: entry's own step, tqdm, or a counter).
+            line: 1-based line number in the source, for line-based formats.
+
+        Returns:
+            The number of training/eval points added (summary scalars are not counted).
+        """
+        keys = tuple(entry)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._compile(keys)
+        added = 0
+        train_added = 0
+        epoch: float | None = None
+        for item in plan:
+            v = entry[item[0]]
+            t = type(v)
+            if t is not float:
+                if v is None:
+                    continue
+                if t is int:
+                    v = float(v)
+                else:
+                    v = to_float(v)
+                    if v is None:
+                        self.bad_values += 1
+                        continue
+            kind = item[1]
+            if kind <= 1:  # a training or eval series
+                slot = item[3]
+                if slot is None:
+                    slot = item[3] = self._slot(kind, item[2])
+                slot[0](step)
+                slot[1](v)
+                added += 1
+                if kind == 0:
+                    train_added += 1
+            elif kind == 2:
+                self.run.summary[item[2]] = v
+            else:
+                epoch = v
+        run = self.run
+        if epoch is not None:
+            self.last_epoch = epoch
+            if train_added:
+                # Epoch is charted against training steps only; eval/summary entries repeat it.
+                s = run.train.get("epoch")
+                if s is None:
+                    s = run.train["epoch"] = Series("epoch")
+                s.steps.append(step)
+                s.values.append(epoch)
+        if added:
+            self.entries += 1
+            self.last_step = step
+            if line is not None:
+                lines = run.lines
+                if isinstance(lines, LineIndex):
+                    lines.add(step, line)
+                else:
+                    lines.setdefault(step, line)
+        elif any(item[1] == 2 for item in plan):
+            self.summary_entries += 1
+        return added
+
+    def add_many(self, entries: Iterable[Any]) -> tuple[int, int]:
+        """Add a sequence of dict entries (``log_history``); the tight loop of the JSON reader.
+
+        Same semantics as calling :meth:`add` per entry (entries without a step get their 1-based
+        position; non-dicts are skipped), inlined because this loop is most of what tuneterm adds
+        to ``json.load`` on a 300,000-entry trainer_state.json. The cyclic garbage collector is
+        paused meanwhile: the loop allocates only key tuples, yet each allocation burst would make
+        the collector traverse every object ``json.loads`` just built.
+
+        Returns:
+            ``(entries with metrics, entries skipped because they were not dicts)``.
+        """
+        skipped = 0
+        n = 0
+        plans = self._plans
+        compile_ = self._compile
+        slot_of = self._slot
+        bad = 0
+        last_epoch = self.last_epoch
+        last_step = self.last_step
+        epoch_slot: tuple[Any, Any] | None = None
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i, e in enumerate(entries, 1):
+                if type(e) is not dict:
+                    skipped += 1
+                    continue
+                st = e.get("step")
+                if type(st) is not int:
+                    st = self.step_of(e)
+                    if st is None:
+                        st = i
+                keys = tuple(e)
+                plan = plans.get(keys)
+                if plan is None:
+                    plan = compile_(keys)
+                added = 0
+                train_added = 0
+                epoch = None
+                for item in plan:
+                    v = e[item[0]]
+                    t = type(v)
+                    if t is not float:
+                        if v is None:
+                            continue
+                        if t is int:
+                            v = float(v)
+                        else:
+                            v = to_float(v)
+                            if v is None:
+                                bad += 1
+                                continue
+                    kind = item[1]
+                    if kind <= 1:
+                        slot = item[3]
+                        if slot is None:
+                            slot = item[3] = slot_of(kind, item[2])
+                        slot[0](st)
+                        slot[1](v)
+                        added += 1
+                        if kind == 0:
+                            train_added += 1
+                    elif kind == 2:
+                        self.run.summary[item[2]] = v
+                    else:
+                        epoch = v
+                if epoch is not None:
+                    last_epoch = epoch
+                    if train_added:
+                        if epoch_slot is None:
+                            epoch_slot = slot_of(self._TRAIN, "epoch")
+                        epoch_slot[0](st)
+                        epoch_slot[1](epoch)
+                if added:
+                    n += 1
+                    last_step = st
+                elif any(item[1] == 2 for item in plan):
+                    self.summary_entries += 1
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self.entries += n
+        self.bad_values += bad
+        self.last_epoch = last_epoch
+        self.last_step = last_step
+        return n, skipped
+
+    def finish(self) -> None:
+        """Copy what the sink learned into ``run.facts`` (last epoch, last step)."""
+        f = self.run.facts
+        if self.last_epoch is not None and math.isfinite(self.last_epoch):
+            f.epoch = self.last_epoch
+        if "train_runtime" in self.run.summary or "train_loss" in self.run.summary:
+            f.finished = True

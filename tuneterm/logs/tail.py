@@ -1,0 +1,225 @@
+"""Following a growing log: :class:`Follower` for ``tuneterm watch`` and the TUI.
+
+A follower reads only what was appended since the last :meth:`Follower.poll`, and only complete
+lines (a partial last line waits for its newline), through the *same* parsers as the whole-file
+readers (:class:`~tuneterm.logs.console.ConsoleParser`, :class:`~tuneterm.logs.jsonl.JsonlParser`):
+there is no second parser. A file that shrinks or is replaced (new inode) is read again from the
+start into a fresh :class:`Run`. JSON documents and CSV files cannot be appended to meaningfully, so
+they are re-read whole when their size or mtime changes.
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "train.log"
+>>> _ = p.write_text("{'loss': 1.0, 'epoch': 0.1}\\n")
+>>> f = Follower(p); f.poll()
+1
+>>> with p.open("a") as fh: _ = fh.write("{'loss': 0.9, 'epoch': 0.2}\\n{'loss': 0.")
+>>> f.poll(), len(f.run.train["loss"])
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tuneterm.errors import InputError
+from tuneterm.logs.console import ConsoleParser
+from tuneterm.logs.facts import apply_config, load_mapping
+from tuneterm.logs.infer import infer_facts
+from tuneterm.logs.jsonl import JsonlParser
+from tuneterm.logs.model import Run
+from tuneterm.logs.textio import LineSplitter, looks_binary, show
+
+_READ_CHUNK = 4 << 20  # per file per poll; the rest is read on the next poll
+
+
+class _LineParser(Protocol):
+    def feed(self, lineno: int, line: str) -> int: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class _Tail:
+    """One appended-to file: where we are in it and who parses its lines."""
+
+    path: Path
+    kind: str  # "console", "events" (console without metrics), "jsonl"
+    parser: _LineParser | None = None
+    splitter: LineSplitter = field(default_factory=LineSplitter)
+    offset: int = 0
+    inode: int | None = None
+
+
+def _points(run: Run) -> int:
+    return sum(len(s) for s in run.train.values()) + sum(
+        len(s) for b in run.evals.values() for s in b.values()
+    )
+
+
+class Follower:
+    """Follow a console log, a JSONL metrics file, or a run directory as it grows.
+
+    Args:
+        path: a file, a tuneterm run directory (``metrics.jsonl``, ``stderr.log``, ``stdout.log``,
+            ``status.json``, ``config.yaml``), or any directory :func:`~tuneterm.logs.load_run`
+            reads (re-read whole on change).
+
+    Attributes:
+        run: the run so far. It is replaced by a fresh object when the source is truncated or
+            rotated, so read ``follower.run`` after each poll rather than keeping a reference.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.run = Run(source=str(self.path), format="unknown")
+        self._tails: list[_Tail] = []
+        self._whole_sig: tuple[int, float] | None = None
+        self._mode = ""
+        self._setup()
+
+    # ---------------------------------------------------------------------------------- set-up
+    def _setup(self) -> None:
+        p = self.path
+        self.run = Run(source=str(p), format="unknown")
+        self._whole_sig = None
+        if p.is_dir():
+            if (p / "metrics.jsonl").exists() or (p / "status.json").exists() or (
+                p / "stderr.log"
+            ).exists():
+                self._mode = "run_dir"
+                self.run.format = "run_dir"
+                cfg = load_mapping(p / "config.yaml") or load_mapping(p / "config.json")
+                if cfg is not None:
+                    apply_config(self.run.facts, cfg)
+                from tuneterm.logs.load import is_command_run
+
+                # `tuneterm watch -- COMMAND`: no metrics.jsonl; the metrics are in the console
+                # output, which the command's stdout and stderr both write to stdout.log.
+                self._tails = [
+                    _Tail(p / "metrics.jsonl", "jsonl"),
+                    _Tail(p / "stderr.log", "events"),
+                    _Tail(p / "stdout.log", "console" if is_command_run(p) else "events"),
+                ]
+            else:
+                self._mode = "whole"
+                self._tails = []
+        else:
+            self._mode = "file"
+            self._tails = [_Tail(p, "")]
+
+    def _make_parser(self, tail: _Tail) -> _LineParser | None:
+        if tail.kind == "jsonl":
+            return JsonlParser(self.run)
+        if tail.kind == "events":
+            return ConsoleParser(self.run, metrics=False)
+        if tail.kind == "console":
+            return ConsoleParser(self.run)
+        # a plain file: decide from its first bytes once there are some
+        try:
+            with tail.path.open("rb") as fh:
+                head = fh.read(64 * 1024)
+        except OSError:
+            return None
+        if not head.strip():
+            return None
+        if looks_binary(head[:8192]):
+            raise InputError(f"{show(tail.path)} is binary data, not a training log")
+        from tuneterm.logs.load import sniff
+
+        fmt = sniff(tail.path, head)
+        if fmt == "jsonl" or (fmt == "json" and head.lstrip().startswith(b"{") and b"\n{" in head):
+            tail.kind = "jsonl"
+            self.run.format = "jsonl"
+            return JsonlParser(self.run)
+        if fmt == "console":
+            tail.kind = "console"
+            self.run.format = "console"
+            return ConsoleParser(self.run)
+        self._mode = "whole"  # json / csv / tensorboard: re-read whole on change
+        return None
+
+    # ------------------------------------------------------------------------------------ poll
+    def poll(self) -> int:
+        """Read what was appended since the last call.
+
+        Returns:
+            The number of new metric points (training and eval).
+
+        Raises:
+            InputError: the followed file turned out to be binary, or is unreadable.
+        """
+        if self._mode == "whole":
+            return self._poll_whole()
+        added = 0
+        for tail in self._tails:
+            added += self._poll_tail(tail)
+            if self._mode == "whole":
+                return self._poll_whole()
+        for tail in self._tails:
+            if tail.parser is not None:
+                tail.parser.finish()
+        if self._mode == "run_dir":
+            status = load_mapping(self.path / "status.json")
+            if status is not None:
+                from tuneterm.logs.load import apply_status
+
+                apply_status(self.run, status)
+        self.run.facts.trainer_kind = "unknown"
+        infer_facts(self.run)
+        return added
+
+    def _poll_tail(self, tail: _Tail) -> int:
+        try:
+            st = tail.path.stat()
+        except OSError:
+            return 0  # not there (yet)
+        if tail.inode is not None and (st.st_ino != tail.inode or st.st_size < tail.offset):
+            # truncated or rotated: start over with a fresh run
+            self._setup()
+            return self.poll_restart()
+        tail.inode = st.st_ino
+        if st.st_size == tail.offset:
+            return 0
+        if tail.parser is None:
+            tail.parser = self._make_parser(tail)
+            if tail.parser is None:
+                return 0
+        try:
+            with tail.path.open("rb") as fh:
+                fh.seek(tail.offset)
+                data = fh.read(_READ_CHUNK)
+        except OSError as e:
+            raise InputError(f"cannot read {show(tail.path)}: {e.strerror or e}") from None
+        tail.offset += len(data)
+        added = 0
+        for lineno, seg in tail.splitter.feed(data):
+            added += tail.parser.feed(lineno, seg)
+        return added
+
+    def poll_restart(self) -> int:
+        """Re-read everything after truncation/rotation (returns all points as new)."""
+        self.poll()
+        return _points(self.run)
+
+    def _poll_whole(self) -> int:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return 0
+        sig = (st.st_size, st.st_mtime)
+        if sig == self._whole_sig:
+            return 0
+        from tuneterm.logs.load import load_run
+
+        before = _points(self.run) if self._whole_sig is not None else 0
+        try:
+            run = load_run(self.path)
+        except InputError:
+            if self._whole_sig is None and st.st_size == 0:
+                return 0
+            raise
+        self._whole_sig = sig
+        self.run = run
+        return max(0, _points(run) - before)
