@@ -49,7 +49,7 @@ def test_doctor_demo(capsys) -> None:
 def test_doctor_hostile_path_is_inert(tmp_path: Path) -> None:
     d = tmp_path / "[red]x[blink]"
     d.mkdir()
-    proc = run_script("doctor", str(nan_run(d / "trainer_state.json")), "--width", "80", env={"NO_COLOR": "1"})
+    proc = run_script("doctor", str(nan_run(d / "trainer_state.json")), "--width", "400", env={"NO_COLOR": "1"})
     assert proc.returncode == 1
     assert "[red]x[blink]" in proc.stdout and "\x1b" not in proc.stdout
 

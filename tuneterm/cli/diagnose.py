@@ -59,7 +59,9 @@ def warn(message: str) -> None:
     print(f"tuneterm: warning: {inert_line(message, 400)}", file=sys.stderr)
 
 
-def gather(paths: list[str], select: list[str] | None, ignore: list[str] | None) -> tuple[list, ExitCode | None]:
+def gather(
+    paths: list[str], select: list[str] | None, ignore: list[str] | None, **subject_options: object
+) -> tuple[list, ExitCode | None]:
     """Check every path; report unreadable and empty ones on stderr.
 
     Returns the results (command-line order) and the exit code that overrides the findings'
@@ -73,7 +75,7 @@ def gather(paths: list[str], select: list[str] | None, ignore: list[str] | None)
     from tuneterm.errors import NoMetricsError, TunetermError
     from tuneterm.report import CheckOptions, check_subject
 
-    options = CheckOptions(select=split_names(select), ignore=split_names(ignore))
+    options = CheckOptions(select=split_names(select), ignore=split_names(ignore), **subject_options)  # type: ignore[arg-type]
     options.ruleset()  # fail once, before any path, on a bad rule file or an unknown rule name
     results = []
     empty: list[str] = []
@@ -110,14 +112,20 @@ def _write_stdout(text: str) -> None:
 
 @app.command("check")
 def check_cmd(
-    paths: list[str] = typer.Argument(..., metavar="PATH", help="Training logs: files or run/checkpoint directories."),
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Training logs (files, run or checkpoint directories), training configs (YAML) or datasets."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings at or above this severity."),
     select: list[str] | None = typer.Option(None, "--select", metavar="NAMES", help="Only these rules: names, codes or code prefixes (comma-separated, repeatable)."),
     ignore: list[str] | None = typer.Option(None, "--ignore", metavar="NAMES", help="Skip these rules: names, codes or code prefixes (comma-separated, repeatable)."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
+    gpu_memory: str | None = typer.Option(None, "--gpu-memory", metavar="SIZE", help="Configs: memory of one GPU for the fit check, e.g. 24GiB (default: the GPUs found)."),
+    gpus: int | None = typer.Option(None, "--gpus", min=1, metavar="N", help="Configs: number of data-parallel GPUs (default: the GPUs found)."),
+    trainer: str | None = typer.Option(None, "--trainer", metavar="KIND", help="Configs and datasets: sft, dpo or grpo (default: inferred)."),
+    model: str | None = typer.Option(None, "--model", metavar="PATH|ID", help="Datasets: the model whose tokenizer and chat template render the data."),
+    max_length: int | None = typer.Option(None, "--max-length", min=1, metavar="N", help="Datasets: truncation length (default: TRL's 1024)."),
+    sample: int | None = typer.Option(None, "--sample", min=1, metavar="N", help="Datasets: check a random sample of N rows."),
 ) -> None:
-    """Check training logs against the rules; the exit code says whether to fail CI.
+    """Check training logs, configs or datasets against the rules; the exit code says whether to fail CI.
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 bad usage or unreadable input,
     3 no training metrics in any path. The report goes to stdout (or --output); diagnostics
@@ -127,7 +135,17 @@ def check_cmd(
     from tuneterm.errors import TunetermError
     from tuneterm.report import fails, render
 
-    results, override = gather(paths, select, ignore)
+    gpu_memory_gib = None
+    if gpu_memory is not None:
+        from tuneterm.cli.plan import parse_size_gib
+
+        gpu_memory_gib = parse_size_gib(gpu_memory)
+    if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
+        raise click.BadParameter(f"{trainer!r} is not one of sft, dpo, grpo", param_hint="--trainer")
+    results, override = gather(
+        paths, select, ignore, gpu_memory_gib=gpu_memory_gib, gpus=gpus, trainer=trainer,
+        model=model, max_length=max_length, sample=sample,
+    )
     threshold = Severity(fail_on.value)
     if results:
         text = render(fmt.value, results, threshold, as_array=len(paths) > 1)

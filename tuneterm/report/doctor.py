@@ -36,7 +36,7 @@ from rich.text import Text
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Fix, Severity
 from tuneterm.logs.model import Run
-from tuneterm.report.result import CheckResult, Tally, display_path, plural
+from tuneterm.report.result import CheckResult, Tally, command_prompt, display_path, plural
 from tuneterm.textsafe import inert, inert_line
 
 MARKS = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "•"}
@@ -98,7 +98,7 @@ def fix_text(fix: Fix) -> Text:
     """``key: value  # why`` or ``$ command  # why`` as styled Text (all parts inert)."""
     t = Text()
     if fix.command is not None:
-        t.append(f"$ {inert_line(fix.command, 300)}", style="bold")
+        t.append(f"{command_prompt(fix.command)} {inert_line(fix.command, 300)}", style="bold")
     else:
         value = fix.value if isinstance(fix.value, str) else json.dumps(fix.value, default=str)
         t.append(f"{inert_line(fix.key, 100)}: ", style="bold")

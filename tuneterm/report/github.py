@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuneterm.engine.model import Finding, Fix
-from tuneterm.report.result import CheckResult, display_path
+from tuneterm.report.result import CheckResult, command_prompt, display_path
 from tuneterm.textsafe import inert, inert_line
 
 _LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
@@ -42,7 +42,7 @@ def fix_text(fix: Fix) -> str:
     import json
 
     if fix.command is not None:
-        head = f"$ {fix.command}"
+        head = f"{command_prompt(fix.command)} {fix.command}"
     else:
         value = fix.value if isinstance(fix.value, str) else json.dumps(fix.value, default=str)
         head = f"{fix.key}: {value}"

@@ -14,6 +14,7 @@ This module also holds the small helpers every emitter shares: counting by sever
 from __future__ import annotations
 
 import math
+import re
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,29 @@ class CheckResult:
 def fails(results: Iterable[CheckResult], fail_on: Severity) -> bool:
     """True when any result has a finding at or above ``fail_on`` (exit code 1)."""
     return any(r.failing(fail_on) for r in results)
+
+
+_PYTHON_STATEMENT = re.compile(r"^[A-Za-z_][\w.]*(\[[^\]]*\])?\s*(\(|=(?!=))")
+_ENV_PREFIX = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
+
+def command_prompt(command: str) -> str:
+    """The prompt to show before a fix's command: ``>>>`` for a Python statement, else ``$``.
+
+    Rule fixes hold two kinds of command: shell commands (``pip install -U trl``,
+    ``PYTORCH_CUDA_ALLOC_CONF=... tuneterm train CONFIG``) and statements to put in the training
+    script (``model.print_trainable_parameters()``, ``batch = next(...)``). Showing the latter
+    behind ``$`` would invite pasting Python into a shell.
+
+    >>> command_prompt("model.print_trainable_parameters()"), command_prompt("pip install trl")
+    ('>>>', '$')
+    >>> command_prompt("NCCL_DEBUG=INFO tuneterm train CONFIG")
+    '$'
+    """
+    s = command.strip()
+    if _ENV_PREFIX.match(s):
+        return "$"
+    return ">>>" if _PYTHON_STATEMENT.match(s) else "$"
 
 
 def display_path(source: str, base: str | os.PathLike[str] | None = None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Fix, Rule
-from tuneterm.report.result import CheckResult, display_path, json_safe
+from tuneterm.report.result import CheckResult, command_prompt, display_path, json_safe
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/tuneterm/"
@@ -29,7 +29,8 @@ _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 def _fix_line(fix: Fix, markdown: bool) -> str:
     if fix.command is not None:
-        head = f"`$ {fix.command}`" if markdown else f"$ {fix.command}"
+        prompt = command_prompt(fix.command)
+        head = f"`{prompt} {fix.command}`" if markdown else f"{prompt} {fix.command}"
     else:
         value = fix.value if isinstance(fix.value, str) else json.dumps(json_safe(fix.value))
         head = f"`{fix.key}: {value}`" if markdown else f"{fix.key}: {value}"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: nothing here may import the parsers or en
     from tuneterm.engine.rules import RuleSet
     from tuneterm.logs.model import Run
 
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("tuneterm.preflight.subjects",)
 """Modules that register extra subject handlers when imported (e.g. a config checker)."""
 
 
@@ -41,11 +41,21 @@ class CheckOptions:
         select: rule names, codes or code prefixes to run (empty: all).
         ignore: rule names, codes or code prefixes to skip.
         rules_dir: a rule directory other than the shipped ``rules/`` (tests, custom rules).
+        gpu_memory_gib, gpus: capacity for the config fit check (None: the GPUs found by NVML).
+        trainer: force the trainer kind of a config or dataset (``sft``/``dpo``/``grpo``).
+        model, max_length, sample: dataset checks (tokenizer / chat template, truncation length,
+            rows to sample).
     """
 
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     rules_dir: Path | None = None
+    gpu_memory_gib: float | None = None
+    gpus: int | None = None
+    trainer: str | None = None
+    model: str | None = None
+    max_length: int | None = None
+    sample: int | None = None
 
     def ruleset(self, scope: str | None = "log") -> RuleSet:
         """The selected rules of ``scope`` (``None``: every scope), loaded once per distinct options.

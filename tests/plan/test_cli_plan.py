@@ -1,0 +1,96 @@
+"""`tuneterm plan` through the real CLI entry point: text, JSON, -o FILE, bad input, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.plan.conftest import H100
+from tuneterm.cli import main
+from tuneterm.cli.plan import parse_size_gib
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def test_json_has_peak_at_top_and_breakdown(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--method", "full", "--gpu-memory", "24GiB",
+                            "--seq-len", "512", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert isinstance(d["peak_gib"], float) and d["fits"] is True
+    assert {c["name"] for c in d["breakdown"]} >= {"weights", "optimizer states", "gradients", "logits + cross-entropy"}
+    lr = next(r for r in d["recommendations"] if r["key"] == "learning_rate")
+    assert 5e-5 <= lr["value"] <= 1e-4 and lr["row"].endswith("#sft-full-tiny")
+
+
+def test_text_explains_no_fit(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "meta-llama/Llama-3.1-8B", "--method", "full", "--gpu-memory", "24",
+                            "--batch-size", "2"], capsys)
+    assert code == 0
+    assert "DOES NOT FIT" in out and "optimizer states" in out and "predicted peak" in out
+
+
+def test_gpus_found_are_used(capsys, fake_nvml) -> None:
+    fake_nvml([H100, H100])
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-7B", "--method", "qlora", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["gpu"]["gpus"] == 2 and abs(d["gpu"]["capacity_gib"] - 80.0) < 1e-6
+
+
+def test_output_file_is_trl_keys_only(tmp_path: Path, capsys, fake_nvml) -> None:
+    fake_nvml([])
+    out_file = tmp_path / "plan.yaml"
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-1.5B", "--method", "qlora", "--trainer", "sft",
+                            "--task", "instruction", "--dataset-size", "45000", "--gpu-memory", "16GiB", "-o", str(out_file)], capsys)
+    assert code == 0 and out_file.is_file()
+    text = out_file.read_text()
+    data = yaml.safe_load(text)
+    assert data["use_peft"] is True and data["load_in_4bit"] is True and data["lora_alpha"] == 2 * data["lora_r"]
+    assert "# tuneterm-trainer: sft" in text and "trl sft --config" in text
+    assert "trainer" not in data and "tuneterm" not in " ".join(data)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "prefix"], "method must be one of"),
+    (["--gpu-memory", "lots"], "is not a size"),
+    (["--trainer", "ppo"], "trainer must be one of"),
+    (["--lora-targets", ","], "--lora-targets"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, needle, capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, err = run_cli(["plan", "--model", "Qwen/Qwen2.5-0.5B", *args], capsys)
+    assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_model_exit_2(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, _, err = run_cli(["plan", "--model", "nobody/mystery"], capsys)
+    assert code == 2 and "no config.json found" in err
+
+
+def test_sizes() -> None:
+    assert parse_size_gib("24") == 24.0 and parse_size_gib("24GiB") == 24.0
+    assert abs(parse_size_gib("80GB") - 74.505) < 0.01 and parse_size_gib("16384MiB") == 16.0
+
+
+def test_gpu_and_plan_do_not_import_torch() -> None:
+    code = ("import sys, os; os.environ['TUNETERM_OFFLINE']='1'; from tuneterm.cli import main\n"
+            "try:\n    main(['plan','--model','Qwen/Qwen2.5-0.5B','--method','lora','--gpu-memory','8','--json'])\n"
+            "except SystemExit: pass\n"
+            "try:\n    main(['gpu','--json'])\nexcept SystemExit: pass\n"
+            "bad=[m for m in ('torch','transformers','trl','peft','datasets') if m in sys.modules]\n"
+            "print('HEAVY', bad, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in r.stderr, r.stderr[-500:]

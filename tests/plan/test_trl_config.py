@@ -1,0 +1,40 @@
+"""`tuneterm plan -o FILE` writes a config TRL 1.16's own parser accepts, for sft, dpo and grpo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuneterm.plan.facts import table_facts
+from tuneterm.plan.recommend import recommend
+from tuneterm.plan.trl_config import write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.train]
+
+
+@pytest.mark.parametrize("trainer,method", [("sft", "qlora"), ("sft", "full"), ("dpo", "lora"), ("grpo", "dora")])
+def test_trl_parser_accepts_written_config(tmp_path: Path, trainer: str, method: str) -> None:
+    trl = pytest.importorskip("trl")
+    from trl import DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+    plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method=method, trainer=trainer, dataset_size=2000, gpu_memory_gib=24.0)
+    path = write_config(tmp_path / f"{trainer}.yaml", plan, dataset_name="trl-lib/Capybara", dataset_size=2000)
+    if trainer == "grpo":
+        from trl.scripts.grpo import GRPOScriptArguments as Script
+    else:
+        Script = ScriptArguments
+    cfg_cls = {"sft": SFTConfig, "dpo": DPOConfig, "grpo": GRPOConfig}[trainer]
+    parser = TrlParser((Script, cfg_cls, ModelConfig))
+    # CPU here: the written bf16 / 4-bit settings are valid keys; override what CPU cannot run
+    script, cfg, model = parser.parse_args_and_config(["--config", str(path), "--use_cpu", "true", "--bf16", "false"])
+    assert model.model_name_or_path == "Qwen/Qwen2.5-0.5B"
+    assert cfg.learning_rate == next(r.value for r in plan.recommendations if r.key == "learning_rate")
+    assert cfg.per_device_train_batch_size == plan.setup.batch_size
+    assert model.use_peft is (method != "full")
+    if method == "qlora":
+        assert model.load_in_4bit is True and model.lora_alpha == 2 * model.lora_r
+    if trainer == "grpo":
+        assert cfg.num_generations == plan.setup.num_generations
+    assert script.dataset_name == "trl-lib/Capybara"
+    del trl

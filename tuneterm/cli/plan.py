@@ -1,0 +1,263 @@
+"""``tuneterm gpu`` (what do I have?) and ``tuneterm plan`` (will it fit, with what settings?).
+
+Neither imports torch or transformers: GPUs come from NVML, model facts from config.json or the
+family table, the memory estimate is arithmetic. Exit codes: 0 (a missing GPU is a fact, not a
+failure; a plan that does not fit is still a plan), 2 for bad arguments or unreadable inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import typer
+
+from tuneterm.cli import app
+from tuneterm.errors import ConfigError
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb|m)?\s*$", re.I)
+
+
+def parse_size_gib(text: str) -> float:
+    """GiB from ``24``, ``24GiB``, ``24G``, ``80GB`` (GB = 1e9 bytes) or ``24576MiB``.
+
+    >>> parse_size_gib("80GB") < 80 < parse_size_gib("80GiB") + 1
+    True
+
+    Raises:
+        ConfigError: not a size.
+    """
+    m = _SIZE_RE.match(text or "")
+    if not m:
+        raise ConfigError(f"--gpu-memory: {text!r} is not a size (examples: 24GiB, 80GB, 24)")
+    v = float(m.group(1))
+    unit = (m.group(2) or "gib").lower()
+    gib = {"gib": v, "g": v, "gb": v * 1e9 / 2**30, "mib": v / 1024, "m": v / 1024, "mb": v * 1e6 / 2**30}[unit]
+    if gib <= 0:
+        raise ConfigError("--gpu-memory must be positive")
+    return gib
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _t(text: Any) -> Any:
+    """Untrusted text (model names, process command lines) as an inert rich Text."""
+    from rich.text import Text
+
+    from tuneterm.textsafe import inert_line
+
+    return Text(inert_line(str(text), 300))
+
+
+def _fmt(v: Any, unit: str = "", nd: int = 1) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}{unit}"
+    return f"{v}{unit}"
+
+
+def render_profile(prof: Any, console: Any) -> None:
+    """Print a :class:`~tuneterm.plan.gpu.SystemProfile` as tables."""
+    from rich.table import Table
+
+    d = prof.to_dict()
+    if not prof.gpus:
+        console.print(_t(f"No GPU: {prof.gpu_error or 'none found'}."))
+    else:
+        console.print(_t(f"Driver {d['driver_version'] or 'n/a'}, CUDA {d['cuda_version'] or 'n/a'}, {len(prof.gpus)} GPU(s)"))
+        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for col in ("#", "name", "memory used/total GiB", "free GiB", "util", "temp", "power W", "cc", "bf16"):
+            t.add_column(col)
+        for g in d["gpus"]:
+            t.add_row(str(g["index"]), _t(g["name"]), f"{g['memory_used_gib']:.1f} / {g['memory_total_gib']:.1f}",
+                      f"{g['memory_free_gib']:.1f}", _fmt(g["utilization_pct"], "%"), _fmt(g["temperature_c"], "C"),
+                      "n/a" if g["power_w"] is None else f"{g['power_w']:.0f}/{_fmt(g['power_limit_w'], '', 0)}",
+                      _fmt(g["compute_capability"]), {True: "yes", False: "no", None: "n/a"}[g["bf16"]])
+        console.print(t)
+        procs = [(g["index"], p) for g in d["gpus"] for p in g["processes"]]
+        if procs:
+            pt = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title="processes holding GPU memory")
+            for col in ("gpu", "pid", "GiB", "command"):
+                pt.add_column(col)
+            for idx, p in procs:
+                pt.add_row(str(idx), str(p["pid"]), _fmt(p["used_gib"], "", 2), _t(p["command"] or "(not visible)"))
+            console.print(pt)
+    ram = d["ram"]
+    console.print(_t(f"CPU: {d['cpu']['model'] or 'unknown'} x {d['cpu']['count'] or '?'}; "
+                     f"RAM: {_fmt(ram['available_gib'])} GiB free of {_fmt(ram['total_gib'])} GiB"))
+
+
+@app.command("gpu")
+def gpu_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0, help="Seconds between refreshes with --watch."),
+) -> None:
+    """Show each GPU (memory, utilisation, temperature, power, compute capability, bf16, processes),
+    the driver and CUDA version, and the CPU and RAM. No GPU is not an error (exit 0)."""
+    from tuneterm.plan.gpu import probe
+
+    if not watch:
+        prof = probe()
+        if as_json:
+            sys.stdout.write(json.dumps(prof.to_dict(), indent=2) + "\n")
+        else:
+            render_profile(prof, _console())
+        return
+    import time
+
+    console = _console()
+    if as_json:  # one JSON object per line: easy to tail or pipe into jq
+        while True:
+            sys.stdout.write(json.dumps(probe().to_dict()) + "\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    from rich.live import Live
+
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            from rich.console import Console
+
+            buf = Console(record=True, width=console.width, highlight=False)
+            with buf.capture():
+                render_profile(probe(), buf)
+            from rich.text import Text
+
+            live.update(Text.from_ansi(buf.export_text(styles=True)), refresh=True)
+            time.sleep(interval)
+
+
+def _targets(value: str | None) -> tuple[str, ...] | str | None:
+    if value is None:
+        return None
+    v = value.strip()
+    if v in ("all-linear", "all"):
+        return "all-linear"
+    names = tuple(t.strip() for t in v.split(",") if t.strip())
+    if not names:
+        raise ConfigError("--lora-targets: give module names (q_proj,v_proj) or all-linear")
+    return names
+
+
+@app.command("plan")
+def plan_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Local model directory, config.json, or hub id."),
+    method: str = typer.Option("lora", "--method", help="full, lora, qlora or dora."),
+    lora_r: int | None = typer.Option(None, "--lora-r", min=1, max=4096, help="LoRA rank (default: by --task)."),
+    lora_targets: str | None = typer.Option(None, "--lora-targets", help="Comma-separated module names or all-linear."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Per-device micro-batch (default: largest that fits)."),
+    seq_len: int = typer.Option(1024, "--seq-len", min=1, help="Tokens of the longest padded sample (max_length)."),
+    gc: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Default: on when activations dominate."),
+    optimizer: str = typer.Option("adamw_torch_fused", "--optimizer", help="TRL optim name (adamw_torch, adamw_8bit, paged_adamw_8bit, adafactor, sgd ...)."),
+    trainer: str = typer.Option("sft", "--trainer", help="sft, dpo or grpo."),
+    gpus: int | None = typer.Option(None, "--gpus", min=1, help="GPUs (default: the GPUs found, else 1)."),
+    gpu_memory: str | None = typer.Option(None, "--gpu-memory", help="Memory of one GPU (24GiB, 80GB); default: the GPUs found."),
+    sharding: str = typer.Option("ddp", "--sharding", help="ddp, zero2, zero3 or fsdp (several GPUs)."),
+    attn: str = typer.Option("sdpa", "--attn", help="sdpa, flash_attention_2 or eager."),
+    double_quant: bool = typer.Option(False, "--double-quant", help="NF4 nested quantization (QLoRA)."),
+    cpu_offload: bool = typer.Option(False, "--cpu-offload", help="Optimizer states (and sharded params) on the CPU."),
+    stack: str = typer.Option("hf", "--stack", help="hf, hf-fused-ce, peft-kbit, hf-legacy or litgpt."),
+    task: str = typer.Option("instruction", "--task", help="instruction, chat, classification, reasoning, code, domain ..."),
+    dataset_size: int | None = typer.Option(None, "--dataset-size", min=1, help="Training samples (for epochs and steps)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="dataset_name written into -o FILE."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Write a TRL config (trl sft --config / tuneterm train)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (peak_gib at the top level, the breakdown beside it)."),
+) -> None:
+    """Estimate per-GPU peak memory with a breakdown, say whether it fits, and recommend settings."""
+    from dataclasses import replace
+
+    from tuneterm.plan.facts import resolve_model
+    from tuneterm.plan.memory import TrainSetup
+    from tuneterm.plan.recommend import recommend
+
+    facts = resolve_model(model)
+    cap = parse_size_gib(gpu_memory) if gpu_memory else None
+    cc = None
+    gpu_note = f"--gpu-memory {gpu_memory}" if gpu_memory else None
+    if cap is None:
+        from tuneterm.plan.gpu import probe
+
+        prof = probe()
+        if prof.gpus:
+            g = min(prof.gpus, key=lambda x: x.total_bytes)
+            cap = g.total_gib
+            cc = None if g.compute_capability is None else g.compute_capability[0] + g.compute_capability[1] / 10
+            gpus = gpus or len(prof.gpus)
+            gpu_note = f"{len(prof.gpus)} x {g.name} ({cap:.1f} GiB)"
+        else:
+            gpu_note = f"no GPU found ({prof.gpu_error}); pass --gpu-memory to check the fit"
+    gpus = gpus or 1
+    fixed = {"method"}
+    base = TrainSetup(method=method, seq_len=seq_len, optimizer=optimizer, trainer=trainer, gpus=gpus, sharding=sharding,
+                      attn=attn, double_quant=double_quant, cpu_offload=cpu_offload, stack=stack)
+    t = _targets(lora_targets)
+    if t is not None:
+        base, fixed = replace(base, lora_targets=t), fixed | {"lora_targets"}
+    if lora_r is not None:
+        base, fixed = replace(base, lora_r=lora_r), fixed | {"lora_r"}
+    if batch_size is not None:
+        base, fixed = replace(base, batch_size=batch_size), fixed | {"batch_size"}
+    if gc is not None:
+        base, fixed = replace(base, gradient_checkpointing=gc), fixed | {"gradient_checkpointing"}
+    base.validated()  # one-line errors for bad --method/--trainer/... before any work
+    plan = recommend(facts, method=method, trainer=trainer, task=task, dataset_size=dataset_size, gpu_memory_gib=cap,
+                     gpus=gpus, compute_capability=cc, seq_len=seq_len, base=base, fixed=frozenset(fixed))
+    written = None
+    if output:
+        from tuneterm.plan.trl_config import write_config
+
+        written = write_config(output, plan, dataset_name=dataset, dataset_size=dataset_size)
+    if as_json:
+        out = plan.estimate.to_dict()
+        out.update({"model": facts.to_dict(), "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": gpus,
+                                                      "source": gpu_note},
+                    "fits": plan.fits, **plan.to_dict()})
+        if written:
+            out["config_written"] = str(written)
+        sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
+        return
+    _render_plan(plan, gpu_note, written)
+
+
+def _render_plan(plan: Any, gpu_note: str | None, written: Any) -> None:
+    from rich.table import Table
+
+    c = _console()
+    est, m, s = plan.estimate, plan.model, plan.setup
+    c.print(_t(f"{m.name}: {m.size_b:.2f}B parameters ({m.layers} layers, hidden {m.hidden}, vocab {m.vocab}), "
+               f"facts from {m.source}: {m.source_detail}"))
+    c.print(_t(f"{s.trainer.upper()} {s.method}, batch {s.batch_size} x {s.seq_len} tokens, gradient checkpointing "
+               f"{'on' if s.gradient_checkpointing else 'off'}, {s.optimizer}, {s.gpus} GPU(s) {s.sharding if s.gpus > 1 else ''}"))
+    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title="memory per GPU")
+    t.add_column("part")
+    t.add_column("GiB", justify="right")
+    t.add_column("phase")
+    t.add_column("how")
+    for comp in est.components:
+        t.add_row(comp.name, f"{comp.gib:.2f}", comp.phase, _t(comp.detail))
+    c.print(t)
+    phases = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in est.phases.items())
+    c.print(_t(f"transient phases (GiB): {phases}; the peak is at {est.peak_phase}"))
+    c.print(_t(f"predicted peak: {est.peak_gib:.2f} GiB per GPU (allocated {est.allocated_gib:.2f}, reserved {est.reserved_gib:.2f})"))
+    if plan.capacity_gib is not None:
+        verdict = "FITS" if plan.fits else "DOES NOT FIT"
+        c.print(_t(f"{verdict} on {gpu_note} with 10% headroom"))
+    elif gpu_note:
+        c.print(_t(gpu_note))
+    for n in est.notes + plan.warnings:
+        c.print(_t(f"note: {n}"))
+    r = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title="recommendations")
+    for col in ("key", "value", "why", "rule row"):
+        r.add_column(col)
+    for rec in plan.recommendations:
+        r.add_row(rec.key, _t(json.dumps(rec.value) if not isinstance(rec.value, str) else rec.value), _t(rec.why), _t(rec.row))
+    c.print(r)
+    if written:
+        c.print(_t(f"wrote {written} (trl {s.trainer} --config {written} | tuneterm train {written})"))

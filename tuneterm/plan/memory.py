@@ -1,0 +1,558 @@
+"""Peak GPU memory of a fine-tuning run, as a breakdown a person can check.
+
+The model follows ``research/memory.md`` section 2.12: the peak is the static state (weights,
+trainable copies, optimizer states, reference model, CUDA context) plus the **largest** transient
+phase (forward end with all saved activations and the logits/loss chain; backward with gradients
+and the recomputed layer; optimizer step with its temporaries), not the sum of every transient.
+
+Three numbers come out (memory.md section 1): ``allocated`` (what
+``torch.cuda.max_memory_allocated`` would show), ``reserved`` (the caching allocator's segments)
+and ``device`` (reserved + CUDA context + NCCL + paged optimizer states + a vLLM pool: what
+``nvidia-smi`` shows and what decides an OOM). ``peak_gib`` is the device number.
+
+Nothing here imports torch: the estimate is arithmetic on :class:`~tuneterm.plan.facts.ModelFacts`.
+
+Example:
+    >>> from tuneterm.plan.facts import table_facts
+    >>> est = estimate(table_facts("meta-llama/Llama-3.1-8B"), TrainSetup(method="qlora", seq_len=2048))
+    >>> 8 < est.peak_gib < 16
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tuneterm.errors import ConfigError
+from tuneterm.plan.facts import LinearModule, ModelFacts
+
+GIB = 1024**3
+
+METHODS = ("full", "lora", "qlora", "dora")
+TRAINERS = ("sft", "dpo", "grpo")
+SHARDING = ("ddp", "zero2", "zero3", "fsdp")
+ATTENTION = ("sdpa", "flash_attention_2", "eager")
+
+# --- global constants (the only calibration knobs; each justified) --------------------------------
+# CUDA context + loaded kernels of one process. memory.md 2.7: 0.3-1.5 GB (HF measured 1.34 GB on
+# CUDA 11.2; lazy loading on CUDA >= 11.7 lowers it, flash-attn/bnb kernels raise it): the
+# midpoint of that range, 0.9 GB.
+CUDA_CONTEXT_GIB = 0.85
+# NCCL communicators and buffers per rank when more than one GPU takes part (memory.md 2.7).
+NCCL_GIB = 0.5
+# Caching-allocator overhead: reserved is 1.02-1.3x allocated for fixed shapes (memory.md 1, 6);
+# 5% is the low-middle of that range for padded/packed batches.
+ALLOCATOR_OVERHEAD = 0.05
+# Eager attention saves the fp32 softmax and its bf16 copy: ~5 bytes per head per query-key pair
+# (memory.md 2.5, measured on ms-swift Qwen-7B FA on/off).
+EAGER_BYTES_PER_SCORE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What the training framework does that changes memory (memory.md section 3).
+
+    Attributes:
+        name: preset key.
+        logits_bytes_per_vocab: bytes per vocab entry per token held by the logits/loss chain at
+            its peak (bf16 logits, fp32 upcast, saved log-softmax, its gradient). 0 with chunked or
+            fused cross-entropy (one chunk is counted instead).
+        norm_bytes_per_hidden: bytes per hidden unit per token saved by the two RMSNorms of a
+            layer: inputs and outputs (2+2+2+2) plus, for HF/LitGPT RMSNorm that upcasts to fp32
+            and saves the copy, 2 x 4 more (16); fused norms save 8. LayerNorm architectures
+            (Phi-1/2, GPT-NeoX) always use 8.
+        adapter_bytes: dtype size of LoRA/DoRA parameters on a 16-bit base (PEFT fp32: 4).
+        qlora_adapter_bytes: the same on a k-bit base (TRL >= 0.2x casts them to bf16: 2).
+        kbit_upcast: ``prepare_model_for_kbit_training`` casts every non-quantized parameter
+            (embeddings, head, norms) to fp32 (LLaMA-Factory, Axolotl, older TRL).
+        chunk_tokens: tokens per chunk of a chunked loss.
+    """
+
+    name: str
+    logits_bytes_per_vocab: float
+    norm_bytes_per_hidden: float
+    adapter_bytes: int
+    qlora_adapter_bytes: int
+    kbit_upcast: bool
+    chunk_tokens: int = 0
+    description: str = ""
+
+
+STACKS: dict[str, Stack] = {
+    # HF transformers >= 4.46 ForCausalLMLoss: bf16 logits (2) + fp32 upcast (4) + saved log-softmax
+    # (4) + the gradient pieces alive at the start of backward; memory.md 2.6 measures k ~ 11-12
+    # (Qwen README slope, CCE paper on Gemma-2).
+    "hf": Stack("hf", 12.0, 16.0, 4, 2, False,
+                description="transformers/TRL/PEFT (what `tuneterm train` runs)"),
+    # transformers <= 4.45 era trainers (TRL < 0.12, ms-swift 1.x, many forks): logits upcast inside
+    # forward plus a contiguous fp32 shift copy (memory.md 2.6: k ~ 14-18; section 6: 17.5 from the
+    # Unsloth HF+FA2 boundaries) and prepare_model_for_kbit_training on k-bit models.
+    "hf-legacy": Stack("hf-legacy", 17.5, 16.0, 4, 4, True,
+                       description="transformers <= 4.45 trainers (fp32 logits copies, k-bit prep)"),
+    # LLaMA-Factory / Axolotl / older TRL: same model code, plus k-bit preparation (fp32 upcast).
+    "peft-kbit": Stack("peft-kbit", 12.0, 16.0, 4, 4, True,
+                       description="LLaMA-Factory/Axolotl (prepare_model_for_kbit_training)"),
+    # LitGPT bf16-true with chunked lm_head/CE (128-token chunks), bf16 adapters and Adam states.
+    "litgpt": Stack("litgpt", 0.0, 16.0, 2, 2, False, chunk_tokens=128,
+                    description="LitGPT bf16-true, chunked cross-entropy"),
+    # Liger / Cut-Cross-Entropy on top of HF: no full logits tensor.
+    "hf-fused-ce": Stack("hf-fused-ce", 0.0, 16.0, 4, 2, False, chunk_tokens=1024,
+                         description="HF with Liger/Cut-CE fused linear cross-entropy"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSetup:
+    """Everything about a run that moves its memory, in TRL vocabulary where one exists.
+
+    Attributes:
+        method: ``full``, ``lora``, ``qlora`` (4-bit NF4 base + LoRA) or ``dora``.
+        lora_r: LoRA rank.
+        lora_targets: ``"all-linear"`` or module names (``("q_proj", "v_proj")``).
+        lora_dropout: > 0 makes PEFT keep a dropped-out copy of each adapted module's input.
+        batch_size: per-device micro-batch (``per_device_train_batch_size``).
+        seq_len: tokens of the longest padded sample (``max_length``; memory.md 2.11).
+        gradient_checkpointing: recompute activations layer by layer in backward.
+        optimizer: TRL/transformers ``optim`` name.
+        trainer: ``sft``, ``dpo`` or ``grpo``.
+        gpus: data-parallel world size.
+        sharding: ``ddp``, ``zero2``, ``zero3`` or ``fsdp`` (FULL_SHARD).
+        cpu_offload: optimizer states (and with zero3/fsdp, parameters) live on the CPU.
+        attn: ``sdpa``, ``flash_attention_2`` or ``eager``.
+        dtype: load dtype of the weights (``bfloat16``, ``float16`` or ``float32``; float32 with
+            bf16 autocast is "mixed precision", 16-18 bytes per trained parameter).
+        quant: ``None``, ``nf4`` or ``int8`` (qlora implies nf4).
+        double_quant: NF4 nested quantization (``use_bnb_nested_quant``).
+        grad_accum: gradient accumulation steps (>1 keeps gradients alive through forward).
+        stack: key of :data:`STACKS`.
+        num_generations, max_prompt_length, max_completion_length: GRPO shapes.
+        ref_model: a separate frozen reference model is resident (DPO full FT, GRPO beta > 0);
+            ``None`` picks TRL's default for the trainer and method.
+        use_vllm: GRPO generation through vLLM colocated (a fixed pool of GPU memory).
+        vllm_gpu_memory_utilization: that pool as a fraction of the GPU.
+        gpu_total_gib: capacity of one GPU (for the vLLM pool); None if unknown.
+    """
+
+    method: str = "lora"
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] | str = "all-linear"
+    lora_dropout: float = 0.05
+    batch_size: int = 1
+    seq_len: int = 1024
+    gradient_checkpointing: bool = True
+    optimizer: str = "adamw_torch_fused"
+    trainer: str = "sft"
+    gpus: int = 1
+    sharding: str = "ddp"
+    cpu_offload: bool = False
+    attn: str = "sdpa"
+    dtype: str = "bfloat16"
+    quant: str | None = None
+    double_quant: bool = False
+    grad_accum: int = 1
+    stack: str = "hf"
+    num_generations: int = 8
+    max_prompt_length: int = 512
+    max_completion_length: int = 256
+    ref_model: bool | None = None
+    use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = 0.3
+    gpu_total_gib: float | None = None
+
+    def validated(self) -> TrainSetup:
+        """Check values and fill implied ones (qlora → nf4). Raises ConfigError, one line."""
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.trainer not in TRAINERS:
+            raise ConfigError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        if self.sharding not in SHARDING:
+            raise ConfigError(f"sharding must be one of {', '.join(SHARDING)}, got {self.sharding!r}")
+        if self.attn not in ATTENTION:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attn!r}")
+        if self.stack not in STACKS:
+            raise ConfigError(f"stack must be one of {', '.join(STACKS)}, got {self.stack!r}")
+        if self.dtype not in ("bfloat16", "float16", "float32"):
+            raise ConfigError(f"dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+        for name in ("lora_r", "batch_size", "seq_len", "gpus", "grad_accum", "num_generations"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        quant = self.quant
+        if self.method == "qlora":
+            quant = "nf4"
+        if quant not in (None, "nf4", "int8"):
+            raise ConfigError(f"quant must be nf4 or int8, got {quant!r}")
+        if quant is not None and self.method == "full":
+            raise ConfigError("full fine-tuning of a quantized model is not possible; use qlora")
+        return replace(self, quant=quant)
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One line of the breakdown: a name, bytes, and how it was computed."""
+
+    name: str
+    bytes: float
+    detail: str
+    phase: str = "static"  # static | forward | backward | step | generate | reference | overhead
+
+    @property
+    def gib(self) -> float:
+        """Size in GiB."""
+        return self.bytes / GIB
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: name, gib (3 decimals), phase, detail."""
+        return {"name": self.name, "gib": round(self.gib, 3), "phase": self.phase, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    """Result of :func:`estimate`, per GPU.
+
+    ``components`` is the breakdown; ``phases`` maps each transient phase to its bytes (the peak
+    takes the largest); ``peak_phase`` names it.
+    """
+
+    setup: TrainSetup
+    model: ModelFacts
+    components: tuple[Component, ...]
+    phases: dict[str, float]
+    peak_phase: str
+    allocated: float
+    reserved: float
+    device: float
+    trainable_params: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def peak_gib(self) -> float:
+        """Predicted device-level peak per GPU, GiB (the number that decides an OOM)."""
+        return self.device / GIB
+
+    @property
+    def allocated_gib(self) -> float:
+        """Predicted ``torch.cuda.max_memory_allocated``, GiB."""
+        return self.allocated / GIB
+
+    @property
+    def reserved_gib(self) -> float:
+        """Predicted ``torch.cuda.max_memory_reserved``, GiB."""
+        return self.reserved / GIB
+
+    def fits(self, capacity_gib: float, headroom: float = 0.0) -> bool:
+        """True when the device peak plus ``headroom`` (a fraction) fits in ``capacity_gib``."""
+        return self.peak_gib * (1.0 + headroom) <= capacity_gib
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``peak_gib`` at the top, the breakdown beside it."""
+        return {
+            "peak_gib": round(self.peak_gib, 3),
+            "allocated_gib": round(self.allocated_gib, 3),
+            "reserved_gib": round(self.reserved_gib, 3),
+            "peak_phase": self.peak_phase,
+            "phases_gib": {k: round(v / GIB, 3) for k, v in self.phases.items()},
+            "breakdown": [c.to_dict() for c in self.components],
+            "trainable_params": self.trainable_params,
+            "setup": {k: (list(v) if isinstance(v, tuple) else v) for k, v in _setup_dict(self.setup).items()},
+            "notes": list(self.notes),
+        }
+
+
+def _setup_dict(s: TrainSetup) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in TrainSetup.__dataclass_fields__}
+
+
+# ---------------------------------------------------------------------------- pieces
+_OPT_STATE_FACTOR = {  # state bytes per trainable parameter, as a multiple of the param dtype size
+    "adamw_torch": 2.0, "adamw_torch_fused": 2.0, "adamw_hf": 2.0, "adamw_apex_fused": 2.0,
+    "adamw_torch_xla": 2.0, "adamw_anyprecision": 2.0, "adam": 2.0, "adamw": 2.0,
+    "lion_32bit": 1.0, "paged_lion_32bit": 1.0, "sgd": 0.0, "adagrad": 1.0, "rmsprop": 1.0,
+    "paged_adamw_32bit": 2.0, "adamw_32bit": 2.0,
+}
+_OPT_STATE_BYTES_8BIT = {  # absolute state bytes per parameter
+    "adamw_8bit": 2.0, "adamw_bnb_8bit": 2.0, "paged_adamw_8bit": 2.0, "bnb_8bit": 2.0,
+    "lion_8bit": 1.0, "paged_lion_8bit": 1.0, "adamw_torch_8bit": 2.0,
+}
+
+
+def optimizer_state_bytes(optimizer: str, params: int, param_bytes: int, matrices: list[tuple[int, int]]) -> tuple[float, float, str]:
+    """State bytes, step-time temporaries and a description for ``optimizer`` on ``params``.
+
+    ``matrices`` lists the (rows, cols) of the trainable matrices (for Adafactor's factored
+    second moment). Unknown names are costed as AdamW, with a note in the description.
+    """
+    o = optimizer.lower()
+    if o in _OPT_STATE_BYTES_8BIT:
+        return _OPT_STATE_BYTES_8BIT[o] * params, 0.0, f"{_OPT_STATE_BYTES_8BIT[o]:g} B/param (8-bit states)"
+    if o.startswith("adafactor"):
+        # factored second moment: one row and one column vector per matrix, fp32
+        b = sum(4.0 * (r + c) for r, c in matrices)
+        return b, 0.0, "factored second moment, ~4(rows+cols) B per matrix"
+    if o in _OPT_STATE_FACTOR:
+        f = _OPT_STATE_FACTOR[o]
+        # torch's foreach (non-fused) AdamW materialises intermediate lists about one state in size
+        temp = params * param_bytes if o in ("adamw_torch", "adamw_hf", "adam", "adamw", "adamw_32bit", "paged_adamw_32bit") else 0.0
+        return f * param_bytes * params, temp, f"{f * param_bytes:g} B/param ({f:g} x {param_bytes}-byte states)"
+    return 2.0 * param_bytes * params, params * param_bytes, f"unknown optimizer {optimizer!r}: costed as AdamW"
+
+
+def _dtype_bytes(dtype: str) -> int:
+    return 4 if dtype == "float32" else 2
+
+
+def selected_modules(model: ModelFacts, targets: tuple[str, ...] | str) -> list[LinearModule]:
+    """The decoder-layer linears a LoRA target list selects (``all-linear`` selects every one).
+
+    Explicit names match PEFT's suffix rule: ``q_proj`` selects ``...self_attn.q_proj``. Names that
+    do not exist in the architecture select nothing (the config check reports them).
+    """
+    mods = model.linear_modules()
+    if isinstance(targets, str):
+        if targets == "all-linear":
+            return mods
+        targets = tuple(t.strip() for t in targets.split(",") if t.strip())
+    wanted = set(targets)
+    return [m for m in mods if m.name in wanted]
+
+
+def lora_param_count(model: ModelFacts, targets: tuple[str, ...] | str, r: int, dora: bool = False) -> int:
+    """Trainable LoRA (and DoRA magnitude) parameters: ``r * (d_in + d_out)`` per adapted linear.
+
+    >>> from tuneterm.plan.facts import table_facts
+    >>> lora_param_count(table_facts("meta-llama/Llama-2-7b-hf"), ("q_proj", "v_proj"), 8)
+    4194304
+    """
+    mods = selected_modules(model, targets)
+    per_layer = sum(r * (m.d_in + m.d_out) + (m.d_out if dora else 0) for m in mods)
+    return model.layers * per_layer
+
+
+# ---------------------------------------------------------------------------- estimator
+def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
+    """Estimate the per-GPU peak memory of training ``model`` with ``setup``.
+
+    Returns:
+        A :class:`MemoryEstimate` with the breakdown, the phases and the three peaks.
+
+    Raises:
+        ConfigError: an invalid setup (unknown method, non-positive sizes ...).
+    """
+    s = setup.validated()
+    st = STACKS[s.stack]
+    notes: list[str] = []
+    comps: list[Component] = []
+    pc = model.param_counts()
+    n = s.gpus
+    L, h, V = model.layers, model.hidden, model.vocab
+    load_b = _dtype_bytes(s.dtype)
+    peft = s.method != "full"
+    shard = s.sharding if n > 1 or s.sharding != "ddp" else "ddp"
+    shard_params = shard in ("zero3", "fsdp")
+
+    # --- weights -----------------------------------------------------------------------------
+    mods = model.linear_modules()
+    targets = selected_modules(model, s.lora_targets) if peft else []
+    if s.quant == "nf4":
+        qb = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8 if s.double_quant else 0.5 + 4 / 64
+        other_b = 4 if st.kbit_upcast else load_b
+        w_lin = pc.linear * qb
+        w_other = pc.unquantized * other_b
+        wdetail = (f"{pc.linear / 1e9:.2f}B linear params in NF4 ({qb:.4f} B/param incl. absmax"
+                   f"{', double-quant' if s.double_quant else ''}) + {pc.unquantized / 1e9:.2f}B embeddings/head/norms "
+                   f"at {other_b} B{' (fp32 upcast by k-bit preparation)' if st.kbit_upcast else ''}")
+    elif s.quant == "int8":
+        other_b = 4 if st.kbit_upcast else load_b
+        w_lin = pc.linear * 1.0 + L * sum(4 * m.d_out for m in mods)  # int8 + fp32 row scales
+        w_other = pc.unquantized * other_b
+        wdetail = f"{pc.linear / 1e9:.2f}B linear params in int8 (+ row scales) + {pc.unquantized / 1e9:.2f}B at {other_b} B"
+    else:
+        w_lin, w_other = pc.linear * load_b, pc.unquantized * load_b
+        wdetail = f"{pc.total / 1e9:.2f}B params x {load_b} B ({s.dtype})"
+    weights = w_lin + w_other
+    if shard_params:
+        weights /= n
+        wdetail += f", sharded over {n} GPUs ({shard})"
+    comps.append(Component("weights", weights, wdetail))
+
+    # --- trainable state ---------------------------------------------------------------------
+    if peft:
+        trainable = lora_param_count(model, targets and tuple(m.name for m in targets) or (), s.lora_r, s.method == "dora")
+        if not targets:
+            notes.append("no LoRA target module exists in this architecture: nothing would train")
+        tb = st.qlora_adapter_bytes if s.quant else st.adapter_bytes
+        matrices = [(m.d_in, s.lora_r) for m in targets] * L + [(s.lora_r, m.d_out) for m in targets] * L
+        comps.append(Component("adapter weights", trainable * tb,
+                               f"{trainable / 1e6:.1f}M {'DoRA' if s.method == 'dora' else 'LoRA'} params (r={s.lora_r}, "
+                               f"{len(targets)} modules/layer) x {tb} B"))
+    else:
+        trainable = pc.total
+        tb = load_b
+        matrices = [(m.d_in, m.d_out) for m in mods] * L + [(V, h)] * (1 if model.tied else 2)
+    grad_bytes = trainable * tb
+    opt_bytes, opt_temp, opt_detail = optimizer_state_bytes(s.optimizer, trainable, tb, matrices)
+    amp_master = 0.0
+    if not peft and s.dtype == "float32":
+        notes.append("float32 weights with bf16/fp16 autocast: 16-18 B per parameter (load in bfloat16 for 8)")
+    paged = s.optimizer.lower().startswith("paged_")
+    # sharding of gradients and optimizer states
+    if shard == "ddp":
+        g_shard, o_shard = grad_bytes, opt_bytes
+        if n > 1 and not peft:
+            notes.append("DDP keeps a gradient-sized bucket copy (gradient_as_bucket_view=False)")
+    elif shard == "zero2":
+        # DeepSpeed mixed precision: bf16 params full, bf16 grads + fp32 grads + fp32 master + states / N
+        g_shard = grad_bytes / n
+        amp_master = trainable * (4 + 4) / n if tb == 2 else 0.0
+        o_shard = (opt_bytes * (4 / tb if tb == 2 else 1.0)) / n
+    else:  # zero3 / fsdp
+        g_shard = grad_bytes / n
+        amp_master = trainable * 4 / n if (tb == 2 and shard == "zero3") else 0.0
+        o_shard = opt_bytes * (4 / tb if (tb == 2 and shard == "zero3") else 1.0) / n
+    if s.cpu_offload:
+        comps.append(Component("optimizer states", 0.0, f"offloaded to CPU ({(opt_bytes + amp_master * n) / GIB:.1f} GiB of CPU RAM)"))
+        o_shard, amp_master, opt_temp = 0.0, 0.0, 0.0
+    else:
+        comps.append(Component("optimizer states", 0.0 if paged else o_shard,
+                               f"{s.optimizer}: {opt_detail}{f', / {n} GPUs' if shard != 'ddp' else ''}"
+                               + ("; paged (unified memory, not in torch stats; counted at device level)" if paged else "")))
+        if amp_master:
+            comps.append(Component("fp32 master weights + grads", amp_master, f"{shard} mixed precision, / {n} GPUs"))
+    persist_grads = s.grad_accum > 1
+    comps.append(Component("gradients", g_shard, f"{trainable / 1e6:.1f}M trainable x {tb} B"
+                           + (f" / {n}" if shard != "ddp" else "")
+                           + ("; kept through forward (gradient accumulation)" if persist_grads else "; freed after each step"),
+                           phase="static" if persist_grads else "backward"))
+
+    # reference model
+    ref = s.ref_model
+    if ref is None:
+        ref = s.trainer == "dpo" and not peft
+    if ref:
+        ref_w = pc.total * load_b / (n if shard_params else 1)
+        comps.append(Component("reference model", ref_w, f"frozen copy of the policy ({pc.total / 1e9:.2f}B x {load_b} B)"))
+    elif s.trainer == "dpo" and peft:
+        notes.append("DPO with an adapter uses the base model with adapters disabled as reference: no second copy")
+
+    # --- activations ---------------------------------------------------------------------------
+    if s.trainer == "dpo":
+        tokens = 2 * s.batch_size * s.seq_len  # chosen + rejected concatenated
+        tok_detail = f"2 x {s.batch_size} x {s.seq_len} tokens (chosen + rejected)"
+        seq = s.seq_len
+        rows = 2 * s.batch_size
+    elif s.trainer == "grpo":
+        seq = s.max_prompt_length + s.max_completion_length
+        tokens = s.batch_size * seq
+        rows = s.batch_size
+        tok_detail = f"{s.batch_size} completions x ({s.max_prompt_length}+{s.max_completion_length}) tokens"
+    else:
+        seq, rows, tokens = s.seq_len, s.batch_size, s.batch_size * s.seq_len
+        tok_detail = f"{s.batch_size} x {s.seq_len} tokens"
+    # Per token per layer (memory.md 2.5, Llama-style adaptation): the norms' inputs/outputs (and
+    # fp32 copies for HF-style RMSNorm; LayerNorm archs save only their 16-bit input/output), q and
+    # the attention output (2 B each), k and v (2 B each of the KV width), then the MLP.
+    norm_b = 8.0 if model.bias == "all" else st.norm_bytes_per_hidden
+    a_tok = norm_b * h + 4 * model.q_width + 4 * model.kv_width
+    # the gated MLP saves gate, up, act(gate) and their product (4 x 2 B); a plain MLP its two
+    inter_e = model.intermediate * max(1, model.experts_per_token)
+    a_tok += (8 if model.mlp == "gated" else 4) * inter_e
+    if peft and s.lora_dropout > 0:
+        # PEFT materialises dropout(x) (2 B) + mask (1 B) per adapted module
+        a_tok += sum(3 * m.d_in for m in targets)
+    if s.method == "dora":
+        # DoRA keeps the base and LoRA outputs for the magnitude rescale (2 x 2 B per output unit)
+        a_tok += sum(4 * m.d_out for m in targets)
+    eager_layer = EAGER_BYTES_PER_SCORE * model.heads * seq * tokens if s.attn == "eager" else 0.0
+    layer_act = tokens * a_tok + eager_layer
+    if s.gradient_checkpointing:
+        saved = L * 2 * tokens * h
+        act_detail = f"checkpoints: {L} layers x 2 B x {h} x {tok_detail}"
+        recompute = layer_act
+    else:
+        saved = L * layer_act
+        act_detail = f"{L} layers x {a_tok / h:.1f}h B/token ({tok_detail})" + (", eager attention s^2 scores" if eager_layer else "")
+        recompute = 0.0
+    comps.append(Component("activations (saved for backward)", saved, act_detail, phase="forward"))
+    if recompute:
+        comps.append(Component("recomputed layer (checkpointing)", recompute,
+                               f"one layer's activations rebuilt in backward ({a_tok / h:.1f}h B/token)", phase="backward"))
+
+    # logits / loss
+    k = st.logits_bytes_per_vocab
+    if k > 0:
+        logits = tokens * V * k
+        ldetail = f"{tokens} tokens x vocab {V} x {k:g} B (bf16 logits, fp32 upcast, log-softmax, grad)"
+    else:
+        logits = min(tokens, st.chunk_tokens) * V * 12.0
+        ldetail = f"chunked/fused cross-entropy: one {st.chunk_tokens}-token chunk x vocab {V} x 12 B"
+    comps.append(Component("logits + cross-entropy", logits, ldetail, phase="forward"))
+
+    # dequantisation transient of k-bit weights: one bf16 copy of the largest linear (fwd and bwd)
+    dequant = 2 * max(m.params for m in mods) * 2 if s.quant else 0.0
+    if dequant:
+        comps.append(Component("dequantised weight (transient)", dequant, "bf16 copy of the largest linear, forward + backward", phase="forward"))
+
+    # distributed buffers
+    dist = 0.0
+    if n > 1:
+        if shard == "ddp" and not peft:
+            dist = grad_bytes  # bucket copy of all gradients
+            comps.append(Component("DDP gradient buckets", dist, "one gradient-sized copy", phase="backward"))
+        elif shard in ("zero2", "zero3"):
+            dist = 2 * 4.5 * 2 * h * h  # overlap_comm buckets with HF "auto" sizes (h^2 each)
+            comps.append(Component("DeepSpeed communication buckets", dist, "overlap_comm, reduce/allgather buckets = hidden^2", phase="backward"))
+        if shard_params:
+            unit = 2 * sum(m.params for m in mods) * load_b  # current + prefetched layer, gathered
+            comps.append(Component("gathered layers in flight", unit, f"{shard}: current + prefetched decoder layer", phase="forward"))
+            dist += unit
+
+    # GRPO generation / reference forward
+    gen = 0.0
+    if s.trainer == "grpo":
+        if s.use_vllm:
+            pool = (s.gpu_total_gib or 0.0) * GIB * s.vllm_gpu_memory_utilization
+            comps.append(Component("vLLM pool (colocate)", pool, f"vllm_gpu_memory_utilization {s.vllm_gpu_memory_utilization} x GPU"
+                                   + ("" if s.gpu_total_gib else " (GPU size unknown: not counted)"), phase="overhead"))
+        else:
+            gen_rows = s.batch_size * s.grad_accum
+            kv = 2 * L * model.kv_width * 2 * seq * gen_rows
+            gen = kv + gen_rows * V * 4 * 2
+            comps.append(Component("generation KV cache", gen, f"HF generate: 2 x {L} layers x {model.kv_width} x 2 B x {seq} tokens x {gen_rows} sequences", phase="generate"))
+
+    # --- phases --------------------------------------------------------------------------------
+    static = sum(c.bytes for c in comps if c.phase == "static")
+    grads_live = 0.0 if persist_grads else g_shard
+    ddp_bucket = dist if (shard == "ddp" and n > 1) else 0.0
+    # Backward starts with every saved tensor alive (checkpoints + the first rebuilt layer) and ends
+    # with every gradient alive; activations are freed as gradients appear, so the two ends bound it.
+    bwd_start = (saved if s.gradient_checkpointing else 0.0) + recompute
+    bwd_end = grads_live + recompute
+    phases = {
+        "forward+loss": saved + logits + dequant + (dist - ddp_bucket),
+        "backward": max(bwd_start, bwd_end) + dequant + dist,
+        "optimizer step": grads_live + opt_temp,
+    }
+    if s.trainer == "grpo" and gen:
+        phases["generate"] = gen + dequant
+    peak_phase = max(phases, key=lambda k: phases[k])
+    allocated = static + phases[peak_phase]
+    reserved = allocated * (1.0 + ALLOCATOR_OVERHEAD)
+    overhead = CUDA_CONTEXT_GIB * GIB + (NCCL_GIB * GIB if n > 1 else 0.0)
+    if paged and not s.cpu_offload:
+        overhead += o_shard
+    overhead += sum(c.bytes for c in comps if c.phase == "overhead")
+    comps.append(Component("CUDA context + kernels", CUDA_CONTEXT_GIB * GIB, "per process (memory.md 2.7)", phase="overhead"))
+    if n > 1:
+        comps.append(Component("NCCL buffers", NCCL_GIB * GIB, "per rank", phase="overhead"))
+    comps.append(Component("allocator overhead", reserved - allocated, f"{ALLOCATOR_OVERHEAD:.0%} of the allocated peak (caching allocator)", phase="overhead"))
+    device = reserved + overhead
+    if s.seq_len and model.max_position and seq > model.max_position:
+        notes.append(f"sequence length {seq} exceeds the model's max_position_embeddings {model.max_position}")
+    if model.is_guess:
+        notes.append("model shape guessed from its name: treat the estimate as rough")
+    return MemoryEstimate(setup=s, model=model, components=tuple(comps), phases=phases, peak_phase=peak_phase,
+                          allocated=allocated, reserved=reserved, device=device,
+                          trainable_params=trainable, notes=tuple(notes))

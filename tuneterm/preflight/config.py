@@ -1,0 +1,143 @@
+"""``tuneterm check CONFIG.yaml``: static checks of a training config before any GPU time is spent.
+
+Public API (used by the ``check`` command and by ``tuneterm train``'s pre-flight):
+
+- :func:`looks_like_config` -- is this path a training config (TRL, LLaMA-Factory or Axolotl YAML)?
+- :func:`check_config` -- read it, apply every ``scope: config`` rule of ``rules/``, and return the
+  facts shown in the summary and the findings, most severe first.
+
+>>> import tempfile, os
+>>> fd, p = tempfile.mkstemp(suffix=".yaml"); _ = os.write(fd, b"model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503\\nlearning_rate: 5.0e-5\\n"); os.close(fd)
+>>> facts, findings = check_config(p, gpu_memory_gib=80.0)
+>>> findings[0].code, findings[0].severity.value
+('C101', 'error')
+>>> os.unlink(p)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuneterm.engine.model import Detection, Finding, Rule, Severity
+from tuneterm.preflight.config_read import ConfigFacts, looks_like_training_config, read_config
+
+_SUFFIXES = (".yaml", ".yml")
+
+
+def looks_like_config(path: str | Path) -> bool:
+    """True when ``path`` is a YAML file whose top-level keys are those of a training config.
+
+    Cheap and never raises: unreadable or malformed files are "not a config" here (``check``
+    then reports them through its own route).
+    """
+    p = Path(path)
+    if p.suffix.lower() not in _SUFFIXES:
+        return False
+    try:
+        if not p.is_file() or p.stat().st_size > 2_000_000:
+            return False
+        import yaml
+
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - any failure simply means "not a training config"
+        return False
+    return isinstance(data, Mapping) and looks_like_training_config({str(k): v for k, v in data.items()})
+
+
+def _finding(cf: ConfigFacts, rule: Rule, det: Detection) -> Finding:
+    from tuneterm.engine.evaluate import fill_message
+
+    fields: dict[str, Any] = dict(rule.params)
+    fields.update(det.evidence)
+    fields.update(first_step=None, last_step=None, code=rule.code, name=rule.name, trainer=cf.trainer)
+    line = det.evidence.get("line")
+    return Finding(
+        code=rule.code, name=rule.name, severity=det.severity or rule.severity, category=rule.category,
+        message=fill_message(rule.message, fields), first_step=None, last_step=None,
+        evidence=dict(det.evidence), causes=tuple(dict.fromkeys(det.causes + rule.causes)),
+        fixes=det.fixes + tuple(f for f in rule.fixes if f not in det.fixes), references=rule.references,
+        source=str(cf.path), line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+    )
+
+
+def _gpu_capacity() -> tuple[float | None, int | None, float | None]:
+    """(GiB of the smallest GPU present, GPU count, compute capability) via NVML; Nones without GPUs."""
+    from tuneterm.plan.gpu import probe
+
+    prof = probe()
+    if not prof.gpus:
+        return None, None, None
+    smallest = min(prof.gpus, key=lambda g: g.total_bytes)
+    cc = smallest.compute_capability
+    return smallest.total_gib, len(prof.gpus), None if cc is None else cc[0] + cc[1] / 10
+
+
+def evaluate_config(cf: ConfigFacts, rules: Any = None) -> list[Finding]:
+    """Apply the ``scope: config`` rules to ``cf``; findings most severe first, then by code.
+
+    A detector that crashes is reported as a finding of its rule (severity info) rather than
+    aborting the check: one broken rule must not hide the others.
+    """
+    from tuneterm.engine.registry import get_detector
+    from tuneterm.engine.rules import load_rules
+
+    ruleset = rules if rules is not None else load_rules(scopes=["config"]).for_scope("config")
+    findings: list[Finding] = []
+    for rule in ruleset:
+        if cf.trainer not in rule.trainers:
+            continue
+        spec = get_detector(rule.detector)
+        if spec is None:
+            continue
+        params, _errors = spec.resolve(rule.params)
+        try:
+            dets = spec.func(cf, params)
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            dets = [Detection(None, None, severity=Severity.INFO, evidence={"error": f"{type(exc).__name__}: {exc}"})]
+            findings.append(Finding(code=rule.code, name=rule.name, severity=Severity.INFO, category=rule.category,
+                                    message=f"check could not run: {type(exc).__name__}: {exc}", first_step=None,
+                                    last_step=None, evidence=dict(dets[0].evidence), causes=(), fixes=(),
+                                    references=(), source=str(cf.path)))
+            continue
+        findings.extend(_finding(cf, rule, d) for d in dets)
+    findings.sort(key=lambda f: (-f.severity.rank, f.code))
+    return findings
+
+
+def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,
+                 trainer: str | None = None, dataset_size: int | None = None) -> tuple[dict[str, Any], list[Finding]]:
+    """Check a training config statically.
+
+    Args:
+        path: TRL / LLaMA-Factory / Axolotl YAML.
+        gpu_memory_gib: capacity of one GPU for the fit check; None probes the GPUs present (NVML)
+            and skips the fit check when there are none.
+        gpus: data-parallel GPUs (default: the GPUs found, else 1).
+        trainer: force ``sft``/``dpo``/``grpo`` (else inferred from the keys).
+        dataset_size: samples in the training set, when the caller knows it (else read from a
+            local dataset file or a ``# tuneterm-dataset-size: N`` comment).
+
+    Returns:
+        ``(facts, findings)``: the summary facts dict and the findings, most severe first.
+
+    Raises:
+        InputError: missing, unreadable, binary or non-UTF-8 file.
+        ConfigError: invalid YAML, not a mapping, or a field of the wrong type.
+    """
+    cc = None
+    if gpu_memory_gib is None:
+        gpu_memory_gib, found, cc = _gpu_capacity()
+        if gpus is None:
+            gpus = found
+    cf = read_config(path, trainer=trainer, gpu_memory_gib=gpu_memory_gib, gpus=gpus, dataset_size=dataset_size,
+                     compute_capability=cc)
+    findings = evaluate_config(cf)
+    facts = cf.summary()
+    if cf.model is not None and cf.gpu_memory_gib is not None:
+        from tuneterm.plan.memory import estimate
+        from tuneterm.preflight.config_read import setup_from_config
+
+        facts["estimated_peak_gib"] = round(estimate(cf.model, setup_from_config(cf)).peak_gib, 2)
+    return facts, findings

@@ -1,0 +1,272 @@
+"""Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/config.yaml).
+
+Each detector reads a :class:`~tuneterm.preflight.config_read.ConfigFacts` and its rule's params
+and returns :class:`~tuneterm.engine.model.Detection` objects; thresholds live in the rule records.
+A detector that lacks what it needs (no model facts, no dataset size, no GPU capacity) returns
+nothing: a missing fact is never a finding. Importing this module registers the detectors; it
+imports nothing from the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tuneterm.engine.model import Detection, Fix, Severity
+from tuneterm.engine.registry import Param, detector
+from tuneterm.preflight.config_read import TRL_DEFAULT_LR, TRL_DEFAULTS, ConfigFacts, setup_from_config
+
+_DECAYING = ("cosine", "linear", "polynomial", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr")
+
+
+def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
+    line = cf.line_of(*keys) if keys else None
+    d = dict(extra)
+    if line is not None:
+        d["line"] = line
+    return d
+
+
+@detector("config_lr_range", scope="config",
+          params={"error_factor": Param("float", "a rate this many times outside the range is an error", min=1.0)},
+          evidence=("learning_rate", "low", "high", "size_b", "method", "trainer", "direction", "row", "source", "suggested", "origin"))
+def lr_range(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """Learning rate outside the recommendation table's range for the model size, method and trainer."""
+    if cf.model is None:
+        return []
+    from tuneterm.plan.recommend import lr_row
+
+    lr = cf.get("learning_rate")
+    origin = "set in the config"
+    if lr is None:
+        lr, origin = TRL_DEFAULT_LR[cf.trainer], f"TRL's {cf.trainer} default"
+    lr = float(lr)
+    row = lr_row(cf.model.size_b, cf.method, cf.trainer)
+    low, high = float(row["low"]), float(row["high"])
+    if low <= lr <= high:
+        return []
+    direction = "above" if lr > high else "below"
+    factor = lr / high if lr > high else low / lr if lr > 0 else math.inf
+    sev = Severity.ERROR if factor >= float(params["error_factor"]) else Severity.WARNING
+    suggested = float(row["default"])
+    return [Detection(None, None, severity=sev, evidence=_ev(
+        cf, "learning_rate", learning_rate=lr, low=low, high=high, size_b=round(cf.model.size_b, 2), method=cf.method,
+        trainer=cf.trainer, direction=direction, row=f"recommend/learning_rate.yaml#{row['id']}", source=row["source"],
+        suggested=suggested, origin=origin),
+        fixes=(Fix(key="learning_rate", value=suggested, why=f"the table's value for {cf.model.size_b:.1f}B {cf.method} {cf.trainer} ({row['id']}: {row['source']})"),))]
+
+
+def _coverage(cf: ConfigFacts) -> tuple[int, int, int, float] | None:
+    steps = cf.get("max_steps")
+    if cf.dataset_size is None or cf.dataset_size <= 0 or steps is None or int(steps) <= 0:
+        return None
+    eff = cf.effective_batch
+    seen = int(steps) * eff
+    return int(steps), eff, seen, seen / cf.dataset_size
+
+
+@detector("config_coverage", scope="config",
+          params={"min_epochs": Param("float", "fire when max_steps x effective batch covers fewer epochs", min=0.0)},
+          evidence=("max_steps", "effective_batch", "samples_seen", "dataset_size", "coverage_pct", "steps_for_one_epoch"))
+def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """max_steps x effective batch covers less than ``min_epochs`` of the dataset."""
+    c = _coverage(cf)
+    if c is None:
+        return []
+    steps, eff, seen, frac = c
+    if frac >= float(params["min_epochs"]):
+        return []
+    one = math.ceil(cf.dataset_size / eff)  # type: ignore[operator]
+    return [Detection(None, None, evidence=_ev(cf, "max_steps", max_steps=steps, effective_batch=eff, samples_seen=seen,
+                                               dataset_size=cf.dataset_size, coverage_pct=round(100 * frac, 1),
+                                               steps_for_one_epoch=one),
+                      fixes=(Fix(key="max_steps", value=one, why=f"one full pass over {cf.dataset_size} samples at effective batch {eff}"),))]
+
+
+@detector("config_schedule_decays_early", scope="config",
+          params={"floor_fraction": Param("float", "the rate counts as ~0 below this fraction of its peak", min=0.0, max=1.0),
+                  "max_epoch_fraction": Param("float", "fire when the rate reaches ~0 before this fraction of one epoch", min=0.0, max=1.0)},
+          evidence=("scheduler", "max_steps", "floor_step", "floor_pct_of_epoch", "floor_fraction_pct"))
+def schedule_decays_early(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """A decaying schedule (cosine/linear) sized by max_steps reaches ~0 before one pass over the data."""
+    sched = str(cf.get("lr_scheduler_type", TRL_DEFAULTS["lr_scheduler_type"]))
+    c = _coverage(cf)
+    if sched not in _DECAYING or c is None:
+        return []
+    steps, eff, _seen, _frac = c
+    f = float(params["floor_fraction"])
+    # fraction t of the schedule after which lr < f x peak
+    t = math.acos(2 * f - 1) / math.pi if sched.startswith("cosine") else 1.0 - f
+    floor_step = max(1, int(t * steps))
+    pct_epoch = 100.0 * floor_step * eff / cf.dataset_size  # type: ignore[operator]
+    if pct_epoch >= 100.0 * float(params["max_epoch_fraction"]):
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "lr_scheduler_type", "max_steps", scheduler=sched, max_steps=steps,
+                                               floor_step=floor_step, floor_pct_of_epoch=round(pct_epoch, 1),
+                                               floor_fraction_pct=round(100 * f)),
+                      fixes=(Fix(key="max_steps", value=math.ceil(cf.dataset_size / eff),  # type: ignore[operator]
+                                 why="size the schedule to the data so the rate decays over a full pass"),))]
+
+
+@detector("config_no_warmup", scope="config", params={}, evidence=("scheduler", "learning_rate"))
+def no_warmup(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """Neither warmup_steps nor warmup_ratio is set above 0 (TRL's default is no warmup)."""
+    ws = cf.get("warmup_steps", 0) or 0
+    wr = cf.get("warmup_ratio", 0) or 0
+    if float(ws) > 0 or float(wr) > 0:
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "warmup_steps", "warmup_ratio", "lr_scheduler_type",
+                                               scheduler=str(cf.get("lr_scheduler_type", TRL_DEFAULTS["lr_scheduler_type"])),
+                                               learning_rate=cf.get("learning_rate", TRL_DEFAULT_LR[cf.trainer])))]
+
+
+@detector("config_fp16_on_bf16_model", scope="config", params={}, evidence=("model", "model_dtype"))
+def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """fp16 mixed precision on a model pretrained in bf16 (activations can exceed fp16's range)."""
+    if not cf.get("fp16") or cf.model is None or cf.model.dtype != "bfloat16":
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "fp16", model=cf.model.name, model_dtype=cf.model.dtype))]
+
+
+@detector("config_lora_alpha_ratio", scope="config",
+          params={"min_ratio": Param("float", "lowest acceptable alpha / r", min=0.0),
+                  "max_ratio": Param("float", "highest acceptable alpha / r", min=0.0)},
+          evidence=("lora_r", "lora_alpha", "ratio", "suggested_alpha"))
+def lora_alpha_ratio(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """LoRA alpha/rank outside the range (the tables use alpha = 2r); rsLoRA scales differently."""
+    if cf.method == "full" or cf.get("use_rslora"):
+        return []
+    r = int(cf.get("lora_r", TRL_DEFAULTS["lora_r"]))
+    alpha = float(cf.get("lora_alpha", TRL_DEFAULTS["lora_alpha"]))
+    if r <= 0:
+        return []
+    ratio = alpha / r
+    if float(params["min_ratio"]) <= ratio <= float(params["max_ratio"]):
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "lora_alpha", "lora_r", lora_r=r, lora_alpha=alpha, ratio=round(ratio, 3),
+                                               suggested_alpha=2 * r),
+                      fixes=(Fix(key="lora_alpha", value=2 * r, why=f"alpha = 2 x r (recommend/lora_rank.yaml#alpha-2r) for r={r}"),))]
+
+
+@detector("config_lora_targets_missing", scope="config", params={}, evidence=("missing", "available", "model"))
+def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """LoRA target modules that do not exist in the model's architecture."""
+    if cf.method == "full" or cf.model is None:
+        return []
+    t = cf.get("lora_target_modules")
+    if t is None or t == "all-linear" or t == "all":
+        return []
+    names = [t] if isinstance(t, str) else [str(x) for x in t] if isinstance(t, list) else []
+    names = [n.strip() for x in names for n in x.split(",") if n.strip()]
+    avail = cf.model.module_names()
+    # PEFT matches by suffix: "self_attn.q_proj" selects q_proj
+    missing = [n for n in names if n.split(".")[-1] not in avail]
+    if not missing:
+        return []
+    from tuneterm.plan.recommend import target_row
+
+    row = target_row(cf.model.model_type)
+    sev = Severity.ERROR if len(missing) == len(names) else Severity.WARNING
+    return [Detection(None, None, severity=sev, evidence=_ev(cf, "lora_target_modules", missing=missing, available=avail,
+                                                             model=cf.model.name),
+                      fixes=(Fix(key="lora_target_modules", value=row["modules"], why=f"{cf.model.model_type} module names ({row['source']})"),))]
+
+
+@detector("config_gc_reentrant_peft", scope="config", params={}, evidence=("use_reentrant",))
+def gc_reentrant_peft(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """Gradient checkpointing with PEFT and reentrant checkpointing (frozen inputs carry no grad)."""
+    if cf.method == "full" or not cf.get("gradient_checkpointing", TRL_DEFAULTS["gradient_checkpointing"]):
+        return []
+    kw = cf.get("gradient_checkpointing_kwargs") or {}
+    if isinstance(kw, str):
+        try:
+            kw = json.loads(kw)
+        except ValueError:
+            kw = {}
+    if not isinstance(kw, Mapping) or kw.get("use_reentrant") is not True:
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "gradient_checkpointing_kwargs", use_reentrant=True))]
+
+
+def _token(v: Any) -> str | None:
+    if isinstance(v, Mapping):
+        v = v.get("content")
+    return v if isinstance(v, str) else None
+
+
+def tokenizer_special_tokens(model_dir: Any) -> dict[str, Any]:
+    """pad/eos tokens (strings or ids) from a local model directory's tokenizer files; {} if none."""
+    out: dict[str, Any] = {}
+    if model_dir is None:
+        return out
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        p = model_dir / name
+        try:
+            if p.is_file() and p.stat().st_size < 8 * 1024 * 1024:
+                data = json.loads(p.read_text(encoding="utf-8"))
+                if isinstance(data, Mapping):
+                    for k in ("pad_token", "eos_token"):
+                        if k not in out and k in data:
+                            out[k] = _token(data[k])
+                    out.setdefault("file", name)
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return out
+
+
+@detector("config_pad_equals_eos", scope="config", params={}, evidence=("pad_token", "eos_token", "file"))
+def pad_equals_eos(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """The pad token is the EOS token (when the tokenizer files are available locally)."""
+    if cf.model is None or cf.model.local_dir is None:
+        return []
+    tok = tokenizer_special_tokens(cf.model.local_dir)
+    if not tok:
+        return []
+    pad = cf.get("pad_token") or tok.get("pad_token")
+    eos = cf.get("eos_token") or tok.get("eos_token")
+    if not eos or not pad or pad != eos:
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "pad_token", pad_token=pad, eos_token=eos, file=tok.get("file")))]
+
+
+@detector("config_trust_remote_code", scope="config", params={}, evidence=("model",))
+def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """trust_remote_code is on: the model repository's Python code runs with your permissions."""
+    if cf.get("trust_remote_code") is not True:
+        return []
+    return [Detection(None, None, evidence=_ev(cf, "trust_remote_code", model=cf.get("model_name_or_path")))]
+
+
+@detector("config_does_not_fit", scope="config",
+          params={"headroom": Param("float", "warn when the peak is within this fraction of the capacity", min=0.0, max=1.0)},
+          evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase"))
+def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """The memory estimate of this config exceeds the GPU memory (present or given)."""
+    if cf.model is None or cf.gpu_memory_gib is None:
+        return []
+    from tuneterm.plan.memory import estimate
+
+    setup = setup_from_config(cf)
+    est = estimate(cf.model, setup)
+    cap = float(cf.gpu_memory_gib)
+    head = float(params["headroom"])
+    if est.peak_gib * (1 + head) <= cap:
+        return []
+    sev = Severity.ERROR if est.peak_gib > cap else Severity.WARNING
+    biggest = max(est.components, key=lambda c: c.bytes)
+    fixes: list[Fix] = []
+    if not setup.gradient_checkpointing:
+        fixes.append(Fix(key="gradient_checkpointing", value=True, why="keeps one checkpoint per layer instead of every activation"))
+    if setup.batch_size > 1:
+        fixes.append(Fix(key="per_device_train_batch_size", value=max(1, setup.batch_size // 2),
+                         why="halves activations and logits; raise gradient_accumulation_steps to keep the effective batch"))
+    if cf.method == "full":
+        fixes.append(Fix(key="use_peft", value=True, why="LoRA keeps only 16-bit weights: no full gradients or optimizer states"))
+    elif cf.method in ("lora", "dora"):
+        fixes.append(Fix(key="load_in_4bit", value=True, why="QLoRA: NF4 weights take ~0.56 B/param instead of 2"))
+    return [Detection(None, None, severity=sev, evidence=_ev(
+        cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
+        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase),
+        fixes=tuple(fixes))]
