@@ -100,9 +100,10 @@ def test_50mb_single_line_does_not_hang(tmp_path: Path) -> None:
     with p.open("wb") as f:
         f.write(b"{'loss': 1.0, 'epoch': 0.1}\n")
         chunk = (b"{'loss': 1, 'a" * 10_000)
-        for _ in range(50 * 1024 * 1024 // len(chunk)):
+        for _ in range(50 * 1024 * 1024 // len(chunk) + 1):
             f.write(chunk)
         f.write(b"\n{'loss': 0.5, 'epoch': 0.2}\n")
+    assert p.stat().st_size > 50 * 1024 * 1024
     t = time.perf_counter()
     run = load_run(p)
     elapsed = time.perf_counter() - t

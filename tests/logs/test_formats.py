@@ -133,6 +133,7 @@ def test_training_args_bin_is_never_opened(tmp_path: Path, monkeypatch: pytest.M
     run = load_run(tmp_path)
     monkeypatch.undo()
     assert run.has_metrics()
+    assert any(p.endswith("trainer_state.json") for p in opened)  # the spy sees real opens
     assert not any(p.endswith("training_args.bin") for p in opened)
 
 

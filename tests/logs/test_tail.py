@@ -69,3 +69,11 @@ def test_follow_trainer_state_rereads_whole(tmp_path: Path) -> None:
     p.write_text(json.dumps({"global_step": 2, "log_history": [{"loss": 1.0, "step": 1}, {"loss": 0.5, "step": 2}]}))
     assert f.poll() == 1
     assert f.run.format == "trainer_state"
+
+
+def test_follow_output_dir_before_first_log(tmp_path: Path) -> None:
+    f = Follower(tmp_path)
+    assert f.poll() == 0 and not f.run.has_metrics()
+    (tmp_path / "trainer_log.jsonl").write_text('{"current_steps": 5, "total_steps": 10, "loss": 1.0}\n')
+    assert f.poll() == 1
+    assert f.run.format == "llamafactory_jsonl" and f.run.facts.max_steps == 10

@@ -93,7 +93,14 @@ WARNINGS: Final[tuple[tuple[str, str], ...]] = (
     ("new PAD/BOS/EOS tokens that differ", "special-tokens-changed"),
     ("tried to get lr value before scheduler", "lr-before-scheduler"),
 )
-_OOM_TEXT = ("CUDA out of memory", "OutOfMemoryError", "out of memory")
+_OOM_TEXT = (
+    "CUDA out of memory",
+    "OutOfMemoryError",
+    "CUDA error: out of memory",
+    "HIP out of memory",
+    "MPS backend out of memory",
+    "XPU out of memory",
+)
 _MAX_EVENTS = 20_000
 _TB_MAX_LINES = 5_000
 _TB_MAX_JUNK = 60
@@ -137,9 +144,7 @@ def parse_flat_dict(text: str, start: int) -> dict[str, Any] | None:
     for _ in range(_MAX_PAIRS):
         m = match(text, pos)
         if m is None:
-            if not out and text.startswith("}", pos):
-                return None
-            return None
+            return None  # `{}`, nested values, calls with arguments, or not a dict at all
         k1, k2, v1, v2, v3, end = m.groups()
         out[k1 if k1 is not None else k2] = v1 if v1 is not None else (v2 if v2 is not None else v3)
         pos = m.end()
@@ -172,7 +177,6 @@ class ConsoleParser:
         self._decisions: dict[tuple[str, ...], bool] = {}
         self._bar_max: dict[int, int] = {}
         self._glued_totals: Counter[int] = Counter()
-        self._last_bar: tuple[int, int] | None = None
         self._bar_seg: str | None = None
         self._bar_count = 0
         self._in_tb = False
@@ -294,7 +298,6 @@ class ConsoleParser:
         if n > self._bar_max.get(m, -1):
             if len(self._bar_max) < 1000 or m in self._bar_max:
                 self._bar_max[m] = n
-        self._last_bar = (n, m)
 
     def _flush_bar_seg(self) -> None:
         seg, self._bar_seg = self._bar_seg, None

@@ -9,7 +9,6 @@ avoids per-value function calls on the common path (floats and ints).
 
 from __future__ import annotations
 
-import gc
 import math
 from array import array
 from bisect import bisect_left
@@ -156,7 +155,17 @@ class EntrySink:
         (series are created lazily so a key whose values are all ``null`` leaves no empty series).
         """
         compiled: list[list[Any]] = []
-        for key, dest, eset, name in plan_keys(keys):
+        planned = plan_keys(keys)
+        # Two keys can name one series (TRL 0.17+ logs both `completion_length` and
+        # `completions/mean_length`): keep the key that is already canonical, else the first.
+        owner: dict[tuple[str, str | None, str], str] = {}
+        for key, dest, eset, name in planned:
+            target = (dest, eset, name)
+            if target not in owner or key == name:
+                owner[target] = key
+        for key, dest, eset, name in planned:
+            if owner[(dest, eset, name)] != key:
+                continue
             if dest == "train":
                 compiled.append([key, self._TRAIN, name, None])
             elif dest == "eval":
@@ -169,8 +178,12 @@ class EntrySink:
             self._plans[keys] = compiled
         return compiled
 
-    def _slot(self, kind: int, target: Any) -> tuple[Any, Any]:
-        """Bound ``(steps.append, values.append)`` of the series for ``target`` (created if new)."""
+    def _slot(self, kind: int, target: Any) -> tuple[Any, Any, array[int], array[float]]:
+        """``(steps.append, values.append, steps, values)`` of the series for ``target``.
+
+        The series is created on first use. Bound ``append`` methods save two attribute lookups
+        per value on the per-entry path; the arrays serve the column-wise path.
+        """
         run = self.run
         if kind == self._TRAIN:
             s = run.train.get(target)
@@ -182,7 +195,7 @@ class EntrySink:
             s = bucket.get(name)
             if s is None:
                 s = bucket[name] = Series(name)
-        return s.steps.append, s.values.append
+        return s.steps.append, s.values.append, s.steps, s.values
 
     def step_of(self, entry: Mapping[str, Any]) -> int | None:
         """The entry's own step (``step``, ``global_step``, ``current_steps`` ...), if any."""
@@ -261,93 +274,103 @@ class EntrySink:
             self.summary_entries += 1
         return added
 
-    def add_many(self, entries: Iterable[Any]) -> tuple[int, int]:
-        """Add a sequence of dict entries (``log_history``); the tight loop of the JSON reader.
+    def add_many(self, entries: list[Any]) -> tuple[int, int]:
+        """Add a ``log_history`` list; the tight loop of the JSON reader.
 
-        Same semantics as calling :meth:`add` per entry (entries without a step get their 1-based
-        position; non-dicts are skipped), inlined because this loop is most of what tuneterm adds
-        to ``json.load`` on a 300,000-entry trainer_state.json. The cyclic garbage collector is
-        paused meanwhile: the loop allocates only key tuples, yet each allocation burst would make
-        the collector traverse every object ``json.loads`` just built.
+        Same result as calling :meth:`add` per entry (an entry without an integer ``step`` gets
+        its 1-based position; non-dicts are skipped), but column-wise where it can be: runs of
+        consecutive entries with the same keys (a trainer logs the same keys every step) whose
+        values are all plain numbers are appended with one ``array.extend`` per metric instead of
+        two method calls per value. That loop is most of what tuneterm adds to ``json.load`` on a
+        300,000-entry trainer_state.json (see benchmarks/bench_parse.py). Any other run (nulls,
+        strings, missing steps) takes the per-entry path.
 
         Returns:
             ``(entries with metrics, entries skipped because they were not dicts)``.
         """
         skipped = 0
         n = 0
-        plans = self._plans
-        compile_ = self._compile
-        slot_of = self._slot
-        bad = 0
-        last_epoch = self.last_epoch
-        last_step = self.last_step
-        epoch_slot: tuple[Any, Any] | None = None
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for i, e in enumerate(entries, 1):
-                if type(e) is not dict:
-                    skipped += 1
-                    continue
-                st = e.get("step")
-                if type(st) is not int:
-                    st = self.step_of(e)
-                    if st is None:
-                        st = i
-                keys = tuple(e)
-                plan = plans.get(keys)
-                if plan is None:
-                    plan = compile_(keys)
-                added = 0
-                train_added = 0
-                epoch = None
-                for item in plan:
-                    v = e[item[0]]
-                    t = type(v)
-                    if t is not float:
-                        if v is None:
-                            continue
-                        if t is int:
-                            v = float(v)
-                        else:
-                            v = to_float(v)
-                            if v is None:
-                                bad += 1
-                                continue
-                    kind = item[1]
-                    if kind <= 1:
-                        slot = item[3]
-                        if slot is None:
-                            slot = item[3] = slot_of(kind, item[2])
-                        slot[0](st)
-                        slot[1](v)
-                        added += 1
-                        if kind == 0:
-                            train_added += 1
-                    elif kind == 2:
-                        self.run.summary[item[2]] = v
-                    else:
-                        epoch = v
-                if epoch is not None:
-                    last_epoch = epoch
-                    if train_added:
-                        if epoch_slot is None:
-                            epoch_slot = slot_of(self._TRAIN, "epoch")
-                        epoch_slot[0](st)
-                        epoch_slot[1](epoch)
-                if added:
-                    n += 1
-                    last_step = st
-                elif any(item[1] == 2 for item in plan):
-                    self.summary_entries += 1
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self.entries += n
-        self.bad_values += bad
-        self.last_epoch = last_epoch
-        self.last_step = last_step
+        total = len(entries)
+        i = 0
+        while i < total:
+            e = entries[i]
+            if type(e) is not dict:
+                skipped += 1
+                i += 1
+                continue
+            keys = e.keys()
+            j = i + 1
+            while j < total:
+                f = entries[j]
+                if type(f) is not dict or f.keys() != keys:
+                    break
+                j += 1
+            if j - i >= 8 and self._add_block(entries, i, j):
+                n += j - i
+            else:
+                for k in range(i, j):
+                    ek = entries[k]
+                    st = ek.get("step")
+                    if type(st) is not int:
+                        st = self.step_of(ek)
+                        if st is None:
+                            st = k + 1
+                    if self.add(ek, st):
+                        n += 1
+            i = j
         return n, skipped
+
+    _NUMBER_TYPES = frozenset({float, int})
+
+    def _add_block(self, entries: list[Any], i: int, j: int) -> bool:
+        """Append entries ``i:j`` (same keys) column-wise; False (nothing added) if not plain."""
+        block = entries[i:j]
+        first = block[0]
+        if "step" not in first:
+            return False
+        steps = [e["step"] for e in block]
+        if set(map(type, steps)) != {int}:
+            return False
+        keys = tuple(first)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._compile(keys)
+        cols: list[tuple[list[Any], list[Any]]] = []
+        ok_types = self._NUMBER_TYPES
+        for item in plan:
+            col = [e[item[0]] for e in block]
+            if not set(map(type, col)) <= ok_types:
+                return False
+            cols.append((item, col))
+        train = False
+        epoch_col: list[Any] | None = None
+        added = False
+        for item, col in cols:
+            kind = item[1]
+            if kind <= 1:
+                slot = item[3]
+                if slot is None:
+                    slot = item[3] = self._slot(kind, item[2])
+                slot[2].extend(steps)
+                slot[3].extend(col)
+                added = True
+                train = train or kind == 0
+            elif kind == 2:
+                self.run.summary[item[2]] = float(col[-1])
+            else:
+                epoch_col = col
+        if epoch_col is not None:
+            self.last_epoch = float(epoch_col[-1])
+            if train:
+                es = self._slot(self._TRAIN, "epoch")
+                es[2].extend(steps)
+                es[3].extend(epoch_col)
+        if added:
+            self.entries += len(block)
+            self.last_step = steps[-1]
+        elif any(item[1] == 2 for item in plan):
+            self.summary_entries += len(block)
+        return True
 
     def finish(self) -> None:
         """Copy what the sink learned into ``run.facts`` (last epoch, last step)."""

@@ -95,7 +95,7 @@ def sniff(path: Path, head: bytes) -> str:
     text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
     if text.startswith(("{\"", "{\n", "{\r", "{ ", "{}")) or (
         text.startswith("[") and text[1:].lstrip(" \t\r\n")[:1] in ("{", "[", "]", '"', "")
-    ) or (path.suffix.lower() == ".json" and text[:1] in ("{", "[")):
+    ) or path.suffix.lower() == ".json":
         first, _, rest = text.partition("\n")
         if first.strip().startswith("{") and rest.strip().startswith("{"):
             try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,7 +171,7 @@ class Run:
     facts: RunFacts = field(default_factory=RunFacts)
     events: list[LogEvent] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    lines: dict[int, int] = field(default_factory=dict)
+    lines: MutableMapping[int, int] = field(default_factory=dict)  # parsers use a compact LineIndex
     samples: list[dict[str, Any]] = field(default_factory=list)
     """Generations recorded during training (run directory ``samples.jsonl``): dicts with at least
     ``step``, ``prompt``, ``completion``; optionally ``n_tokens`` and ``hit_max_tokens``."""

@@ -217,8 +217,8 @@ class Follower:
         try:
             run = load_run(self.path)
         except InputError:
-            if self._whole_sig is None and st.st_size == 0:
-                return 0
+            if self._whole_sig is None and (st.st_size == 0 or self.path.is_dir()):
+                return 0  # nothing written yet (an output directory before its first log)
             raise
         self._whole_sig = sig
         self.run = run

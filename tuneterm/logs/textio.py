@@ -19,7 +19,7 @@ from tuneterm.errors import InputError
 from tuneterm.textsafe import inert_line
 
 MAX_SEGMENT = 1 << 20  # 1 MiB: far beyond any real log line segment
-BLOCK = 1 << 20
+BLOCK = 256 * 1024  # read size; small enough that a short log costs little memory
 SNIFF = 64 * 1024
 
 
