@@ -147,6 +147,10 @@ def check_cmd(
         model=model, max_length=max_length, sample=sample,
     )
     threshold = Severity(fail_on.value)
+    if results and fmt is OutputFormat.text and output is None:
+        # A dataset check's text output is a report a person reads (counts, length histogram,
+        # worst rows); the concise finding lines follow for every subject.
+        _print_data_reports(results)
     if results:
         text = render(fmt.value, results, threshold, as_array=len(paths) > 1)
         if output is not None:
@@ -159,6 +163,18 @@ def check_cmd(
     if override is not None:
         raise typer.Exit(int(override))
     raise typer.Exit(int(ExitCode.FINDINGS if fails(results, threshold) else ExitCode.OK))
+
+
+def _print_data_reports(results: list) -> None:
+    details = [r.detail for r in results if r.subject == "data" and r.detail is not None]
+    if not details:
+        return
+    from tuneterm.preflight.data import render_data_report
+    from tuneterm.report.doctor import make_console
+
+    console = make_console(None)
+    for report in details:
+        render_data_report(report, console)
 
 
 def demo_paths() -> list[str]:

@@ -1,4 +1,4 @@
-"""``tuneterm check`` subjects for pre-flight checks: training configs (and datasets, issue 6).
+"""``tuneterm check`` subjects for pre-flight checks: training configs and datasets.
 
 Imported lazily by :func:`tuneterm.report.subjects.handlers` (listed in ``HANDLER_MODULES``). The
 ``claims`` tests are cheap; the checks import their machinery on use.
@@ -37,3 +37,30 @@ def _check_config(path: Path, options: CheckOptions) -> CheckResult:
 
 
 register_subject(SubjectHandler(kind="config", claims=_claims_config, check=_check_config, priority=10))
+
+
+def _claims_dataset(path: Path) -> bool:
+    from tuneterm.preflight.data import looks_like_dataset
+
+    return looks_like_dataset(str(path))
+
+
+def _check_dataset(path: Path, options: CheckOptions) -> CheckResult:
+    from dataclasses import replace
+
+    from tuneterm.preflight.data import check_dataset, to_check_result
+
+    rules = options.ruleset("data").rules
+    report = check_dataset(
+        str(path),
+        model=options.model,
+        max_length=options.max_length,
+        trainer=options.trainer,
+        sample=options.sample,
+        rules=list(rules),
+    )
+    return replace(to_check_result(report, rules), detail=report)
+
+
+# Above logs (a JSONL dataset is also JSONL), below configs; hub ids reach it too.
+register_subject(SubjectHandler(kind="data", claims=_claims_dataset, check=_check_dataset, priority=5, remote=True))

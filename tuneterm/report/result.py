@@ -90,6 +90,8 @@ class CheckResult:
         notes: remarks about reading the input ("file is truncated; salvaged 1,204 entries").
         run: the parsed run for log subjects (doctor draws its charts from it); ``None`` for
             other subjects. Not part of equality.
+        detail: a subject's own report object for the human-readable text output (a dataset
+            check's ``DataReport``); ``None`` otherwise. Not part of equality.
     """
 
     source: str
@@ -100,6 +102,7 @@ class CheckResult:
     facts: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     run: Run | None = field(default=None, compare=False, repr=False)
+    detail: Any = field(default=None, compare=False, repr=False)
 
     @property
     def tally(self) -> Tally:

@@ -106,12 +106,15 @@ class SubjectHandler:
         claims: cheap test of whether this handler should check the path.
         check: produce the result; raise InputError / NoMetricsError / TunetermError on failure.
         priority: handlers are asked highest first; the log fallback is ``-100``.
+        remote: the handler also accepts names that are not local paths (a hub dataset id);
+            only such handlers are asked about a path that does not exist.
     """
 
     kind: str
     claims: Callable[[Path], bool]
     check: Callable[[Path, CheckOptions], CheckResult]
     priority: int = 0
+    remote: bool = False
 
 
 _HANDLERS: list[SubjectHandler] = []
@@ -143,11 +146,12 @@ def check_subject(path: str | Path, options: CheckOptions) -> CheckResult:
         TunetermError: any other clear, one-line failure (bad rule file, unknown rule name).
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file or directory")
+    local = p.exists()
     for handler in handlers():
-        if handler.claims(p):
+        if (local or handler.remote) and handler.claims(p):
             return handler.check(p, options)
+    if not local:
+        raise InputError(f"{path}: no such file or directory")
     raise InputError(f"{path}: not a training log, config or dataset tuneterm can read")
 
 
