@@ -48,6 +48,8 @@ def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     peak = max(values)
     if peak <= eps:
+        if len(values) < params["min_consecutive"]:
+            return []  # one logged 0 is warmup starting at 0 (a live run's first step), not yet a problem
         ev = {"peak_lr": peak, "count": len(values), "total": len(values), "steps_text": f"{steps[0]}-{steps[-1]}", "configured": configured}
         return [Detection(steps[0], steps[-1], ev)]
     ipeak = values.index(peak)

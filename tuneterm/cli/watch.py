@@ -1,0 +1,181 @@
+"""``tuneterm watch``, ``tuneterm runs``, ``tuneterm stop``: follow, list and stop runs.
+
+Light at import (Typer only); the watch package, Rich and plotext are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import typer
+
+from tuneterm.cli import app
+from tuneterm.exit_codes import ExitCode
+from tuneterm.textsafe import inert_line
+
+
+def _say(line: str) -> None:
+    print(f"tuneterm: {inert_line(line, 600)}", file=sys.stderr, flush=True)
+
+
+def _is_command(args: list[str], runs_dir: str | None) -> bool:
+    """Whether ``args`` (what followed ``watch``) is a command to run rather than a RUN/LOGFILE.
+
+    Click drops the ``--`` itself, so: two or more words are a command; one word is a run (a
+    name in the runs directory, or an existing path that is not an executable file), else a
+    command when it is an executable file or a program on PATH.
+    """
+    if len(args) > 1:
+        return True
+    word = args[0]
+    from tuneterm.train.rundir import runs_root
+
+    if "/" not in word and (runs_root(runs_dir) / word).is_dir():
+        return False
+    p = Path(word)
+    if p.exists():
+        return p.is_file() and os.access(p, os.X_OK) and p.suffix.lower() not in (".log", ".txt", ".jsonl", ".json", ".csv")
+    return shutil.which(word) is not None
+
+
+@app.command("watch")
+def watch_cmd(
+    target: list[str] = typer.Argument(
+        ..., metavar="RUN|LOGFILE | -- COMMAND ...", help="A run name, a run directory or a growing log file; or, after --, a training command to run under tuneterm."
+    ),
+    headless: bool = typer.Option(False, "--headless", help="Plain lines, no live screen; exit 1 on an error finding, 0 when the run ends clean."),
+    stop_on: str = typer.Option("never", "--stop-on", metavar="error|never", help="Stop the run on the first error finding (SIGTERM, then SIGKILL after --grace)."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep following a log file as it grows (--no-follow: read it once)."),
+    idle_timeout: float = typer.Option(60.0, "--idle-timeout", min=0, help="End the watch of a log file that has not grown for this many seconds (0: never)."),
+    grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds between SIGTERM and SIGKILL when stopping a run."),
+    name: str | None = typer.Option(None, "--name", help="Run name for -- COMMAND (default: <script>-<date>-<time>)."),
+) -> int:
+    """Follow a run or log live, print findings with fixes as they fire; or run COMMAND under tuneterm."""
+    import click
+
+    from tuneterm.engine import load_rules
+    from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
+    from tuneterm.watch.runs import resolve_target
+
+    if stop_on not in ("error", "never"):
+        raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
+    options = WatchOptions(stop_on=stop_on, follow=follow, idle_timeout=idle_timeout, grace_s=grace)
+    rules = load_rules(scopes=["log", "eval"])
+    proc = None
+    if _is_command(target, runs_dir):
+        from tuneterm.watch.command import start_command
+
+        started = start_command(list(target), runs_dir=runs_dir, name=name)
+        path, proc = started.run.path, started.proc
+        print(started.run.name, flush=True)
+        _say(f"started {' '.join(target)[:200]} as run {started.run.name} in {path} (pid {proc.pid})")
+    else:
+        if name is not None:
+            raise click.BadParameter("--name is only for -- COMMAND", param_hint="'--name'")
+        path = resolve_target(target[0], runs_dir)
+    view = make_view(headless, path.name)
+    interactive = not headless and sys.stdin is not None and sys.stdin.isatty()
+    result = watch(path, rules, options=options, view=view, proc=proc, on_interrupt=ask_stop if interactive else None)
+    if result.interrupted:
+        if result.action == "stopped":
+            _say(f"run {path.name} {result.state}")
+        elif (path / "status.json").is_file():
+            _say(f"the run keeps going; follow it again with: tuneterm watch {path}   stop it with: tuneterm stop {path}")
+        return exit_code_for(result)
+    errors = sum(1 for f in result.fired if f.severity.value == "error")
+    warnings = sum(1 for f in result.fired if f.severity.value == "warning")
+    _say(f"{path.name}: {result.state}; {errors} error(s), {warnings} warning(s)" + (" (stopped on error)" if result.stopped_on_error else ""))
+    code = exit_code_for(result)
+    if code == ExitCode.NO_METRICS:
+        _say(f"no training metrics or errors were read from {path}")
+    return code
+
+
+@app.command("runs")
+def runs_cmd(
+    json_out: bool = typer.Option(False, "--json", help="One JSON array of runs (name, state, step, loss, findings ...)."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
+) -> int:
+    """List runs: state (a dead process shows as 'died'), step, last loss, findings, start, duration."""
+    import json
+
+    from tuneterm.watch.runs import fmt_duration, list_runs
+
+    if runs_dir is None and not os.environ.get("TUNETERM_RUNS_DIR") and not Path("runs").is_dir():
+        infos = []  # the default ./runs not made yet: nothing has run here (an explicit dir must exist)
+    else:
+        infos = list_runs(runs_dir)
+    if json_out:
+        print(json.dumps([i.to_dict() for i in infos], indent=2, allow_nan=False))
+        return int(ExitCode.OK)
+    from rich.table import Table
+    from rich.text import Text
+
+    from tuneterm.report.doctor import make_console
+
+    console = make_console()
+    if not infos:
+        _say("no runs yet (start one with: tuneterm train configs/tiny.yaml)")
+        return int(ExitCode.OK)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("name", "state", "step", "loss", "findings", "started", "duration"):
+        table.add_column(col, justify="right" if col in ("step", "loss", "duration") else "left", no_wrap=col != "name", overflow="fold")
+    styles = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow"}
+    for i in infos:
+        step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
+        loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
+        if i.errors is None:
+            found = Text("-")
+        else:
+            found = Text(f"{i.errors}E {i.warnings}W", style="bold red" if i.errors else ("yellow" if i.warnings else "green"))
+        started = (i.started or "-")[:16].replace("T", " ")
+        table.add_row(
+            Text(inert_line(i.name, 60)),
+            Text(inert_line(i.state, 20), style=styles.get(i.state, "")),
+            step,
+            loss,
+            found,
+            started,
+            fmt_duration(i.duration_s),
+        )
+    console.print(table)
+    return int(ExitCode.OK)
+
+
+@app.command("stop")
+def stop_cmd(
+    run: str = typer.Argument(..., metavar="RUN", help="A run name in the runs directory, or a run directory."),
+    force: bool = typer.Option(False, "--force", help="SIGKILL the whole process group at once (no graceful stop)."),
+    grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds to wait after SIGTERM before SIGKILL."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
+) -> int:
+    """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
+    from tuneterm.errors import InputError
+    from tuneterm.train.control import stop_run
+    from tuneterm.train.rundir import RunDir
+    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target
+
+    try:
+        path = resolve_target(run, runs_dir)
+    except InputError:
+        raise InputError(f"no such run: {run}") from None
+    if not is_run_dir(path) or not (path / "status.json").is_file():
+        raise InputError(f"no such run: {run} (not a tuneterm run directory)")
+    status = read_status(path)
+    state = effective_state(status)
+    if state in ("finished", "failed", "stopped"):
+        _say(f"run {path.name} already {state}")
+        return int(ExitCode.OK)
+    if state == "died":
+        _say(f"run {path.name}: its process (pid {status.get('pid')}) is already gone; see: tuneterm watch {path} --no-follow")
+        return int(ExitCode.OK)
+    if state.endswith("?"):
+        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
+    _say(f"stopping run {path.name} (pid {status.get('pid')}){' with SIGKILL' if force else ''} ...")
+    final = stop_run(RunDir(path), grace_s=0.0 if force else grace)
+    _say(f"run {path.name} {final}")
+    return int(ExitCode.OK)

@@ -1,0 +1,178 @@
+"""How a watch looks: plain lines (``--headless``, pipes) or a Rich Live screen (a terminal).
+
+Both show each new finding once, with its fixes, as it fires. Plain mode prints to stdout::
+
+    error N101 nan-or-inf (step 12-12): grad_norm is nan at 1 of 12 logged steps ...
+      fix: bf16: true  # bf16 has the range of fp32 ...
+
+and status lines (start, stop, end) to stderr. The live screen redraws in place (Rich ``Live``, at
+most 4 times a second) a header (run, state, step, loss, elapsed), plotext charts of the run's
+metrics with the finding steps marked, and the findings so far; each finding is also printed
+above the live area when it fires, so the scroll-back keeps the record. Everything from the log
+goes through :func:`tuneterm.textsafe.inert` and is printed as :class:`rich.text.Text`, never as
+markup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+from tuneterm.engine.model import Finding, Fix
+from tuneterm.textsafe import inert_line
+
+
+def finding_line(f: Finding) -> str:
+    """``error N101 nan-or-inf (step 12-30): message`` (inert, one line)."""
+    where = ""
+    if f.first_step is not None:
+        where = f" (step {f.first_step}" + (f"-{f.last_step}" if f.last_step not in (None, f.first_step) else "") + ")"
+    return inert_line(f"{f.severity.value} {f.code} {f.name}{where}: {f.message}", 600)
+
+
+def fix_line(fix: Fix) -> str:
+    """``key: value  # why`` or ``$ command  # why`` (inert, one line)."""
+    if fix.command is not None:
+        return inert_line(f"$ {fix.command}  # {fix.why}", 600)
+    value = fix.value if isinstance(fix.value, str) else json.dumps(fix.value, default=str)
+    return inert_line(f"{fix.key}: {value}  # {fix.why}", 600)
+
+
+class PlainView:
+    """Findings as plain lines on ``out``; status lines on ``err``.
+
+    Args:
+        out: where findings go (stdout).
+        err: where status lines go (stderr).
+        max_fixes: fixes printed under each finding.
+    """
+
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, *, max_fixes: int = 3) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.max_fixes = max_fixes
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def status(self, line: str) -> None:
+        """A line about the watch itself (stderr)."""
+        print(f"tuneterm: {inert_line(line, 600)}", file=self.err, flush=True)
+
+    def finding(self, f: Finding, *, escalated: bool = False) -> None:
+        """Print one new (or escalated) finding with its first fixes."""
+        prefix = "escalated: " if escalated else ""
+        print(prefix + finding_line(f), file=self.out, flush=True)
+        for fix in f.fixes[: self.max_fixes]:
+            print(f"  fix: {fix_line(fix)}", file=self.out, flush=True)
+
+    def refresh(self, live: Any) -> None:
+        """Plain mode has no screen to redraw."""
+        return None
+
+
+class LiveView(PlainView):
+    """The Rich Live screen (only on a terminal). Imports Rich and plotext on first use."""
+
+    def __init__(self, title: str, *, max_fixes: int = 3) -> None:
+        super().__init__(max_fixes=max_fixes)
+        from tuneterm.report.doctor import make_console
+
+        self.title = title
+        self.console = make_console()
+        self._live: Any = None
+        self._started = time.monotonic()
+        self._last_draw = 0.0
+        self._chart_key: tuple[Any, ...] = ()
+        self._charts: Any = None
+
+    def __enter__(self) -> LiveView:
+        from rich.live import Live
+
+        self._live = Live(console=self.console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def status(self, line: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(f"tuneterm: {inert_line(line, 600)}", style="dim"))
+
+    def finding(self, f: Finding, *, escalated: bool = False) -> None:
+        from rich.padding import Padding
+        from rich.text import Text
+
+        from tuneterm.report.doctor import STYLES, fix_text
+
+        head = Text()
+        head.append("escalated " if escalated else "", style="bold")
+        head.append(f"{f.severity.value} {inert_line(f.code, 10)} {inert_line(f.name, 60)}", style=STYLES[f.severity])
+        head.append("  " + finding_line(f).split(": ", 1)[-1])
+        self.console.print(head)
+        for fix in f.fixes[: self.max_fixes]:
+            self.console.print(Padding(fix_text(fix), (0, 0, 0, 4), expand=False))
+
+    def refresh(self, live: Any) -> None:
+        """Redraw the live area from a :class:`~tuneterm.watch.live.LiveEvaluator` (<= 4/s)."""
+        if self._live is None:
+            return
+        now = time.monotonic()
+        if now - self._last_draw < 0.25:
+            return
+        self._last_draw = now
+        self._live.update(self._render(live), refresh=True)
+
+    def _render(self, live: Any) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
+        run = live.run
+        status = live.status or {}
+        state = run.facts.extra.get("state") or status.get("state") or "following"
+        step = run.last_step
+        max_steps = run.facts.max_steps or status.get("max_steps")
+        loss = run.train.get("loss")
+        last = loss.last() if loss is not None else None
+        head = Text()
+        head.append(inert_line(self.title, 80), style="bold")
+        head.append(f"  {inert_line(state, 20)}")
+        if step is not None:
+            head.append(f"  step {step}" + (f"/{max_steps}" if max_steps else ""))
+        if last is not None:
+            head.append(f"  loss {last:.4g}")
+        head.append(f"  {time.monotonic() - self._started:.0f}s  ", style="dim")
+        head.append(f"{len(live.findings)} finding(s)  Ctrl-C: detach/stop", style="dim")
+        parts: list[Any] = [head]
+        width = max(40, min(self.console.width, 160) - 2)
+        key = (run.last_step, sum(len(s) for s in run.train.values()), len(live.findings), width)
+        if key != self._chart_key:
+            self._chart_key = key
+            self._charts = self._draw_charts(run, live.findings, width)
+        parts.extend(self._charts or [])
+        return Group(*parts)
+
+    def _draw_charts(self, run: Any, findings: list[Finding], width: int) -> list[Any]:
+        from rich.text import Text
+
+        from tuneterm.report.charts import render_charts
+
+        out: list[Any] = []
+        try:
+            charts = render_charts(run, findings, width, height=8)
+        except Exception:  # noqa: BLE001 - a chart must never end a watch
+            return out
+        for ch in charts[:2]:  # loss and one more: the screen is for the findings too
+            legend = "  ".join(f"{m} {inert_line(label, 30)}" for label, m in ch.legend)
+            out.append(Text(f"{ch.title}  {legend}", style="bold"))
+            out.append(Text.from_ansi(ch.ansi))
+        return out
