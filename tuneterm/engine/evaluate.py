@@ -61,22 +61,42 @@ def fill_message(template: str, fields: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _finding(run: Run, rule: Rule, det: Detection) -> Finding:
+def make_finding(
+    rule: Rule,
+    det: Detection,
+    *,
+    source: str = "",
+    line: int | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Finding:
+    """Join a rule record and one of its detections into a :class:`Finding`.
+
+    The one place findings are built, for every scope (logs, configs, datasets, eval reports):
+    the message template is filled safely from the rule's params, the evidence, the steps and
+    ``context`` (e.g. ``trainer``); causes computed for this run come before the rule's static
+    ones; a fix computed for this run replaces the rule's static fix for the same config key
+    (a run-specific ``learning_rate: 1e-05`` and the table's ``learning_rate: 1e-04`` must not both
+    be shown); command fixes are kept unless identical.
+
+    Args:
+        rule: the rule that fired.
+        det: what its detector reported.
+        source: the file the finding is about.
+        line: 1-based line in ``source``; by default an integer ``line`` in the evidence is used.
+        context: extra template fields.
+    """
     fields: dict[str, Any] = dict(rule.params)
     fields.update(det.evidence)
-    fields.update(
-        first_step=det.first_step,
-        last_step=det.last_step,
-        code=rule.code,
-        name=rule.name,
-        trainer=run.facts.trainer_kind,
+    fields.update(context or {})
+    fields.update(first_step=det.first_step, last_step=det.last_step, code=rule.code, name=rule.name)
+    if line is None:
+        ev_line = det.evidence.get("line")
+        if isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1:
+            line = ev_line
+    computed_keys = {f.key for f in det.fixes if f.key is not None}
+    static = tuple(
+        f for f in rule.fixes if f not in det.fixes and (f.key is None or f.key not in computed_keys)
     )
-    # An event carries its own line (a traceback); a metric finding points at its first step's entry.
-    ev_line = det.evidence.get("line")
-    if isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1:
-        line: int | None = ev_line
-    else:
-        line = run.lines.get(det.first_step) if det.first_step is not None else None
     return Finding(
         code=rule.code,
         name=rule.name,
@@ -87,10 +107,20 @@ def _finding(run: Run, rule: Rule, det: Detection) -> Finding:
         last_step=det.last_step,
         evidence=dict(det.evidence),
         causes=tuple(dict.fromkeys(det.causes + rule.causes)),
-        fixes=det.fixes + tuple(f for f in rule.fixes if f not in det.fixes),
+        fixes=det.fixes + static,
         references=rule.references,
-        source=run.source,
+        source=source,
         line=line,
+    )
+
+
+def _finding(run: Run, rule: Rule, det: Detection) -> Finding:
+    # An event carries its own line (a traceback); a metric finding points at its first step's entry.
+    ev_line = det.evidence.get("line")
+    has_own_line = isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1
+    line = None if has_own_line or det.first_step is None else run.lines.get(det.first_step)
+    return make_finding(
+        rule, det, source=run.source, line=line, context={"trainer": run.facts.trainer_kind}
     )
 
 

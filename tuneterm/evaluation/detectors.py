@@ -183,24 +183,10 @@ def _computed_fixes(config: Mapping[str, Any]) -> list[Fix]:
 
 
 def make_finding(rule: Rule, det: Detection, source: str = "") -> Finding:
-    """Build a :class:`Finding` from ``rule`` and one of its detections (message filled safely)."""
-    fields: dict[str, Any] = dict(rule.params)
-    fields.update(det.evidence)
-    fields.update(first_step=det.first_step, last_step=det.last_step, code=rule.code, name=rule.name)
-    return Finding(
-        code=rule.code,
-        name=rule.name,
-        severity=det.severity or rule.severity,
-        category=rule.category,
-        message=fill_message(rule.message, fields),
-        first_step=det.first_step,
-        last_step=det.last_step,
-        evidence=dict(det.evidence),
-        causes=tuple(dict.fromkeys(det.causes + rule.causes)),
-        fixes=det.fixes + tuple(f for f in rule.fixes if all(f.key != d.key or f.key is None for d in det.fixes)),
-        references=rule.references,
-        source=source,
-    )
+    """Build a :class:`Finding` from ``rule`` and one of its detections (the engine's builder)."""
+    from tuneterm.engine.evaluate import make_finding as build
+
+    return build(rule, det, source=source)
 
 
 def evaluate_report(report: Any, rules: Iterable[Rule]) -> list[Finding]:

@@ -47,19 +47,9 @@ def looks_like_config(path: str | Path) -> bool:
 
 
 def _finding(cf: ConfigFacts, rule: Rule, det: Detection) -> Finding:
-    from tuneterm.engine.evaluate import fill_message
+    from tuneterm.engine.evaluate import make_finding
 
-    fields: dict[str, Any] = dict(rule.params)
-    fields.update(det.evidence)
-    fields.update(first_step=None, last_step=None, code=rule.code, name=rule.name, trainer=cf.trainer)
-    line = det.evidence.get("line")
-    return Finding(
-        code=rule.code, name=rule.name, severity=det.severity or rule.severity, category=rule.category,
-        message=fill_message(rule.message, fields), first_step=None, last_step=None,
-        evidence=dict(det.evidence), causes=tuple(dict.fromkeys(det.causes + rule.causes)),
-        fixes=det.fixes + tuple(f for f in rule.fixes if f not in det.fixes), references=rule.references,
-        source=str(cf.path), line=line if isinstance(line, int) and not isinstance(line, bool) else None,
-    )
+    return make_finding(rule, det, source=str(cf.path), context={"trainer": cf.trainer})
 
 
 def _gpu_capacity() -> tuple[float | None, int | None, float | None]:

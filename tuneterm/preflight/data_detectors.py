@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from tuneterm.engine.evaluate import make_finding
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
 from tuneterm.engine.registry import Param, detector, get_detector
 from tuneterm.preflight.data_analysis import STANDARD_ROLES, DataAnalysis, RowRef
@@ -469,12 +471,6 @@ def inconsistent_schema(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
 
 # --------------------------------------------------------------------------------------------
-def _fill(template: str, fields: Mapping[str, Any]) -> str:
-    from tuneterm.engine.evaluate import fill_message  # noqa: PLC0415 - light, but keep import order simple
-
-    return fill_message(template, fields)
-
-
 def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
     """Run the ``data``-scope rules that apply to ``an.trainer`` over the analysis.
 
@@ -501,25 +497,11 @@ def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
                                     source=an.source))
             continue
         for det in detections:
-            fields: dict[str, Any] = dict(params)
-            fields.update(det.evidence)
-            fields.update(code=rule.code, name=rule.name, trainer=an.trainer, first_step=None, last_step=None)
-            line = det.evidence.get("line")
+            # The rule's params as resolved by the detector spec (defaults filled in) fill the template.
+            resolved = replace(rule, params=params)
             findings.append(
-                Finding(
-                    code=rule.code,
-                    name=rule.name,
-                    severity=det.severity or rule.severity,
-                    category=rule.category,
-                    message=_fill(rule.message, fields),
-                    first_step=None,
-                    last_step=None,
-                    evidence=dict(det.evidence),
-                    causes=tuple(dict.fromkeys(det.causes + rule.causes)),
-                    fixes=det.fixes + tuple(f for f in rule.fixes if f not in det.fixes),
-                    references=rule.references,
-                    source=str(det.evidence.get("file", an.source)),
-                    line=line if isinstance(line, int) else None,
+                make_finding(
+                    resolved, det, source=str(det.evidence.get("file", an.source)), context={"trainer": an.trainer}
                 )
             )
     findings.sort(key=lambda f: (-f.severity.rank, f.line or 0, f.code))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneterm.errors import InputError
 from tuneterm.report.result import CheckResult
 from tuneterm.report.subjects import CheckOptions, SubjectHandler, register_subject
 
@@ -39,16 +40,24 @@ def _check_config(path: Path, options: CheckOptions) -> CheckResult:
 register_subject(SubjectHandler(kind="config", claims=_claims_config, check=_check_config, priority=10))
 
 
-def _claims_dataset(path: Path) -> bool:
-    from tuneterm.preflight.data import looks_like_dataset
+_TRAIN_EXTRA = "dataset checks need the training stack: pip install 'tuneterm[train]'"
 
+
+def _claims_dataset(path: Path) -> bool:
+    try:
+        from tuneterm.preflight.data import looks_like_dataset
+    except ImportError:  # pragma: no cover - the sniffer itself needs nothing beyond the core install
+        return False
     return looks_like_dataset(str(path))
 
 
 def _check_dataset(path: Path, options: CheckOptions) -> CheckResult:
     from dataclasses import replace
 
-    from tuneterm.preflight.data import check_dataset, to_check_result
+    try:
+        from tuneterm.preflight.data import check_dataset, to_check_result
+    except ImportError as exc:
+        raise InputError(f"{path}: {_TRAIN_EXTRA} (missing {exc.name})") from None
 
     rules = options.ruleset("data").rules
     report = check_dataset(

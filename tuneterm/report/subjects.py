@@ -189,12 +189,31 @@ def _check_log(path: Path, options: CheckOptions) -> CheckResult:
     from tuneterm.logs import load_run
 
     ruleset = options.ruleset()
+    if _is_run_dir(path):
+        # A tuneterm run directory: also mark a run whose process vanished, and judge the sample
+        # generations it recorded (degenerate-generations lives with the eval rules), exactly as
+        # `tuneterm watch` does, so a later doctor sees what the watcher saw.
+        from tuneterm.watch.live import evaluate_all, load_checked
+
+        run = load_checked(str(path))
+        _require_metrics(run, path)
+        sample_rules = options.ruleset("eval").rules if run.samples else ()
+        findings = evaluate_all(run, (*ruleset.rules, *sample_rules))
+        return result_from_run(run, findings, applicable_rules(run, ruleset))
     run = load_run(str(path))
+    _require_metrics(run, path)
+    findings = evaluate(run, ruleset)
+    return result_from_run(run, findings, applicable_rules(run, ruleset))
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "status.json").is_file()
+
+
+def _require_metrics(run: Run, path: Path) -> None:
     if not run.has_metrics():
         why = f" ({'; '.join(run.notes)})" if run.notes else ""
         raise NoMetricsError(f"no training metrics in {path}{why}")
-    findings = evaluate(run, ruleset)
-    return result_from_run(run, findings, applicable_rules(run, ruleset))
 
 
 register_subject(SubjectHandler(kind="log", claims=lambda p: True, check=_check_log, priority=-100))
