@@ -1,0 +1,207 @@
+"""``tuneterm train CONFIG.yaml``: validate a TRL config and launch a run that survives the terminal.
+
+Modes: ``--detach`` prints the run name and returns at once; ``--headless`` prints plain progress
+lines, waits, evaluates the run and exits 0 (finished clean) or 1 (an error finding, or the run
+failed); the default follows the run in the terminal through :func:`live_view`, where Ctrl-C asks
+whether to stop the run (default: keep it running and detach). Light at import: the training
+stack is imported inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from tuneterm.cli import app
+from tuneterm.exit_codes import ExitCode
+from tuneterm.textsafe import inert_line
+
+
+def _say(text: str) -> None:
+    """Print diagnostics to stderr (stdout carries the run name and progress), one inert line per
+    line of ``text``."""
+    for line in text.splitlines() or [""]:
+        print(inert_line(line, 600) if line.strip() else "", file=sys.stderr, flush=True)
+
+
+def how_to_follow(run_dir: Any) -> str:
+    """The lines that tell a user how to look at and stop a detached run."""
+    status = run_dir.read_status()
+    pid = status.get("pid")
+    return (
+        f"  watch:  tuneterm watch {run_dir.path}\n"
+        f"  stop:   tuneterm stop {run_dir.path}   (or: kill -TERM {pid})\n"
+        f"  logs:   {run_dir.stdout} , {run_dir.stderr}"
+    )
+
+
+def _preflight(config: Any, gpus: int, force: bool) -> None:
+    """Run ``tuneterm check``'s config rules when that module exists; refuse on errors unless
+    ``force``. The resolved config (after --set) is what gets checked."""
+    try:
+        from tuneterm.preflight.config import check_config
+    except ImportError:
+        return
+    import os
+    import tempfile
+
+    import yaml
+
+    from tuneterm.errors import ConfigError
+
+    fd, tmp = tempfile.mkstemp(prefix="tuneterm-check-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(dict(config.values), fh, sort_keys=False)
+        try:
+            _facts, findings = check_config(tmp, gpu_memory_gib=None, gpus=gpus)
+        except Exception as exc:  # noqa: BLE001 - the config is already validated against TRL; a
+            # pre-flight check that cannot run (broken rule table, its own parse) must not block it
+            _say(f"tuneterm: warning: pre-flight check could not run ({type(exc).__name__}: {exc}); continuing")
+            return
+    finally:
+        os.unlink(tmp)
+    errors = [f for f in findings if getattr(f.severity, "value", f.severity) == "error"]
+    for f in findings:
+        sev = getattr(f.severity, "value", f.severity)
+        _say(f"tuneterm: pre-flight {sev} {f.code} {f.name}: {f.message}")
+    if errors and not force:
+        raise ConfigError(
+            f"pre-flight check found {len(errors)} error(s) in {config.source}; fix them or pass --force"
+        )
+
+
+def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
+    """Follow a run in the terminal (the default of ``tuneterm train``); returns the exit code.
+
+    Plug point for the watcher: today this prints the same plain progress lines as ``--headless``
+    and handles Ctrl-C (ask whether to stop; default keep running and detach). The live view with
+    findings and charts replaces the body of this function; keep its contract: return 0 when the
+    run finished clean or the user detached, 1 on an error finding or a failed run, 130 when the
+    user chose to stop the run.
+    """
+    watch_launched = None
+    if sys.stdout.isatty():  # the watcher's live screen (findings, fixes, charts) on a terminal
+        try:
+            from tuneterm.watch.loop import watch_launched
+        except ImportError:
+            watch_launched = None
+    if watch_launched is not None:
+        return watch_launched(launched, stop_on=stop_on, grace_s=grace_s)
+    from tuneterm.train.control import stop_run
+    from tuneterm.train.follow import follow
+
+    rd, proc = launched.run, launched.proc
+    while True:
+        try:
+            outcome = follow(rd, proc, stop_on=stop_on, out=sys.stdout, grace_s=grace_s)
+        except KeyboardInterrupt:
+            if _ask_stop():
+                _say(f"tuneterm: stopping run {rd.name} ...")
+                state = stop_run(rd, grace_s=grace_s, proc=proc)
+                _say(f"tuneterm: run {rd.name} {state}")
+                return int(ExitCode.INTERRUPTED)
+            _say(f"tuneterm: run {rd.name} keeps running in the background.\n{how_to_follow(rd)}")
+            return int(ExitCode.OK)
+        return _report(rd, outcome)
+
+
+def _ask_stop() -> bool:
+    """Ask on the terminal whether to stop the run; no terminal, EOF or a second Ctrl-C mean no."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        answer = input("\nStop the training run? [y/N] ")
+    except (KeyboardInterrupt, EOFError):
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _report(rd: Any, outcome: Any) -> int:
+    """Print the final state and findings; return the exit code of ``--headless``."""
+    from tuneterm.train.follow import finding_line
+
+    findings = outcome.findings or []
+    for f in findings:
+        print(finding_line(f), flush=True)
+    errors = [f for f in findings if f.severity.value == "error"]
+    if outcome.state == "finished":
+        _say(f"tuneterm: run {rd.name} finished ({rd.path})")
+    elif outcome.stopped_on_error:
+        _say(f"tuneterm: run {rd.name} stopped on an error finding ({rd.path})")
+    else:
+        _say(f"tuneterm: run {rd.name} {outcome.state}: {outcome.error or 'no error recorded'} ({rd.path})")
+    for note in outcome.notes:
+        _say(f"tuneterm: warning: {note}")
+    if outcome.findings is None:
+        _say("tuneterm: note: the run was not evaluated by the rules")
+    if outcome.state != "finished" or errors:
+        return int(ExitCode.FINDINGS)
+    return int(ExitCode.OK)
+
+
+@app.command("train")
+def train_cmd(
+    config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere)."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config field (repeatable)."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
+    name: str | None = typer.Option(None, "--name", help="Run name (default: <config>-<date>-<time>)."),
+    detach: bool = typer.Option(False, "--detach", help="Start the run and return at once."),
+    headless: bool = typer.Option(False, "--headless", help="Plain progress lines; exit 0 clean, 1 on an error."),
+    stop_on: str = typer.Option("never", "--stop-on", metavar="error|never", help="Stop the run on the first error finding."),
+    gpus: int = typer.Option(1, "--gpus", min=1, max=1024, help="Processes to launch (accelerate launch when > 1)."),
+    trainer: str | None = typer.Option(None, "--trainer", metavar="sft|dpo|grpo", help="Default: inferred from the keys."),
+    accelerate_config: str | None = typer.Option(
+        None, "--accelerate-config", help="An accelerate config (configs/accelerate/*.yaml: DDP, ZeRO-2/3, FSDP)."
+    ),
+    sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
+    force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
+) -> int:
+    """Validate CONFIG and launch a training run that survives SSH drops; follow it live."""
+    import click
+
+    from tuneterm.errors import InputError
+
+    if stop_on not in ("error", "never"):
+        raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
+    if detach and headless:
+        raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
+    if accelerate_config is not None:
+        from pathlib import Path
+
+        if not Path(accelerate_config).is_file():
+            raise InputError(f"{accelerate_config}: no such accelerate config file")
+
+    from tuneterm.train.config import parse_set, resolve
+    from tuneterm.train.launch import launch
+
+    cfg = resolve(config, overrides=parse_set(set_), trainer=trainer)
+    _preflight(cfg, gpus, force)
+    launched = launch(
+        cfg,
+        runs_dir=runs_dir,
+        name=name,
+        gpus=gpus,
+        accelerate_config=accelerate_config,
+        sample_every=sample_every,
+        stop_on=stop_on,
+        argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
+    )
+    rd = launched.run
+    print(rd.name, flush=True)
+    _say(f"tuneterm: launched {cfg.trainer} ({cfg.method}) run {rd.name} in {rd.path} (pid {launched.proc.pid})")
+    if detach:
+        _say(how_to_follow(rd))
+        return int(ExitCode.OK)
+    if headless:
+        from tuneterm.train.follow import follow
+
+        try:
+            outcome = follow(rd, launched.proc, stop_on=stop_on, out=sys.stdout)
+        except KeyboardInterrupt:
+            _say(f"tuneterm: interrupted; run {rd.name} keeps running in the background.\n{how_to_follow(rd)}")
+            return int(ExitCode.INTERRUPTED)
+        return _report(rd, outcome)
+    return live_view(launched, stop_on=stop_on)

@@ -1,0 +1,141 @@
+"""The supervisor: ``python -m tuneterm.train.child RUN_DIR``, the detached root of a run.
+
+The launcher starts it with ``start_new_session=True`` (a new session and process group, no
+controlling terminal), stdin from /dev/null and stdout/stderr appended to the run's log files, so
+neither a closed SSH connection (SIGHUP), nor Ctrl-C in the viewer, nor the launcher's exit reaches
+it. It starts the training process (:mod:`tuneterm.train.worker`, directly or through ``accelerate
+launch`` for ``--gpus N`` / ``--accelerate-config``) in the same process group, waits for it, and
+records how it ended in status.json, including what the training process cannot record itself:
+a death by signal (the kernel's OOM killer, ``kill -9``) or an exit without a final state.
+
+Stopping a run (see :func:`tuneterm.train.control.stop_run`): SIGTERM to this process (its pid is
+``status.json: pid``) is forwarded to the training process, which stops gracefully at the next
+step end and saves nothing further; SIGKILL to the process group (``pgid``) is the forced stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+
+
+def worker_command(launch: dict[str, Any], run_dir: Path) -> list[str]:
+    """The argv of the training process(es) for ``launch`` (launch.json).
+
+    One process: ``python -m tuneterm.train.worker RUN_DIR``. With ``gpus`` > 1 or an accelerate
+    config: ``python -m accelerate.commands.launch --num_processes N [--multi_gpu] [--config_file F]
+    -m tuneterm.train.worker RUN_DIR``. ``--multi_gpu`` selects torch.distributed's launcher (N
+    processes). On a machine without CUDA the same launcher runs N CPU processes and the worker sets
+    ``use_cpu: true``, so accelerate forms a gloo process group (``accelerate launch --cpu`` would
+    start a single process unless MPI is installed); that is how the CPU test runs two ranks.
+    """
+    command = launch.get("command")
+    if launch.get("kind") == "command" and isinstance(command, list) and command:
+        return [str(a) for a in command]  # `tuneterm watch -- COMMAND`: the user's own argv
+    gpus = int(launch.get("gpus") or 1)
+    cfg = launch.get("accelerate_config")
+    worker = ["-m", "tuneterm.train.worker", str(run_dir)]
+    if gpus <= 1 and not cfg:
+        return [sys.executable, *worker]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus)]
+    if cfg:
+        cmd += ["--config_file", str(cfg)]
+    else:
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        if gpus > 1:
+            cmd.append("--multi_gpu")
+    return [*cmd, *worker]
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _last_error_line(stderr_log: Path) -> str | None:
+    """The last ``SomeError: message`` line of stderr.log (reads at most the last 64 KiB)."""
+    try:
+        with open(stderr_log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        s = line.strip()
+        head = s.split(":", 1)[0]
+        if ":" in s and (head.endswith(("Error", "Exception")) or head.endswith("Interrupt")) and " " not in head:
+            return s[:400]
+    return None
+
+
+def supervise(run_dir: Path) -> int:
+    """Start the training process for ``run_dir``, wait for it, record the outcome; returns 0 when
+    the run finished (or was stopped on request), else 1."""
+    rd = RunDir(run_dir)
+    # No terminal can send these, but a stray signal to the group must not end the supervisor
+    # before it has recorded the outcome. SIG_IGN for SIGHUP is inherited by the training process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    launch = rd.read_launch()
+    cmd = worker_command(launch, rd.path)
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["TUNETERM_RUN_DIR"] = str(rd.path)
+    rd.update_status(pid=os.getpid(), pgid=os.getpgid(0), command=cmd)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)  # noqa: S603 - argv, no shell
+    stop_requested = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        try:
+            rd.update_status(stop_requested=True)
+        except OSError:
+            pass
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    rc = proc.wait()
+    status = rd.read_status()
+    stop_requested = stop_requested or bool(status.get("stop_requested"))
+    fields: dict[str, Any] = {"exit_code": rc}
+    if not status.get("ended"):
+        fields["ended"] = now_iso()
+    state = status.get("state")
+    if rc < 0:
+        name = _signal_name(-rc)
+        fields["signal"] = name
+        fields["state"] = "stopped" if stop_requested else "failed"
+        fields["error"] = "stopped on request" if stop_requested else f"training process killed by {name}"
+    elif rc != 0:
+        if state not in ("failed", "stopped"):
+            fields["state"] = "stopped" if stop_requested else "failed"
+            fields["error"] = status.get("error") or _last_error_line(rd.stderr) or f"training process exited with code {rc}"
+    elif state not in TERMINAL_STATES:
+        fields["state"] = "stopped" if stop_requested else "finished"
+    rd.update_status(**fields)
+    final = rd.read_status().get("state")
+    return 0 if final in ("finished", "stopped") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tuneterm.train.child RUN_DIR", file=sys.stderr)
+        return 2
+    return supervise(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

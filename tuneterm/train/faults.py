@@ -1,0 +1,115 @@
+"""Test-only fault injection into real training runs: ``TUNETERM_FAULT``.
+
+The training process reads the environment variable ``TUNETERM_FAULT`` (independent of the config,
+so the config stays a valid TRL file) and injects the faults it names into the *real* Trainer
+through an ordinary TrainerCallback, never by patching TRL. Used by the integration tests that
+prove rules fire on real runs, and handy for trying the watcher. Grammar: comma-separated items
+``kind[@step][=value]``:
+
+``freeze``
+    Gradient hooks zero every gradient of every trainable parameter: the weights never change and
+    the logged ``grad_norm`` is exactly 0 (what a frozen adapter or a broken gradient path shows).
+``nan-weights[@STEP]``
+    At the start of optimizer step STEP (default 1) the first trainable weight is filled with NaN:
+    loss and grad_norm become NaN from that step on.
+``crash[@STEP]``
+    Raise ``RuntimeError("injected fault: crash")`` at step STEP (default 1).
+``oom[@STEP]``
+    Raise ``torch.OutOfMemoryError`` with CUDA's wording at step STEP (for crash diagnosis).
+``sleep=SECONDS``
+    Sleep SECONDS after every step (slow a tiny run down to test watching and stopping).
+
+>>> parse_faults("nan-weights@3,sleep=0.5")
+[Fault(kind='nan-weights', step=3, value=None), Fault(kind='sleep', step=None, value=0.5)]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tuneterm.errors import ConfigError
+
+ENV = "TUNETERM_FAULT"
+KINDS = ("freeze", "nan-weights", "crash", "oom", "sleep")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected fault: its kind, the step it fires at (None: from the start), a value."""
+
+    kind: str
+    step: int | None = None
+    value: float | None = None
+
+
+def parse_faults(spec: str | None) -> list[Fault]:
+    """Parse a ``TUNETERM_FAULT`` value (see the module docstring).
+
+    Raises:
+        ConfigError: an unknown kind or a malformed step/value.
+    """
+    faults: list[Fault] = []
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        head, _, raw_value = item.partition("=")
+        kind, _, raw_step = head.partition("@")
+        if kind not in KINDS:
+            raise ConfigError(f"{ENV}: unknown fault {kind!r} (known: {', '.join(KINDS)})")
+        try:
+            step = int(raw_step) if raw_step else None
+            value = float(raw_value) if raw_value else None
+        except ValueError:
+            raise ConfigError(f"{ENV}: malformed fault {item!r}") from None
+        faults.append(Fault(kind, step, value))
+    return faults
+
+
+def faults_from_env() -> list[Fault]:
+    """The faults named by ``$TUNETERM_FAULT`` (empty when unset)."""
+    return parse_faults(os.environ.get(ENV))
+
+
+def make_fault_callback(faults: list[Fault]) -> Any:
+    """A TrainerCallback that injects ``faults`` (imports transformers; call only in the child)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class FaultCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.hooked = False
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            if any(f.kind == "freeze" for f in faults) and model is not None and not self.hooked:
+                for p in model.parameters():
+                    if p.requires_grad:
+                        p.register_hook(torch.zeros_like)
+                self.hooked = True
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            step = state.global_step + 1  # the step about to run
+            for f in faults:
+                if f.step not in (None, step) and not (f.step is None and step == 1):
+                    continue
+                if f.kind == "nan-weights" and model is not None and step == (f.step or 1):
+                    with torch.no_grad():
+                        first = next(p for p in model.parameters() if p.requires_grad)
+                        first.fill_(float("nan"))
+                elif f.kind == "crash" and step == (f.step or 1):
+                    raise RuntimeError("injected fault: crash")
+                elif f.kind == "oom" and step == (f.step or 1):
+                    raise torch.OutOfMemoryError(
+                        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB "
+                        "of which 1.06 GiB is free. (injected fault)"
+                    )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            for f in faults:
+                if f.kind == "sleep" and f.value:
+                    time.sleep(f.value)
+
+    return FaultCallback()

@@ -1,0 +1,256 @@
+"""Follow a launched run from the launcher: plain progress lines, evaluation, ``--stop-on error``.
+
+This is the plain-text follower used by ``tuneterm train --headless`` and (until the live view
+lands) by ``tuneterm train`` in a terminal. It tails ``metrics.jsonl`` (complete lines only), prints
+one line per training/eval log event, re-evaluates the rules on the run directory every couple of
+seconds when ``stop_on == "error"`` (stopping the run on the first error finding), and evaluates
+the finished run once more at the end, writing ``findings.json``.
+
+The rules come from :func:`tuneterm.logs.load_run` and :func:`tuneterm.engine.evaluate`; where
+those are unavailable the follower still reports the run's own outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from tuneterm.textsafe import inert_line
+from tuneterm.train.rundir import TERMINAL_STATES, RunDir, write_json_atomic
+
+
+class MetricsTail:
+    """Read new complete lines of a JSONL file since the last call (a partial last line waits)."""
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[dict[str, Any]]:
+        """New JSON objects appended since the previous call (malformed lines skipped)."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        rows = []
+        for raw in lines:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                rows.append(obj)
+        return rows
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return inert_line(v, 20)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+        return f"{v:.2e}"
+    return f"{v:.4f}"
+
+
+def progress_line(row: dict[str, Any], max_steps: int | None) -> str | None:
+    """One plain line for a metrics row, or None for rows with nothing to show.
+
+    >>> progress_line({"step": 3, "loss": 2.5, "grad_norm": float("nan"), "learning_rate": 1e-4}, 30)
+    'step 3/30  loss 2.5000  grad_norm nan  lr 1.00e-04'
+    """
+    step = row.get("step")
+    where = f"step {step}/{max_steps}" if max_steps else f"step {step}"
+    parts: list[str] = []
+    if "train_runtime" in row:
+        rt = row.get("train_runtime")
+        parts.append(f"done in {_num(rt)} s" if isinstance(rt, (int, float)) else "done")
+        if "train_loss" in row:
+            parts.append(f"train_loss {_num(row['train_loss'])}")
+        return f"{where}  " + "  ".join(parts)
+    keys = [("loss", "loss"), ("grad_norm", "grad_norm"), ("learning_rate", "lr"), ("reward", "reward"),
+            ("rewards/margins", "margin"), ("eval_loss", "eval_loss")]
+    for key, label in keys:
+        if key in row:
+            parts.append(f"{label} {_num(row[key])}")
+    if not parts:
+        return None
+    return f"{where}  " + "  ".join(parts)
+
+
+def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Any] | None:
+    """Findings for the run directory, or None where the parser/engine is not available or the
+    rules cannot be loaded (the reason is appended to ``notes``); ``[]`` while there are no
+    metrics yet."""
+    try:
+        from tuneterm.engine import evaluate, load_rules
+        from tuneterm.logs import load_run
+    except ImportError:
+        return None
+    from tuneterm.errors import TunetermError
+
+    try:
+        run = load_run(rd.path)
+    except ImportError:
+        return None
+    except TunetermError as exc:
+        if notes is not None:
+            notes.append(f"run directory could not be read: {exc}")
+        return None
+    if not run.has_metrics():
+        return []
+    try:
+        rules = load_rules()
+    except TunetermError as exc:
+        if notes is not None:
+            notes.append(f"rules could not be loaded: {exc}")
+        return None
+    return list(evaluate(run, rules))
+
+
+def write_findings(rd: RunDir, findings: list[Any]) -> None:
+    """Write findings.json in the JSON contract of DESIGN.md (via the report module when present)."""
+    from tuneterm import __version__
+
+    try:
+        from tuneterm.report.json_report import result_document
+        from tuneterm.report.result import CheckResult
+
+        status = rd.read_status()
+        doc = result_document(
+            CheckResult(
+                source=str(rd.path),
+                subject="log",
+                format="run_dir",
+                findings=tuple(findings),
+                facts={"trainer": status.get("trainer"), "steps": status.get("step")},
+            )
+        )
+    except ImportError:
+        doc = {
+            "tool": "tuneterm",
+            "version": __version__,
+            "source": str(rd.path),
+            "findings": [f.to_dict() for f in findings],
+            "summary": {
+                "errors": sum(1 for f in findings if f.severity.value == "error"),
+                "warnings": sum(1 for f in findings if f.severity.value == "warning"),
+                "infos": sum(1 for f in findings if f.severity.value == "info"),
+            },
+        }
+    write_json_atomic(rd.findings, doc)
+
+
+def finding_line(f: Any) -> str:
+    """``error G101 zero-grad-norm (step 3-30): message``, inert."""
+    where = ""
+    if f.first_step is not None:
+        where = f" (step {f.first_step}" + (f"-{f.last_step}" if f.last_step not in (None, f.first_step) else "") + ")"
+    return inert_line(f"{f.severity.value} {f.code} {f.name}{where}: {f.message}", 400)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How following ended: the run's final state (or None if still running: detached), its
+    error line, the findings of the final evaluation (None: not evaluated), and whether the run
+    was stopped because of an error finding."""
+
+    state: str | None
+    error: str | None = None
+    findings: list[Any] | None = None
+    stopped_on_error: bool = False
+    exit_code: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def follow(
+    rd: RunDir,
+    proc: Any,
+    *,
+    stop_on: str = "never",
+    out: IO[str],
+    poll_s: float = 0.5,
+    eval_every_s: float = 2.0,
+    grace_s: float = 30.0,
+    should_detach: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """Print progress until the supervisor ``proc`` exits (or ``should_detach()``), then evaluate.
+
+    Args:
+        rd: the run directory.
+        proc: the supervisor ``Popen`` (the launcher is its parent).
+        stop_on: ``"error"`` stops the run on the first error-severity finding; ``"never"`` does not.
+        out: where progress lines go (stdout).
+        should_detach: polled each tick; True leaves the run running and returns (state None).
+    """
+    from tuneterm.train.control import stop_run
+
+    tail = MetricsTail(rd.metrics)
+    max_steps: int | None = None
+    last_eval = 0.0
+    grew = False
+    stopped_on_error = False
+
+    def emit(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    while True:
+        rows = tail.poll()
+        if rows:
+            grew = True
+            if max_steps is None:
+                max_steps = rd.read_status().get("max_steps")
+        for row in rows:
+            line = progress_line(row, max_steps)
+            if line:
+                emit(line)
+        finished = proc.poll() is not None
+        if finished:
+            for row in tail.poll():
+                line = progress_line(row, max_steps)
+                if line:
+                    emit(line)
+            break
+        if should_detach():
+            return Outcome(state=None)
+        if stop_on == "error" and grew and time.monotonic() - last_eval >= eval_every_s:
+            last_eval = time.monotonic()
+            grew = False
+            found = evaluate_run(rd) or []
+            errors = [f for f in found if f.severity.value == "error"]
+            if errors:
+                emit(f"tuneterm: {finding_line(errors[0])}")
+                emit(f"tuneterm: --stop-on error: stopping run {rd.name}")
+                stop_run(rd, grace_s=grace_s, proc=proc)
+                proc.wait()
+                stopped_on_error = True
+                break
+        time.sleep(poll_s)
+
+    status = rd.read_status()
+    state = status.get("state") if status.get("state") in TERMINAL_STATES else "failed"
+    notes: list[str] = []
+    findings = evaluate_run(rd, notes)
+    if findings is not None:
+        write_findings(rd, findings)
+    return Outcome(
+        notes=notes,
+        state=state,
+        error=status.get("error"),
+        findings=findings,
+        stopped_on_error=stopped_on_error,
+        exit_code=status.get("exit_code"),
+    )

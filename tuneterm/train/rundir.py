@@ -1,0 +1,293 @@
+"""The run directory: everything a tuneterm-launched run leaves behind, and how it is written.
+
+A run lives in ``<runs-dir>/<name>/``; ``<runs-dir>`` is ``--runs-dir``, else ``$TUNETERM_RUNS_DIR``,
+else ``./runs`` (:func:`runs_root`). Nothing about a run lives only in memory: the watcher, ``tuneterm
+runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and their schemas:
+
+``config.yaml``
+    The resolved training config as launched: the user's file after ``--set`` overrides, plus the
+    defaults tuneterm applied (``output_dir`` -> ``<run>/output``, ``logging_nan_inf_filter: false``),
+    which are listed in a comment at the top. TRL's own flat field names (SFTConfig / DPOConfig /
+    GRPOConfig + ModelConfig + ScriptArguments); load it with ``yaml.safe_load``.
+
+``launch.json``
+    tuneterm's own launch choices (they are not TRL fields, so they are kept out of config.yaml):
+    ``{"trainer": "sft"|"dpo"|"grpo", "method": "full"|"lora"|"qlora"|"dora", "gpus": int,
+    "accelerate_config": str|null, "sample_every": int, "stop_on": "error"|"never",
+    "config_source": str, "cwd": str, "argv": [str], "tuneterm_version": str}``.
+
+``status.json``
+    Kept current, always replaced atomically (temp file + ``os.replace``), so a reader never sees a
+    half-written file. Keys (any may be ``null`` while unknown)::
+
+        state       "starting" | "running" | "finished" | "failed" | "stopped"
+        pid         pid of the supervisor (``python -m tuneterm.train.child``); also the
+                    process-group id of every training process, so ``os.killpg(pgid, SIGTERM)``
+                    stops the whole run (launcher, accelerate ranks and all)
+        pgid        process group id (== pid: the supervisor is a session leader)
+        worker_pid  pid of the training process (rank 0's when ``--gpus`` > 1)
+        step, max_steps, epoch   progress, updated at most every 2 s and on every log event
+        started, ended           ISO-8601 UTC times
+        exit_code   the training process's exit status; negative = killed by that signal
+        signal      signal name when killed by a signal (e.g. "SIGKILL"), else null
+        error       one line: the exception (``"OutOfMemoryError: CUDA out of memory ..."``), the
+                    signal, or ``"stopped on request"``
+        host, command (argv of the training process), trainer, method, name, run_dir
+        stop_requested  true once a stop (SIGTERM) was received
+        samples     "on" | "off: <why>"
+
+``metrics.jsonl``
+    One JSON object per Trainer ``on_log`` event, flushed as written: the ``logs`` dict exactly as
+    the Trainer gave it (``loss``, ``grad_norm``, ``learning_rate``, ``eval_loss``, ``rewards/...``,
+    ``train_runtime`` ...) plus ``"step"`` (int, global step), ``"epoch"`` (float or null) and
+    ``"time"`` (unix seconds). Numbers are JSON numbers; NaN and infinities are written as the
+    literals ``NaN``, ``Infinity``, ``-Infinity`` (Python's ``json`` default); other values are
+    written as strings. tuneterm sets ``logging_nan_inf_filter: false`` so a NaN loss is logged as
+    NaN instead of being averaged away.
+
+``samples.jsonl``
+    Greedy generations for a few fixed prompts every N steps (``--sample-every``; ``0`` = about 4
+    times per run), so collapse shows as text. One object per prompt and sampling point:
+    ``{"step", "time", "prompt", "completion", "n_tokens", "hit_max_tokens", "max_new_tokens"}``.
+
+``gpu.jsonl``
+    One object per logging window (written with each metrics line): ``{"step", "time", "device"}``
+    plus, on CUDA, ``"mem_allocated_mib"``, ``"mem_reserved_mib"``, ``"peak_allocated_mib"`` (peak
+    since the previous line), ``"mem_total_mib"``, ``"utilization"`` (percent, NVML; null when NVML
+    is absent); on CPU ``"device": "cpu"`` with ``"rss_mib"`` and ``"peak_rss_mib"`` of the process.
+
+``stdout.log``, ``stderr.log``
+    The training process's own streams (all ranks, unbuffered). An exception that ends the run is
+    printed there as a full traceback.
+
+``findings.json``
+    Written by whoever evaluates the run (``tuneterm train --headless``, the watcher, ``doctor``):
+    the findings JSON contract of DESIGN.md. Absent until then; never a placeholder.
+
+``output/``
+    The default ``output_dir``: checkpoints and the final model.
+
+Writers: the launcher creates the directory, config.yaml, launch.json and the first status.json;
+the supervisor (``tuneterm.train.child``) records pid, the exit status and signal deaths; the
+training process (rank 0 only) writes metrics/samples/gpu and the running/finished/failed states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuneterm.errors import InputError
+
+CONFIG = "config.yaml"
+LAUNCH = "launch.json"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"
+GPU = "gpu.jsonl"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+FINDINGS = "findings.json"
+OUTPUT = "output"
+
+STATES = ("starting", "running", "finished", "failed", "stopped")
+TERMINAL_STATES = frozenset({"finished", "failed", "stopped"})
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO-8601 with seconds (``2025-01-31T12:00:00Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def runs_root(runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory that holds runs: ``runs_dir``, else ``$TUNETERM_RUNS_DIR``, else ``./runs``."""
+    if runs_dir:
+        return Path(runs_dir)
+    env = os.environ.get("TUNETERM_RUNS_DIR")
+    return Path(env) if env else Path("runs")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a safe run name (letters, digits, ``._-``; no path separators).
+
+    Raises:
+        InputError: the name could escape the runs directory or is empty/too long.
+    """
+    if not _NAME_OK.match(name) or name in {".", ".."}:
+        raise InputError(f"invalid run name {name!r}: use letters, digits, '.', '_' or '-' (max 100)")
+    return name
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` via a temp file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """Paths of one run directory, and the helpers that read and update its status.
+
+    >>> rd = RunDir(Path("runs/tiny-1"))
+    >>> rd.metrics.name, rd.name
+    ('metrics.jsonl', 'tiny-1')
+    """
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def launch(self) -> Path:
+        return self.path / LAUNCH
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / STATUS
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def samples(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def gpu(self) -> Path:
+        return self.path / GPU
+
+    @property
+    def stdout(self) -> Path:
+        return self.path / STDOUT
+
+    @property
+    def stderr(self) -> Path:
+        return self.path / STDERR
+
+    @property
+    def findings(self) -> Path:
+        return self.path / FINDINGS
+
+    @property
+    def output(self) -> Path:
+        return self.path / OUTPUT
+
+    def read_status(self) -> dict[str, Any]:
+        """The current status.json as a dict (``{}`` when absent or unreadable mid-creation)."""
+        try:
+            with open(self.status_file, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into status.json and write it atomically; returns the new status."""
+        data = self.read_status()
+        data.update(fields)
+        write_json_atomic(self.status_file, data)
+        return data
+
+    def read_launch(self) -> dict[str, Any]:
+        """launch.json as a dict.
+
+        Raises:
+            InputError: missing or malformed (not a tuneterm run directory).
+        """
+        try:
+            with open(self.launch, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.launch}: not a readable tuneterm launch file ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{self.launch}: not a JSON object")
+        return data
+
+    def is_terminal(self) -> bool:
+        """True when status.json says finished, failed or stopped."""
+        return self.read_status().get("state") in TERMINAL_STATES
+
+
+def create_run_dir(root: Path, name: str | None, stem: str) -> RunDir:
+    """Create a fresh run directory under ``root``.
+
+    With ``name`` the directory must not exist yet; without it the name is ``<stem>-YYYYmmdd-HHMMSS``
+    with ``-2``, ``-3`` ... appended on a collision (``os.mkdir`` is the atomic claim).
+
+    Raises:
+        InputError: ``name`` exists already or is unsafe; ``root`` cannot be created.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create runs directory {root}: {exc.strerror or exc}") from None
+    if name is not None:
+        path = root / check_name(name)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise InputError(f"run {name!r} already exists in {root}; choose another --name") from None
+        return RunDir(path)
+    safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "run"
+    base = f"{safe_stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 1000):
+        path = root / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return RunDir(path)
+    raise InputError(f"cannot find a free run name for {base!r} in {root}")
+
+
+def initial_status(rd: RunDir, *, trainer: str, method: str, command: list[str]) -> dict[str, Any]:
+    """The first status.json, written by the launcher before the supervisor starts."""
+    return {
+        "state": "starting",
+        "name": rd.name,
+        "run_dir": str(rd.path.resolve()),
+        "pid": None,
+        "pgid": None,
+        "worker_pid": None,
+        "step": 0,
+        "max_steps": None,
+        "epoch": None,
+        "started": now_iso(),
+        "ended": None,
+        "exit_code": None,
+        "signal": None,
+        "error": None,
+        "host": socket.gethostname(),
+        "command": command,
+        "trainer": trainer,
+        "method": method,
+        "stop_requested": False,
+    }
