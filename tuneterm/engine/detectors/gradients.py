@@ -62,7 +62,10 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     fixes: list[Fix] = []
     facts = run.facts
     codes = {e.code for e in run.events if e.code}
-    if facts.trainer_kind == "grpo" and (train(run, "reward_std") or train(run, "frac_reward_zero_std")) is not None:
+    # GRPO trains on rewards, not labels, and its loss is ~0 by construction: label masking is
+    # never the explanation there, and a zero loss says nothing.
+    is_grpo = facts.trainer_kind == "grpo"
+    if is_grpo and (train(run, "reward_std") or train(run, "frac_reward_zero_std")) is not None:
         causes.append("GRPO steps where every group got identical rewards (reward_std 0): no advantage, so no gradient")
     if persistent:
         severity = Severity.ERROR
@@ -91,9 +94,10 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         pattern = "intermittent"
         if facts.fp16:
             causes.append("steps skipped by the fp16 loss scaler after an overflow")
-        causes.append("batches in which every label is masked (-100), e.g. prompts longer than max_length")
+        if not is_grpo:
+            causes.append("batches in which every label is masked (-100), e.g. prompts longer than max_length")
     loss = train(run, "loss")
-    if loss is not None and persistent:
+    if loss is not None and persistent and not is_grpo:
         first_loss = value_at(loss, steps[zero_idx[0]])
         if first_loss is not None and math.isfinite(first_loss) and first_loss == 0.0:
             causes.insert(0, "every label is masked (-100): the loss is 0.0 as well, so there is nothing to learn")

@@ -1,0 +1,86 @@
+"""Messages the TUI's workers post to their screens.
+
+Workers run in threads and never touch widgets: they compute (through :mod:`tuneterm.tui.render`)
+and ``post_message`` one of these, which is thread-safe. High-rate updates (GPU samples, run
+snapshots, run lists) implement ``can_replace`` so a burst collapses to the newest one, as in
+toolong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from tuneterm.plan.gpu import SystemProfile
+    from tuneterm.tui.render import RunSnapshot
+
+
+@dataclass
+class GpuSampled(Message):
+    """A fresh NVML profile (possibly with no GPU)."""
+
+    profile: SystemProfile
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GpuSampled)
+
+
+@dataclass
+class RunsListed(Message):
+    """The rows of the Runs screen: ``tuneterm.watch.runs.RunInfo`` records, or why none."""
+
+    infos: list[Any]
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsListed)
+
+
+@dataclass
+class RunSnapshotReady(Message):
+    """A new :class:`~tuneterm.tui.render.RunSnapshot` for the run view, or a one-line error."""
+
+    snapshot: RunSnapshot | None
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunSnapshotReady)
+
+
+@dataclass
+class DoctorReady(Message):
+    """The doctor report of ``path`` rendered at some width, or a one-line error."""
+
+    path: str
+    report: Text | None
+    error: str | None = None
+
+
+@dataclass
+class PlanReady(Message):
+    """Renderables of a plan (and the plan itself, for writing a config), or a one-line error."""
+
+    plan: Any
+    renderables: list[Any]
+    error: str | None = None
+
+
+@dataclass
+class RunLaunched(Message):
+    """A run started from the TUI (its directory), or why it could not start."""
+
+    path: str | None
+    error: str | None = None
+
+
+@dataclass
+class RunStopped(Message):
+    """A stop request finished: the run's final state."""
+
+    name: str
+    state: str

@@ -1,0 +1,259 @@
+"""Runs: every run in the runs directory (state, step, loss, findings); start, open and stop runs.
+
+Runs are separate processes (``tuneterm.train.launch`` starts them in their own session), so this
+screen only reads their directories: quitting the app leaves them running, and reopening it lists
+them again from what they wrote.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import get_current_worker
+
+from tuneterm.textsafe import inert_line
+from tuneterm.tui.messages import RunLaunched, RunsListed, RunStopped
+from tuneterm.tui.screens.base import MainScreen, NavBar, nap
+
+STATE_STYLE = {
+    "running": "bold green", "starting": "green", "finished": "cyan", "failed": "bold red", "died": "bold red",
+    "stopped": "yellow", "sample": "magenta",
+}
+
+
+def _loss(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return "nan" if math.isnan(v) else f"{v:.4g}"
+
+
+def _findings(info: Any) -> Text:
+    if info.errors is None:
+        return Text("-", style="dim")
+    t = Text()
+    if info.errors:
+        t.append(f"{info.errors} error{'s' if info.errors != 1 else ''}", style="bold red")
+    if info.warnings:
+        t.append(("  " if info.errors else "") + f"{info.warnings} warning{'s' if info.warnings != 1 else ''}", style="yellow")
+    if not info.errors and not info.warnings:
+        t.append("clean", style="green")
+    return t
+
+
+def stop_target(path: str) -> Any:
+    """The run directory record for ``path`` (``tuneterm.train.rundir.RunDir``)."""
+    from tuneterm.train.rundir import RunDir
+
+    return RunDir(Path(path))
+
+
+class RunsScreen(MainScreen):
+    """The runs table, refreshed every ``app.runs_interval`` seconds in a worker."""
+
+    TITLE_NAME = "Runs"
+    MODE = "runs"
+    BINDINGS = [
+        Binding("enter", "open_run", "Open"),
+        Binding("s", "start_run", "Start run"),
+        Binding("x", "stop_run", "Stop run"),
+        Binding("u", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: dict[str, Any] = {}
+        self.listed = False
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE, f"runs dir: {inert_line(self.tapp.runs_root, 60)}")
+        table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=False)
+        table.add_columns("run", "state", "step", "loss", "findings", "time")
+        yield table
+        yield Static(Text("reading runs ...", style="dim"), id="runs-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        self.poll_runs()
+
+    def action_refresh(self) -> None:
+        self.poll_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs", description="Listing run directories.")
+    def poll_runs(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            self.post_message(self.list_once())
+            if not nap(worker, self.tapp.runs_interval):
+                return
+
+    def list_once(self) -> RunsListed:
+        """List the runs directory (and, in demo mode, the shipped samples). Runs in a worker."""
+        from tuneterm.errors import TunetermError
+        from tuneterm.watch.runs import list_runs, run_info
+
+        app = self.tapp
+        for proc in list(app.procs.values()):  # reap supervisors that exited (no zombies that look alive)
+            proc.poll()
+        infos: list[Any] = []
+        error = None
+        try:
+            infos = list_runs(app.runs_dir)
+        except TunetermError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        if app.demo:
+            from dataclasses import replace
+
+            from tuneterm.tui.render import rules, sample_dirs
+
+            for d in sample_dirs():
+                try:
+                    infos.append(replace(run_info(d, rules()), state="sample"))
+                except TunetermError:
+                    continue
+        return RunsListed(infos, error)
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        self.listed = True
+        table = self.query_one(DataTable)
+        selected = self.selected_path()
+        table.clear()
+        self.infos = {}
+        from tuneterm.watch.runs import fmt_duration
+
+        for info in message.infos:
+            self.infos[info.path] = info
+            step = "-" if info.step is None else (f"{info.step}/{info.max_steps}" if info.max_steps else str(info.step))
+            table.add_row(
+                Text(inert_line(info.name, 40)), Text(info.state, style=STATE_STYLE.get(info.state, "")), step,
+                _loss(info.last_loss), _findings(info), fmt_duration(info.duration_s), key=info.path,
+            )
+        if selected in self.infos:
+            table.move_cursor(row=table.get_row_index(selected))
+        note = self.query_one("#runs-note", Static)
+        if message.error and not message.infos:
+            note.update(Text(f"s starts a run from a config (the directory is created). {inert_line(message.error, 200)}", style="yellow"))
+        elif not message.infos:
+            note.update(Text("No runs yet. s starts one from a config (configs/tiny.yaml trains on CPU in a minute).", style="dim"))
+        else:
+            live = sum(1 for i in message.infos if i.state in ("running", "starting"))
+            note.update(Text(f"{len(message.infos)} run(s), {live} live · enter opens · s starts · x stops · "
+                             "quitting tuneterm never stops a run", style="dim"))
+
+    def selected_path(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        except Exception:  # noqa: BLE001 - no rows / stale cursor
+            return None
+        return None if key.value is None else str(key.value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.open(str(event.row_key.value))
+
+    def action_open_run(self) -> None:
+        path = self.selected_path()
+        if path is None:
+            self.notify("No run selected.", severity="warning", markup=False)
+            return
+        self.open(path)
+
+    def open(self, path: str) -> None:
+        from tuneterm.tui.screens.run_view import RunScreen
+
+        info = self.infos.get(path)
+        self.app.push_screen(RunScreen(path, demo=bool(info is not None and info.state == "sample")))
+
+    # ----------------------------------------------------------------------------- start
+    def action_start_run(self) -> None:
+        from tuneterm.tui.screens.modals import PromptScreen
+
+        default = self.tapp.last_config or ""
+        if not default and Path("configs/tiny.yaml").is_file():
+            default = "configs/tiny.yaml"
+        self.app.push_screen(
+            PromptScreen(f"Start a training run from a config (runs dir {inert_line(self.tapp.runs_root, 60)}):", default,
+                         "path/to/config.yaml"),
+            self._start,
+        )
+
+    def _start(self, config: str | None) -> None:
+        if config:
+            self.notify(f"validating {inert_line(config, 100)} and launching ...", markup=False)
+            self.start(config)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch", description="Validating a config and launching a run.")
+    def start(self, config: str) -> None:
+        from tuneterm.errors import TunetermError
+
+        try:
+            from tuneterm.train.config import resolve
+            from tuneterm.train.launch import launch
+
+            cfg = resolve(Path(config).expanduser())
+            launched = launch(cfg, runs_dir=self.tapp.runs_dir, argv=["tuneterm", "ui"])
+        except TunetermError as exc:
+            self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. the train extra is not installed
+            self.post_message(RunLaunched(None, inert_line(f"{type(exc).__name__}: {exc}", 300)))
+            return
+        self.tapp.procs[str(launched.run.path)] = launched.proc
+        self.post_message(RunLaunched(str(launched.run.path)))
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        if message.error is not None or message.path is None:
+            self.notify(f"could not start: {message.error}", severity="error", markup=False, timeout=10)
+            return
+        self.notify(f"started {inert_line(Path(message.path).name, 80)}", markup=False)
+        self.poll_runs()
+        self.open(message.path)
+
+    # ----------------------------------------------------------------------------- stop
+    def action_stop_run(self) -> None:
+        path = self.selected_path()
+        info = self.infos.get(path) if path else None
+        if info is None:
+            self.notify("No run selected.", severity="warning", markup=False)
+            return
+        if info.state not in ("running", "starting") or info.pid is None:
+            self.notify(f"{inert_line(info.name, 60)} is {info.state}: nothing to stop.", severity="warning", markup=False)
+            return
+        confirm_stop(self, info.path, info.name)
+
+    def on_run_stopped(self, message: RunStopped) -> None:
+        self.notify(f"run {message.name} {message.state}", markup=False)
+        self.poll_runs()
+
+
+def confirm_stop(screen: MainScreen, path: str, name: str) -> None:
+    """Ask, then stop the run at ``path`` in a worker (SIGTERM, SIGKILL after the grace period)."""
+    from tuneterm.tui.screens.modals import ConfirmScreen
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            screen.notify(f"stopping {inert_line(name, 60)} ...", markup=False)
+            screen.run_worker(lambda: _stop(screen, path, name), thread=True, exclusive=True, group="stop",
+                              exit_on_error=False, description="Stopping a run.")
+
+    screen.app.push_screen(ConfirmScreen(f"Stop run {inert_line(name, 60)}? Training ends at the next step."), answer)
+
+
+def _stop(screen: MainScreen, path: str, name: str) -> None:
+    from tuneterm.train.control import stop_run
+
+    app = screen.tapp
+    state = stop_run(stop_target(path), grace_s=app.stop_grace_s, proc=app.procs.get(path))
+    screen.post_message(RunStopped(inert_line(name, 60), state))
