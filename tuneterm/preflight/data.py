@@ -179,7 +179,7 @@ def looks_like_dataset(path: str) -> bool:
         if p.is_file():
             return _sniff_file(p)
         return is_hub_id(path)
-    except OSError:
+    except (OSError, ValueError, RecursionError):  # a sniffer declines; the log reader explains
         return False
 
 
