@@ -94,6 +94,12 @@ def fmt_value(value: Any) -> str:
     return inert_line(value, 160)
 
 
+def shown_evidence(evidence: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The evidence items worth a reader's eye: ``X_text`` is dropped when ``X`` is there too (the
+    text form exists for message templates; ``X`` carries the values)."""
+    return [(k, v) for k, v in evidence.items() if not (k.endswith("_text") and k[: -len("_text")] in evidence)]
+
+
 def fix_text(fix: Fix) -> Text:
     """``key: value  # why`` or ``$ command  # why`` as styled Text (all parts inert)."""
     t = Text()
@@ -179,7 +185,7 @@ def _finding_block(f: Finding, marks: Mapping[Severity, str], verbose: bool) -> 
     if f.evidence:
         ev = Text()
         ev.append("evidence  ", style="dim")
-        ev.append(" · ".join(f"{inert_line(k, 40)} {fmt_value(v)}" for k, v in f.evidence.items()))
+        ev.append(" · ".join(f"{inert_line(k, 40)} {fmt_value(v)}" for k, v in shown_evidence(f.evidence)))
         body.append(ev)
     causes = f.causes if verbose else f.causes[:3]
     if causes:
