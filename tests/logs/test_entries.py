@@ -6,6 +6,8 @@ import json
 import math
 import random
 
+import pytest
+
 from tests.conftest import corpus_file
 from tuneterm.logs.entries import EntrySink, LineIndex, to_float
 from tuneterm.logs.model import Run
@@ -84,3 +86,42 @@ def test_line_index() -> None:
     assert li.get(20) == 7 and li.get(30) is None and max(li.values()) == 9
     li.rescale(1, 2)
     assert li.get(40) == 7
+
+
+# --- add_many's column path against the per-entry path (edge cases) ---
+
+def _tr(s: int, **kw: object) -> dict[str, object]:
+    return {"epoch": s / 100, "loss": 1 / s, "grad_norm": 0.5, "learning_rate": 1e-4, "step": s, **kw}
+
+def _ev(s: int, **kw: object) -> dict[str, object]:  # same length as _tr, other keys
+    return {"eval_loss": 1 / s, "eval_runtime": 1.0, "eval_x": 2, "epoch": s / 100, "step": s, **kw}
+
+CASES = {
+    "same-length eval inside a train run": [_tr(s) for s in range(1, 50)] + [_ev(50)] + [_tr(s) for s in range(51, 99)],
+    "booleans (value, step, epoch)": [_tr(s, **({"loss": True} if s == 20 else {"step": False} if s == 25 else {"epoch": True} if s == 30 else {})) for s in range(1, 60)],
+    "genuine 0/1 values stay numbers": [_tr(s, loss=[1.0, 0.0, 1, 0, -0.0][s % 5]) for s in range(1, 40)],
+    "per-entry run between two column runs of one series": [_tr(s) for s in range(1, 11)] + [_tr(s, loss=None) for s in range(11, 14)] + [_tr(s) for s in range(14, 30)],
+    "other key set feeding the same series": [{"loss": 1.0, "step": s} for s in range(1, 11)] + [{"loss": 2.0, "grad_norm": 1.0, "step": s} for s in range(11, 14)] + [{"loss": 3.0, "step": s} for s in range(14, 30)],
+    "a run longer than one chunk": [_tr(s) for s in range(1, 40_000)] + [_ev(s) for s in range(40_000, 40_020)],
+}
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_add_many_fast_path_edges(name: str) -> None:
+    entries = CASES[name]
+    fast = Run("x", "y")
+    sink = EntrySink(fast)
+    sink.add_many(entries)
+    slow = _per_entry(entries)
+    assert _dump(fast) == _dump(slow) and list(fast.train) == list(slow.train)
+    ref = EntrySink(Run("x", "y"))
+    for e in entries:
+        ref.add(e, e["step"] if type(e["step"]) is int else ref.step_of(e) or 0)
+    assert (sink.bad_values, sink.last_epoch) == (ref.bad_values, ref.last_epoch)
+
+
+def test_integer_beyond_float_range_is_infinite_not_a_crash() -> None:
+    # JSON integers have no size limit; float() of 10**400 raises OverflowError.
+    assert to_float(10**400) == math.inf and to_float(-(10**400)) == -math.inf
+    run = Run("x", "y")
+    EntrySink(run).add_many([{"loss": 10**400, "step": 1}, {"loss": 2.0, "step": 2}])
+    assert list(run.train["loss"].values) == [math.inf, 2.0]

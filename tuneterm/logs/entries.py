@@ -10,15 +10,26 @@ avoids per-value function calls on the common path (floats and ints).
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from tuneterm.logs.model import Run, Series
 from tuneterm.logs.names import STEP_KEYS, plan_keys
 
 _MAX_PLANS = 4096  # distinct key tuples cached per run; a pathological log cannot grow it unbounded
+_MIN_BLOCK = 8  # shorter runs of equal keys take the per-entry path (column set-up costs more)
+_MAX_BLOCK = 16384  # longer runs go column-wise in chunks, so the temporary columns stay small
+_NUMBER_TYPES = frozenset({float, int})  # exact types: bool is not a metric value
+_INT_ONLY = {int}
+_ZERO8 = bytes(8)  # 0 and 0.0 packed (native int64 / float64)
+_ONE_Q = struct.pack("q", 1)
+_ONE_D = struct.pack("d", 1.0)
+_OTHER_KEYS = -1  # EntrySink._add_block: the block's entries do not all have the given keys
 
 
 def to_float(value: Any) -> float | None:
@@ -35,7 +46,10 @@ def to_float(value: Any) -> float | None:
     if t is float:
         return value  # type: ignore[no-any-return]
     if t is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # JSON allows integers beyond float range: a loss of 10**400 is inf
+            return math.inf if value > 0 else -math.inf
     if t is str:
         s = value.strip()
         if not s or len(s) > 64:
@@ -142,6 +156,8 @@ class EntrySink:
         self.summary_entries = 0
         self.bad_values = 0
         self._plans: dict[tuple[str, ...], list[list[Any]]] = {}
+        # add_many's packed columns not yet appended: id(steps array) -> (steps, values, chunks, chunks)
+        self._pending: dict[int, tuple[array[int], array[float], list[bytes], list[bytes]]] = {}
         if track_lines and not isinstance(run.lines, LineIndex):
             run.lines = LineIndex()  # type: ignore[assignment]
 
@@ -230,7 +246,7 @@ class EntrySink:
             if t is not float:
                 if v is None:
                     continue
-                if t is int:
+                if t is int and -(2**53) <= v <= 2**53:  # exact in a float, cannot overflow
                     v = float(v)
                 else:
                     v = to_float(v)
@@ -280,97 +296,194 @@ class EntrySink:
         Same result as calling :meth:`add` per entry (an entry without an integer ``step`` gets
         its 1-based position; non-dicts are skipped), but column-wise where it can be: runs of
         consecutive entries with the same keys (a trainer logs the same keys every step) whose
-        values are all plain numbers are appended with one ``array.extend`` per metric instead of
-        two method calls per value. That loop is most of what tuneterm adds to ``json.load`` on a
-        300,000-entry trainer_state.json (see benchmarks/bench_parse.py). Any other run (nulls,
-        strings, missing steps) takes the per-entry path.
+        values are all plain numbers are converted per metric with one ``struct.pack`` (C-level,
+        the same conversion ``array.append`` does) instead of two method calls per value. That
+        loop is most of what tuneterm adds to ``json.load`` on a 300,000-entry trainer_state.json
+        (see benchmarks/bench_check.py). Any other run (nulls, strings, booleans, missing steps)
+        takes the per-entry path.
+
+        Runs are found without a Python-level step per entry: consecutive entries are grouped by
+        their length (C-level ``groupby`` over ``map(len, ...)``), and a group's entries have the
+        first entry's keys exactly when every one of those keys is present (same length, no
+        ``KeyError`` while the columns are extracted); the rest of a group that mixes key sets of
+        one length is split by comparing keys entry by entry.
+
+        The packed columns are queued per series and appended with one ``frombytes`` each when
+        the call ends (or before the per-entry path touches that series, so order is kept):
+        growing an array block by block re-allocates and copies it every ~1/16 of its size.
 
         Returns:
             ``(entries with metrics, entries skipped because they were not dicts)``.
         """
+        try:
+            if set(map(type, entries)) != {dict}:  # non-dicts (or an empty list): the general loop
+                return self._add_range(entries, 0, len(entries))
+            n = 0
+            i = 0
+            for _, group in groupby(map(len, entries)):
+                j = i + len(list(group))
+                if j - i < _MIN_BLOCK:
+                    n += self._add_range(entries, i, j)[0]
+                else:
+                    keys = tuple(entries[i])
+                    for lo in range(i, j, _MAX_BLOCK):
+                        hi = min(lo + _MAX_BLOCK, j)
+                        added = self._add_block(entries, lo, hi, keys)
+                        if added == _OTHER_KEYS:  # same length, other keys: find the exact runs
+                            n += self._add_range(entries, lo, j)[0]
+                            break
+                        if added is None:
+                            n += self._add_range(entries, lo, hi)[0]
+                        else:
+                            n += added
+                i = j
+            return n, 0
+        finally:
+            self._flush()
+
+    def _add_range(self, entries: list[Any], i: int, j: int) -> tuple[int, int]:
+        """:meth:`add_many` over ``entries[i:j]`` for any mix of entries (runs of equal keys found
+        entry by entry); positions for entries without a step count from the list's start."""
         skipped = 0
         n = 0
-        total = len(entries)
-        i = 0
-        while i < total:
+        while i < j:
             e = entries[i]
             if type(e) is not dict:
                 skipped += 1
                 i += 1
                 continue
             keys = e.keys()
-            j = i + 1
-            while j < total:
-                f = entries[j]
+            k = i + 1
+            while k < j:
+                f = entries[k]
                 if type(f) is not dict or f.keys() != keys:
                     break
-                j += 1
-            if j - i >= 8 and self._add_block(entries, i, j):
-                n += j - i
+                k += 1
+            added = self._add_block(entries, i, k, tuple(e)) if k - i >= _MIN_BLOCK else None
+            if added is not None:
+                n += added
             else:
-                for k in range(i, j):
-                    ek = entries[k]
-                    st = ek.get("step")
+                if self._pending and self._touches_pending(tuple(e)):
+                    self._flush()
+                for m in range(i, k):
+                    em = entries[m]
+                    st = em.get("step")
                     if type(st) is not int:
-                        st = self.step_of(ek)
+                        st = self.step_of(em)
                         if st is None:
-                            st = k + 1
-                    if self.add(ek, st):
+                            st = m + 1
+                    if self.add(em, st):
                         n += 1
-            i = j
+            i = k
         return n, skipped
 
-    _NUMBER_TYPES = frozenset({float, int})
+    def _add_block(self, entries: list[Any], i: int, j: int, keys: tuple[str, ...]) -> int | None:
+        """Queue ``entries[i:j]`` column-wise, all assumed to have exactly ``keys``.
 
-    def _add_block(self, entries: list[Any], i: int, j: int) -> bool:
-        """Append entries ``i:j`` (same keys) column-wise; False (nothing added) if not plain."""
-        block = entries[i:j]
-        first = block[0]
-        if "step" not in first:
-            return False
-        steps = [e["step"] for e in block]
-        if set(map(type, steps)) != {int}:
-            return False
-        keys = tuple(first)
+        Returns the number of entries that added metric points; ``None`` when the block is not
+        plain (no ``step``, a step that is not an int, a value that is not an int or float:
+        ``None``, a string, a boolean); :data:`_OTHER_KEYS` when an entry lacks one of ``keys``
+        (:meth:`add_many` groups by length only). Every column is extracted, checked and packed
+        before anything is queued, so only a count changes the run.
+        """
+        if "step" not in keys:
+            return None
         plan = self._plans.get(keys)
         if plan is None:
             plan = self._compile(keys)
-        cols: list[tuple[list[Any], list[Any]]] = []
-        ok_types = self._NUMBER_TYPES
-        for item in plan:
-            col = [e[item[0]] for e in block]
-            if not set(map(type, col)) <= ok_types:
-                return False
-            cols.append((item, col))
+        block = entries[i:j]
+        n = j - i
+        try:  # every key, not only the planned ones: all present (and same length) = same keys
+            cols = {k: list(map(itemgetter(k), block)) for k in keys}
+        except KeyError:
+            return _OTHER_KEYS
+        steps = cols["step"]
+        try:
+            # struct packs with PyLong_AsLongLong / PyFloat_AsDouble, exactly what array.append
+            # does, but in one C call per column. It rejects what add() would not take as a plain
+            # number (None, strings, containers, a float step) and a step beyond int64 or an int
+            # beyond float range; the per-entry path then handles (or reports) it as before.
+            step_bytes = struct.pack(f"{n}q", *steps)
+            packed = [(item, struct.pack(f"{n}d", *cols[item[0]])) for item in plan]
+        except (struct.error, OverflowError):
+            return None
+        # struct does accept booleans (as 1 and 0) where add() skips them as non-numbers. A
+        # boolean can only hide where a packed value is exactly 1 or 0, so only a column whose
+        # bytes contain one of those patterns (a substring search; unaligned matches merely cost
+        # the check) gets the exact per-value type check.
+        if (_ZERO8 in step_bytes or _ONE_Q in step_bytes) and set(map(type, steps)) != _INT_ONLY:
+            return None
+        for item, data in packed:
+            if (_ZERO8 in data or _ONE_D in data) and not set(map(type, cols[item[0]])) <= _NUMBER_TYPES:
+                return None
         train = False
-        epoch_col: list[Any] | None = None
+        epoch_bytes: bytes | None = None
         added = False
-        for item, col in cols:
+        for item, data in packed:
             kind = item[1]
             if kind <= 1:
                 slot = item[3]
                 if slot is None:
                     slot = item[3] = self._slot(kind, item[2])
-                slot[2].extend(steps)
-                slot[3].extend(col)
+                self._queue(slot[2], slot[3], step_bytes, data)
                 added = True
                 train = train or kind == 0
             elif kind == 2:
-                self.run.summary[item[2]] = float(col[-1])
+                self.run.summary[item[2]] = float(cols[item[0]][-1])
             else:
-                epoch_col = col
-        if epoch_col is not None:
-            self.last_epoch = float(epoch_col[-1])
-            if train:
-                es = self._slot(self._TRAIN, "epoch")
-                es[2].extend(steps)
-                es[3].extend(epoch_col)
+                epoch_bytes = data
+                self.last_epoch = float(cols[item[0]][-1])
+        if epoch_bytes is not None and train:
+            es = self._slot(self._TRAIN, "epoch")
+            self._queue(es[2], es[3], step_bytes, epoch_bytes)
         if added:
-            self.entries += len(block)
+            self.entries += n
             self.last_step = steps[-1]
-        elif any(item[1] == 2 for item in plan):
-            self.summary_entries += len(block)
-        return True
+            return n
+        if any(item[1] == 2 for item in plan):
+            self.summary_entries += n
+        return 0
+
+    def _queue(self, steps: array[int], values: array[float], step_bytes: bytes, value_bytes: bytes) -> None:
+        """Queue packed points for the series whose arrays are ``steps``/``values``."""
+        q = self._pending.get(id(steps))
+        if q is None:
+            self._pending[id(steps)] = (steps, values, [step_bytes], [value_bytes])
+        else:
+            q[2].append(step_bytes)
+            q[3].append(value_bytes)
+
+    def _flush(self) -> None:
+        """Append every queued column to its series (one ``frombytes`` per array)."""
+        for steps, values, step_chunks, value_chunks in self._pending.values():
+            steps.frombytes(b"".join(step_chunks))
+            values.frombytes(b"".join(value_chunks))
+        self._pending.clear()
+
+    def _touches_pending(self, keys: tuple[str, ...]) -> bool:
+        """Whether :meth:`add` of an entry with ``keys`` appends to a series with queued points."""
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._compile(keys)
+        run = self.run
+        pending = self._pending
+        train = epoch = False
+        for item in plan:
+            kind = item[1]
+            if kind == self._TRAIN:
+                s = run.train.get(item[2])
+                train = True
+            elif kind == self._EVAL:
+                s = run.evals.get(item[2][0], {}).get(item[2][1])
+            else:
+                epoch = epoch or kind == self._EPOCH
+                continue
+            if s is not None and id(s.steps) in pending:
+                return True
+        if train and epoch:
+            s = run.train.get("epoch")
+            return s is not None and id(s.steps) in pending
+        return False
 
     def finish(self) -> None:
         """Copy what the sink learned into ``run.facts`` (last epoch, last step)."""

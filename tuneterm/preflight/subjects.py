@@ -14,6 +14,8 @@ from tuneterm.report.subjects import CheckOptions, SubjectHandler, register_subj
 
 
 def _claims_config(path: Path) -> bool:
+    if path.suffix.lower() not in (".yaml", ".yml"):  # preflight.config's _SUFFIXES, tested before
+        return False  # importing it: it pulls in plan.facts, ~15 ms of every `check LOG`
     from tuneterm.preflight.config import looks_like_config
 
     return looks_like_config(path)

@@ -9,7 +9,7 @@ from typing import Any
 from tuneterm.engine.detectors._common import nice_ceil, pct, train
 from tuneterm.engine.model import Detection, Fix
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, head_tail, index_runs, relative_change, within
+from tuneterm.engine.stats import finite_points, head_tail, index_runs, peak_point, relative_change, within
 from tuneterm.logs.model import Run
 
 
@@ -46,13 +46,12 @@ def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     steps, values = finite_points(s)
     if not values:
         return []
-    peak = max(values)
+    ipeak, peak = peak_point(s)  # = values.index(max(values)), max(values); from cached blocks
     if peak <= eps:
         if len(values) < params["min_consecutive"]:
             return []  # one logged 0 is warmup starting at 0 (a live run's first step), not yet a problem
         ev = {"peak_lr": peak, "count": len(values), "total": len(values), "steps_text": f"{steps[0]}-{steps[-1]}", "configured": configured}
         return [Detection(steps[0], steps[-1], ev)]
-    ipeak = values.index(peak)
     n = len(values)
     allowance = max(1, int(params["end_allowance"] * n))
     bad = [
@@ -105,10 +104,9 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     steps, values = finite_points(s)
     if len(values) < 3:
         return []
-    peak = max(values)
+    ipeak, peak = peak_point(s)  # = values.index(max(values)), max(values); from cached blocks
     if peak <= 0:
         return []  # lr-zero's case
-    ipeak = values.index(peak)
     limit = params["low_fraction"] * peak
     low_idx = within(s, -math.inf, limit, start=ipeak + 1)
     if not low_idx:
