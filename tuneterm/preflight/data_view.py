@@ -13,7 +13,6 @@ colours are safe for :meth:`rich.text.Text.from_ansi`.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -60,15 +59,9 @@ def length_histogram(lengths: list[int], max_length: int | None, width: int, hei
 
 
 def _fix_text(fix: Fix) -> Text:
-    t = Text("    ")
-    if fix.command is not None:
-        t.append(f"$ {inert_line(fix.command, 300)}", style="bold")
-    else:
-        value = fix.value if isinstance(fix.value, str) else json.dumps(fix.value, default=str)
-        t.append(f"{inert_line(fix.key, 80)}: ", style="bold")
-        t.append(inert_line(value, 200), style="bold green")
-    t.append(f"  # {inert_line(fix.why, 400)}", style="dim")
-    return t
+    from tuneterm.report.doctor import fix_text  # one rendering of fixes (prompt, inertness)
+
+    return Text("    ").append_text(fix_text(fix))
 
 
 def _finding_text(f: Finding) -> list[Text]:
