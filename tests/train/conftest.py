@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +19,12 @@ TINY_DPO = REPO / "configs" / "tiny-dpo.yaml"
 TINY_GRPO = REPO / "configs" / "tiny-grpo.yaml"
 
 
+HAS_TRL = importlib.util.find_spec("trl") is not None
+"""Whether the train extra is installed; found without importing TRL (seconds of CPU)."""
+
+needs_trl = pytest.mark.skipif(not HAS_TRL, reason="needs the train extra (trl)")
+
+
 def tuneterm_exe() -> list[str]:
     """The real console script next to the interpreter (falls back to ``python -m tuneterm``)."""
     exe = Path(sys.executable).parent / "tuneterm"
@@ -26,8 +33,13 @@ def tuneterm_exe() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
-    """Build (or reuse) the built-in tiny model once per session; returns its path."""
-    pytest.importorskip("trl")
+    """Build (or reuse) the built-in tiny model once per session; returns its path.
+
+    Reusing a built model imports nothing, so a test that only launches runs keeps TRL out of the
+    test process (the training processes import it).
+    """
+    if not HAS_TRL:
+        pytest.skip("needs the train extra (trl)")
     from tuneterm.train.builtin import resolve_model
 
     return resolve_model("tuneterm:tiny-llama")

@@ -1,4 +1,5 @@
-"""Config reading, --set parsing, trainer inference and validation against TRL's dataclasses."""
+"""Config reading, --set parsing, trainer inference and validation against TRL's schema (from the
+schema cache in the launcher; with TRL's own dataclasses for ``full=True``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.train.conftest import TINY, TINY_DPO, TINY_GRPO
+from tests.train.conftest import HAS_TRL, TINY, TINY_DPO, TINY_GRPO
 from tuneterm.cli import main
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.train.config import method_of, parse_set, read_config_file, resolve, trainer_directive
 
-pytest.importorskip("trl")
+pytestmark = pytest.mark.skipif(not HAS_TRL, reason="needs the train extra (trl)")
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -116,7 +117,7 @@ def test_every_preset_validates_against_trl(preset: str) -> None:
     # transformers refuses bf16 on a machine without a bf16 GPU (a correct refusal); the presets
     # are for GPU boxes, so the CPU test checks everything else.
     overrides = {} if torch.cuda.is_available() else {"bf16": False}
-    cfg = resolve(TINY.parent / preset, overrides=overrides)
+    cfg = resolve(TINY.parent / preset, overrides=overrides, full=True)
     assert cfg.values["model_name_or_path"]
     expected = {"dpo-qwen2.5-0.5b.yaml": "dpo", "tiny-dpo.yaml": "dpo", "grpo-qwen2.5-0.5b.yaml": "grpo",
                 "tiny-grpo.yaml": "grpo"}.get(preset, "sft")

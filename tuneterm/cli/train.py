@@ -3,8 +3,17 @@
 Modes: ``--detach`` prints the run name and returns at once; ``--headless`` prints plain progress
 lines, waits, evaluates the run and exits 0 (finished clean) or 1 (an error finding, or the run
 failed); the default follows the run in the terminal through :func:`live_view`, where Ctrl-C asks
-whether to stop the run (default: keep it running and detach). Light at import: the training
-stack is imported inside the command.
+whether to stop the run (default: keep it running and detach).
+
+Before anything starts the launcher refuses (exit 2, one line) unknown keys, wrong types and
+missing essentials, checked against the TRL schema cache (:mod:`tuneterm.train.schema`) without
+importing TRL or torch, and the pre-flight rules of ``tuneterm check`` (``--force`` overrides their
+errors). TRL's own ``__post_init__`` checks run in the training process before the model is
+loaded (:mod:`tuneterm.train.worker`); when they reject the config the run ends ``failed`` with
+``error_kind: "config"``, and ``--headless`` and the live view print ``tuneterm: error: <line>``
+and exit 2, as the launcher's own refusal would; a run started with ``--detach`` shows the line
+in ``tuneterm runs`` and ``tuneterm watch``. Light at import: the training stack is never imported
+by the launcher (only to build the schema cache, once per installed trl/transformers/peft).
 """
 
 from __future__ import annotations
@@ -80,7 +89,8 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
     and handles Ctrl-C (ask whether to stop; default keep running and detach). The live view with
     findings and charts replaces the body of this function; keep its contract: return 0 when the
     run finished clean or the user detached, 1 on an error finding or a failed run, 130 when the
-    user chose to stop the run.
+    user chose to stop the run; a run whose config the training process rejected raises
+    :class:`~tuneterm.errors.ConfigError` (exit 2).
     """
     watch_launched = None
     if sys.stdout.isatty():  # the watcher's live screen (findings, fixes, charts) on a terminal
@@ -89,7 +99,10 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
         except ImportError:
             watch_launched = None
     if watch_launched is not None:
-        return watch_launched(launched, stop_on=stop_on, grace_s=grace_s)
+        code = watch_launched(launched, stop_on=stop_on, grace_s=grace_s)
+        if code == int(ExitCode.FINDINGS):
+            _raise_if_config_failure(launched.run)
+        return code
     from tuneterm.train.control import stop_run
     from tuneterm.train.follow import follow
 
@@ -119,9 +132,34 @@ def _ask_stop() -> bool:
     return answer.strip().lower() in {"y", "yes"}
 
 
+def config_failure(rd: Any) -> str | None:
+    """The one-line error of a run whose config the training process rejected before training
+    (``status.json``: ``state: failed``, ``error_kind: "config"``), else None."""
+    status = rd.read_status()
+    if status.get("state") != "failed" or status.get("error_kind") != "config":
+        return None
+    err = status.get("error")
+    return err if isinstance(err, str) and err.strip() else f"run {rd.name}: the config was rejected"
+
+
+def _raise_if_config_failure(rd: Any) -> None:
+    """Turn a run that ended on a config error into the launcher's refusal (exit 2)."""
+    line = config_failure(rd)
+    if line is not None:
+        from tuneterm.errors import ConfigError
+
+        raise ConfigError(line)
+
+
 def _report(rd: Any, outcome: Any) -> int:
-    """Print the final state and findings; return the exit code of ``--headless``."""
+    """Print the final state and findings; return the exit code of ``--headless``.
+
+    Raises:
+        ConfigError: the training process rejected the config before training (exit 2).
+    """
     from tuneterm.train.follow import finding_line
+
+    _raise_if_config_failure(rd)
 
     findings = outcome.findings or []
     for f in findings:

@@ -1,4 +1,4 @@
-"""Training configs: read, override (``--set``), infer the trainer, validate with TRL's own classes.
+"""Training configs: read, override (``--set``), infer the trainer, validate against TRL's schema.
 
 A config is a flat YAML mapping in TRL's field names: exactly what ``trl sft|dpo|grpo --config FILE``
 accepts (``ScriptArguments`` or ``GRPOScriptArguments`` + ``SFTConfig``/``DPOConfig``/``GRPOConfig``
@@ -11,26 +11,37 @@ line, never from extra keys, or from a comment directive in the YAML (TRL ignore
 The trainer is chosen by ``--trainer``, else that directive, else the keys (:func:`infer_trainer`),
 else the built-in dataset's kind (``tuneterm:tiny-dpo`` -> dpo), else ``sft``.
 
-Validation happens in the launcher, before any process starts, and refuses with one line naming
-the key (:class:`~tuneterm.errors.ConfigError`, exit 2):
+Validation happens in two places and refuses with one line naming the key
+(:class:`~tuneterm.errors.ConfigError`, exit 2):
 
-* unknown keys (with a "did you mean" suggestion),
-* wrong types (checked against the dataclass annotations; strings that argparse would convert, such
-  as YAML's ``2e-5`` which YAML 1.1 reads as a *string*, are converted the same way TRL's CLI does),
-* a missing model or dataset, ``load_in_4bit`` without ``use_peft``,
-* whatever TRL's and transformers' own ``__post_init__`` checks reject (the dataclasses are really
-  instantiated with the values).
+1. In the launcher, before any process starts (:func:`validate`), from the schema cache
+   (:mod:`tuneterm.train.schema`: TRL's field names, types and defaults recorded once per installed
+   trl/transformers/peft versions), so it costs milliseconds and imports neither TRL nor torch:
 
-Only :func:`validate` imports the training stack (trl, hence transformers and torch).
+   * unknown keys (with a "did you mean" suggestion),
+   * wrong types (checked against the dataclass annotations; strings that argparse would convert,
+     such as YAML's ``2e-5`` which YAML 1.1 reads as a *string*, are converted the same way TRL's
+     CLI does),
+   * a missing model or dataset, ``load_in_4bit`` without ``use_peft``, unknown reward names.
+
+2. In the training process, before the model or data is loaded (:func:`instantiate`, the first
+   step of :func:`tuneterm.train.runner.build_trainer`): TRL's dataclasses are really instantiated
+   with the values, so whatever TRL's and transformers' own ``__post_init__`` checks reject
+   (``bf16`` on a machine without a bf16 GPU, ``fp16`` with ``bf16`` ...) fails the run with that
+   one line before any training; :mod:`tuneterm.train.worker` records it as a config error, and
+   ``tuneterm train --headless`` and the live view exit 2 with it, as a refusal by the launcher
+   would. ``validate(..., full=True)`` runs both in one process.
+
+Only :func:`instantiate`, :func:`dataclass_types` and a schema build (the first launch for a set of
+versions) import the training stack (trl, hence transformers and torch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import enum
 import math
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +51,7 @@ from typing import Any, Literal
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.train.schema import Descriptor, Schema, load_schema
 
 Trainer = Literal["sft", "dpo", "grpo"]
 Method = Literal["full", "lora", "qlora", "dora"]
@@ -163,12 +175,12 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def infer_trainer(values: Mapping[str, Any], explicit: str | None = None) -> Trainer:
+def infer_trainer(values: Mapping[str, Any], explicit: str | None = None, *, schema: Schema | None = None) -> Trainer:
     """Choose the trainer: ``explicit`` (``--trainer``) if given, else from the keys.
 
     ``reward_funcs`` (or another GRPO-only key) -> ``grpo``; a key that only DPOConfig has ->
-    ``dpo``; otherwise ``sft``. Needs TRL for the DPO key set (imported lazily, only when the cheap
-    checks do not decide).
+    ``dpo``; otherwise ``sft``. The DPO key set comes from ``schema`` (default: the schema cache,
+    :func:`tuneterm.train.schema.load_schema`), read only when the cheap checks do not decide.
 
     Raises:
         ConfigError: ``explicit`` is not a known trainer.
@@ -180,7 +192,7 @@ def infer_trainer(values: Mapping[str, Any], explicit: str | None = None) -> Tra
     keys = set(values)
     if keys & _GRPO_KEYS:
         return "grpo"
-    if keys & dpo_only_keys():
+    if keys & dpo_only_keys(schema):
         return "dpo"
     if values.get("dataset_name") == "tuneterm:tiny-dpo":
         return "dpo"
@@ -189,12 +201,12 @@ def infer_trainer(values: Mapping[str, Any], explicit: str | None = None) -> Tra
     return "sft"
 
 
-def dpo_only_keys() -> frozenset[str]:
-    """Fields of DPOConfig that neither SFTConfig nor GRPOConfig has (``beta`` is shared with GRPO)."""
-    from trl import DPOConfig, GRPOConfig, SFTConfig
+def dpo_only_keys(schema: Schema | None = None) -> frozenset[str]:
+    """Fields of DPOConfig that neither SFTConfig nor GRPOConfig has (``beta`` is shared with GRPO).
 
-    dpo = _field_names(DPOConfig)
-    return frozenset(dpo - _field_names(SFTConfig) - _field_names(GRPOConfig))
+    From ``schema``, else the schema cache (which imports TRL only when it must be built).
+    """
+    return (schema or load_schema()).dpo_only_keys()
 
 
 def dataclass_types(trainer: Trainer) -> tuple[type, ...]:
@@ -207,12 +219,6 @@ def dataclass_types(trainer: Trainer) -> tuple[type, ...]:
         return (GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)
     cfg = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]
     return (ScriptArguments, cfg, ModelConfig, DatasetMixtureConfig)
-
-
-def _field_names(cls: type) -> set[str]:
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(cls) if f.init}
 
 
 def method_of(values: Mapping[str, Any]) -> Method:
@@ -235,6 +241,7 @@ def resolve(
     *,
     overrides: Mapping[str, Any] | None = None,
     trainer: str | None = None,
+    full: bool = False,
 ) -> TrainConfig:
     """Read ``source``, apply ``overrides``, infer the trainer and validate. See :func:`validate`."""
     values = read_config_file(source)
@@ -242,33 +249,51 @@ def resolve(
     if not isinstance(env, dict):
         raise ConfigError(f"{source}: 'env' must be a mapping of environment variables")
     values.update(overrides or {})
-    tr = infer_trainer(values, trainer or trainer_directive(source))
-    return validate(values, tr, source=str(source), env={str(k): str(v) for k, v in env.items()})
+    schema = load_schema()
+    tr = infer_trainer(values, trainer or trainer_directive(source), schema=schema)
+    return validate(
+        values, tr, source=str(source), env={str(k): str(v) for k, v in env.items()}, full=full, schema=schema
+    )
 
 
-def validate(values: dict[str, Any], trainer: Trainer, *, source: str, env: dict[str, str] | None = None) -> TrainConfig:
-    """Check ``values`` against TRL's dataclasses for ``trainer`` and return a :class:`TrainConfig`.
+def validate(
+    values: dict[str, Any],
+    trainer: Trainer,
+    *,
+    source: str,
+    env: dict[str, str] | None = None,
+    full: bool = False,
+    schema: Schema | None = None,
+) -> TrainConfig:
+    """Check ``values`` against TRL's schema for ``trainer`` and return a :class:`TrainConfig`.
 
     Values are converted the way TRL's CLI converts them (numeric strings to numbers, ``"true"`` to
     True), so the resolved mapping written to the run directory is typed.
 
+    Args:
+        values: the flat config (after ``--set``), without ``env``.
+        trainer: ``sft``, ``dpo`` or ``grpo``.
+        source: the name used in messages (the config path).
+        env: the config's ``env:`` mapping.
+        full: also instantiate TRL's dataclasses here (their ``__post_init__`` checks); imports
+            TRL. The launcher leaves this to the training process (see the module docstring).
+        schema: the schema to check against (default: :func:`tuneterm.train.schema.load_schema`,
+            which reads the cache and imports TRL only to build a missing one).
+
     Raises:
         ConfigError: one line naming the offending key.
     """
-    types_ = dataclass_types(trainer)
-    hints: dict[str, Any] = {}
-    for cls in reversed(types_):  # earlier classes win, as in TRL's parser
-        hints.update(_hints(cls))
-    unknown = [k for k in values if k not in hints]
+    fields = (schema or load_schema()).trainers[trainer].fields
+    unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]
-        near = difflib.get_close_matches(key, list(hints), n=1, cutoff=0.75)
+        near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         more = f"; {len(unknown) - 1} more unknown key(s)" if len(unknown) > 1 else ""
         raise ConfigError(f"{source}: unknown key {key!r} for trl {trainer}{hint}{more}")
     resolved: dict[str, Any] = {}
     for key, value in values.items():
-        resolved[key] = _coerce(value, hints[key], key, source)
+        resolved[key] = _coerce(value, fields[key]["type"], key, source)
 
     if not resolved.get("model_name_or_path"):
         raise ConfigError(f"{source}: missing key 'model_name_or_path' (a hub id, a local path or tuneterm:tiny-llama)")
@@ -285,7 +310,8 @@ def validate(values: dict[str, Any], trainer: Trainer, *, source: str, env: dict
 
         check_reward_names(resolved.get("reward_funcs") or [], source)
 
-    instantiate(resolved, trainer, source=source)
+    if full:
+        instantiate(resolved, trainer, source=source)
     return TrainConfig(
         values=resolved, trainer=trainer, method=method_of(resolved), source=source, env=dict(env or {})
     )
@@ -315,13 +341,6 @@ def instantiate(values: Mapping[str, Any], trainer: Trainer, *, source: str = "c
         raise ConfigError(f"{source}: rejected by trl {trainer}: {inert_line(exc, 300)}") from None
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    import dataclasses
-
-    resolved = typing.get_type_hints(cls)
-    return {f.name: resolved.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
-
-
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -330,59 +349,61 @@ class _Mismatch(Exception):
     pass
 
 
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+def _coerce(value: Any, desc: Descriptor, key: str, source: str) -> Any:
     try:
-        return _conv(value, tp)
+        return _conv(value, desc)
     except _Mismatch:
         shown = repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        raise ConfigError(f"{source}: key {key!r} expects {_type_name(tp)}, got {shown}") from None
+        raise ConfigError(f"{source}: key {key!r} expects {_type_name(desc)}, got {shown}") from None
 
 
-def _conv(value: Any, tp: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type family
-    if tp is Any or tp is object:
-        return value
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
+def _conv(value: Any, desc: Descriptor) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type family
+    """``value`` converted to the type ``desc`` describes, as TRL's CLI would; raises _Mismatch."""
+    kind = desc.get("t")
+    if kind == "union":
+        args = desc.get("of") or []
+        nullable = any(a.get("t") == "none" for a in args)
         if value is None:
-            if type(None) in args:
+            if nullable:
                 return None
             raise _Mismatch
         for arg in args:  # exact matches first, so "all-linear" stays a str for list[str] | str
-            if arg is not type(None) and _exact(value, arg):
+            if _exact(value, arg):
                 return value
         for arg in args:
-            if arg is type(None):
+            if arg.get("t") == "none":
                 continue
             try:
                 return _conv(value, arg)
             except _Mismatch:
                 continue
         raise _Mismatch
-    if origin is Literal:
-        if value in typing.get_args(tp):
+    if kind == "none":
+        if value is None:
+            return None
+        raise _Mismatch
+    if kind == "literal":
+        choices = desc.get("choices") or []
+        if desc.get("by_str"):  # an Enum: its constructor matches the value's text
+            if str(value) in {str(c) for c in choices}:
+                return value
+            raise _Mismatch
+        if value in choices:
             return value
         raise _Mismatch
-    if origin in (list, tuple):
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
+    if kind == "list":
+        item = desc.get("item") or {"t": "any"}
         if isinstance(value, (list, tuple)):
-            return [_conv(v, item_tp) for v in value]
+            return [_conv(v, item) for v in value]
         # TRL's CLI keeps a scalar default for a list field as is (lora_target_modules: all-linear).
-        return _conv(value, item_tp)
-    if origin is dict or tp is dict:
+        return _conv(value, item)
+    if kind == "dict":
         if isinstance(value, (dict, str)):  # transformers accepts JSON strings for dict fields
             return value
         raise _Mismatch
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, tp):
-            return value.value
-        allowed = {str(m.value) for m in tp}
-        if str(value) in allowed:
-            return value
-        raise _Mismatch
-    if tp is bool:
+    if kind == "bool":
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -390,7 +411,7 @@ def _conv(value: Any, tp: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch pe
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
         raise _Mismatch
-    if tp is int:
+    if kind == "int":
         if isinstance(value, bool):
             raise _Mismatch
         if isinstance(value, int):
@@ -403,7 +424,7 @@ def _conv(value: Any, tp: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch pe
             except ValueError:
                 raise _Mismatch from None
         raise _Mismatch
-    if tp is float:
+    if kind == "float":
         if isinstance(value, bool):
             raise _Mismatch
         if isinstance(value, (int, float)):
@@ -417,45 +438,47 @@ def _conv(value: Any, tp: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch pe
                 raise _Mismatch
             return f
         raise _Mismatch
-    if tp is str:
+    if kind == "str":
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise _Mismatch
-    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
-        if isinstance(value, (dict, tp)):
+    if kind == "dataclass":
+        if isinstance(value, dict) or dataclasses.is_dataclass(value):
             return value
         raise _Mismatch
-    return value  # an annotation we do not model: let TRL's own checks decide
+    return value  # "any", or a kind this version does not know: let TRL's own checks decide
 
 
-def _exact(value: Any, tp: Any) -> bool:
-    if tp is bool:
+def _exact(value: Any, desc: Descriptor) -> bool:
+    kind = desc.get("t")
+    if kind == "bool":
         return isinstance(value, bool)
-    if tp is int:
+    if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
+    if kind == "float":
         return isinstance(value, float)
-    if tp is str:
+    if kind == "str":
         return isinstance(value, str)
     return False
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        names = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(names) + (" (or null)" if type(None) in typing.get_args(tp) else "")
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        return f"a list of {_type_name(args[0])}" if args else "a list"
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return "one of " + ", ".join(repr(m.value) for m in tp)
-    if isinstance(tp, type):
-        return {"bool": "true/false", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping"}.get(
-            tp.__name__, tp.__name__
-        )
-    return str(tp)
+_SIMPLE_NAMES = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping"}
+
+
+def _type_name(desc: Descriptor) -> str:
+    """How a message names the type: ``a number``, ``a list of a string``, ``one of 'no', 'steps'``."""
+    kind = desc.get("t", "any")
+    if kind == "union":
+        args = desc.get("of") or []
+        names = [_type_name(a) for a in args if a.get("t") != "none"]
+        return " or ".join(names) + (" (or null)" if any(a.get("t") == "none" for a in args) else "")
+    if kind == "literal":
+        return "one of " + ", ".join(repr(c) for c in desc.get("choices") or [])
+    if kind == "list":
+        item = desc.get("item") or {"t": "any"}
+        return f"a list of {_type_name(item)}" if item.get("t") != "any" else "a list"
+    if kind == "dataclass":
+        return str(desc.get("name") or "a mapping")
+    return _SIMPLE_NAMES.get(kind, str(kind))

@@ -157,6 +157,11 @@ def build_trainer(rd: RunDir, stop: StopRequest) -> Any:
     trainer_kind: Trainer = launch["trainer"]
     with open(rd.config, encoding="utf-8") as fh:
         values = yaml.safe_load(fh) or {}
+    # TRL's CLI config may carry an `env:` mapping of environment variables; TrlParser applies it
+    # and does not pass it on, and its dataclasses reject it as an unknown key. Do the same.
+    env = values.pop("env", None)
+    if isinstance(env, dict):
+        os.environ.update({str(k): str(v) for k, v in env.items()})
     model_name = values.get("model_name_or_path")
     values["model_name_or_path"] = builtin.resolve_model(model_name)
     if _world_size() > 1 and not values.get("use_cpu"):
@@ -281,6 +286,14 @@ def train(rd: RunDir) -> str:
             fields["error"] = "stopped on request"
             fields["stop_requested"] = True
         rd.update_status(**fields)
+    if _world_size() > 1 and not is_main:
+        # Non-main ranks of a multi-process run are done once the model is saved (save_model ends
+        # with a barrier). Freeing the trainer runs the gloo process group's destructor, which can
+        # deadlock (it waits on a thread that needs the lock it holds; seen with gdb on torch 2.13
+        # CPU runs), so leave without tearing anything down: rank 0 owns the run's records.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     end = getattr(trainer, "end", None)
     if callable(end):  # transformers >= 5.18: finish trackers, destroy the process group
         try:
