@@ -32,6 +32,9 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
         signal      signal name when killed by a signal (e.g. "SIGKILL"), else null
         error       one line: the exception (``"OutOfMemoryError: CUDA out of memory ..."``), the
                     signal, or ``"stopped on request"``
+        error_kind  ``"config"`` when TRL's own dataclasses rejected the config in the worker (the
+                    launcher then exits 2, as for a refusal before launch); absent otherwise
+        stop_reason the finding that made ``tuneterm watch --stop-on error`` stop the run
         host, command (argv of the training process), trainer, method, name, run_dir
         stop_requested  true once a stop (SIGTERM) was received
         samples     "on" | "off: <why>"
