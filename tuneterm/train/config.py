@@ -227,13 +227,9 @@ def method_of(values: Mapping[str, Any]) -> Method:
     >>> method_of({"use_peft": True, "load_in_4bit": True}), method_of({})
     ('qlora', 'full')
     """
-    if not values.get("use_peft"):
-        return "full"
-    if values.get("load_in_4bit"):
-        return "qlora"
-    if values.get("use_dora"):
-        return "dora"
-    return "lora"
+    from tuneterm.preflight.config_read import infer_method  # the one definition, shared with check
+
+    return infer_method(values)  # type: ignore[return-value]
 
 
 def resolve(
