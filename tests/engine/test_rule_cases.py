@@ -57,3 +57,18 @@ def test_every_rule_has_passing_and_failing_cases(rules: RuleSet) -> None:
         seen[doc["rule"]] = kinds
     for rule in rules:
         assert seen.get(rule.name) == {"none", "fire"}, f"{rule.code} {rule.name} needs a firing and a non-firing case"
+
+
+def test_config_failure_gets_config_fix_not_crash_advice(tmp_path: Path) -> None:
+    # status.json of a run whose worker rejected the config (error_kind "config", exit 2).
+    from tuneterm.engine import evaluate, load_rules
+    from tuneterm.logs import load_run
+
+    (tmp_path / "metrics.jsonl").write_text('{"loss": 2.0, "step": 1}\n')
+    (tmp_path / "status.json").write_text(json.dumps(
+        {"state": "failed", "exit_code": 2, "error_kind": "config", "error": "configs/x.yaml: bf16=True requires a GPU"}
+    ))
+    (f,) = [f for f in evaluate(load_run(tmp_path), load_rules(scopes=["log"])) if f.name == "run-crashed"]
+    assert f.severity.value == "error" and f.evidence["exception"] == "ConfigError"
+    assert [x.command for x in f.fixes if x.command][0] == "tuneterm check CONFIG"
+    assert not any("PYTORCH_CUDA_ALLOC_CONF" in (x.command or "") for x in f.fixes)

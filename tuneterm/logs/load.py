@@ -442,6 +442,8 @@ def apply_status(run: Run, status: dict[str, Any] | Any) -> None:
                 sig = f"SIG{n}"
         if sig is not None:
             run.events.append(LogEvent(kind="signal", text=text[:2000], step=run.last_step, code=sig))
+        elif status.get("error_kind") == "config":  # TRL rejected the config in the worker
+            run.events.append(LogEvent(kind="exception", text=text[:2000], step=run.last_step, code="ConfigError"))
         else:
             m = re.match(r"^([A-Za-z_][\w.]{0,200}?)(?::|$)", text)
             cls = m.group(1).rsplit(".", 1)[-1] if m else None

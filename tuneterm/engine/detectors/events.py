@@ -68,6 +68,12 @@ def exception_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             fixes.append(Fix(key="max_length", value=max(128, f.max_length // 2), why=f"activations and logits grow with sequence length; {f.max_length} -> {max(128, f.max_length // 2)} (check your length distribution first)"))
         if f.trainer_kind == "grpo" and f.max_completion_length:
             fixes.append(Fix(key="max_completion_length", value=max(64, f.max_completion_length // 2), why="generation memory grows with num_generations x completion length"))
+    elif code == "ConfigError":
+        # TRL's own dataclasses refused the config in the training process (status.json
+        # error_kind "config"): nothing ran, so memory and SSH advice would mislead.
+        severity, pattern = Severity.ERROR, "config rejected before training"
+        causes.append("TRL's own checks rejected the training config before the first step; the error line names the field")
+        fixes.append(Fix(command="tuneterm check CONFIG", why="the pre-flight rules explain most config mistakes before any GPU time is spent"))
     else:
         severity, pattern = Severity.ERROR, "crashed"
     evidence = {
