@@ -45,7 +45,8 @@ def test_median_error_within_ten_percent() -> None:
     assert med <= 0.10
 
 
-@pytest.mark.parametrize("source", ["PEFT MetaMathQA benchmark [S18]", "LitGPT resource tables [S6]", "Qwen README profiling [S19]"])
+@pytest.mark.parametrize("source", ["PEFT MetaMathQA benchmark [S18]", "LitGPT resource tables [S6]", "Qwen README profiling [S19]",
+                                    "ms-swift benchmark [S20]"])
 def test_hf_and_litgpt_sources_each_within_ten_percent(source: str) -> None:
     errs = [abs(e) for p, _, e in errors() if p.source == source and not p.excluded]
     assert errs and statistics.median(errs) <= 0.10
@@ -129,3 +130,25 @@ def test_invalid_setup_is_one_line_error() -> None:
     for bad in (dict(method="prefix"), dict(batch_size=0), dict(trainer="ppo"), dict(method="full", quant="nf4")):
         with pytest.raises(ConfigError):
             estimate(f, TrainSetup(**bad))
+
+
+def test_variable_lengths_add_reserved_not_allocated() -> None:
+    f = table_facts("Qwen/Qwen-7B-Chat")
+    fixed = estimate(f, TrainSetup(seq_len=2048, stack="hf-legacy"))
+    short = estimate(f, TrainSetup(seq_len=2048, stack="hf-legacy", mean_sample_tokens=1024))
+    long_ = estimate(f, TrainSetup(seq_len=2048, stack="hf-legacy", mean_sample_tokens=5000))
+    assert short.allocated == fixed.allocated == long_.allocated
+    logits = next(c.bytes for c in fixed.components if c.name.startswith("logits"))
+    # one more set of vocab-sized blocks for a typical batch: min(mean, max_length) tokens
+    assert abs((short.reserved - fixed.reserved) - 0.5 * logits * 1.05) < 1e6
+    assert abs((long_.reserved - fixed.reserved) - logits * 1.05) < 1e6
+    assert any(c.name == "cached blocks of shorter batches" for c in long_.components)
+    # chunked cross-entropy has no vocab-sized blocks to fragment
+    lit = table_facts("meta-llama/Llama-2-7b-hf")
+    assert estimate(lit, TrainSetup(stack="litgpt", mean_sample_tokens=300)).reserved == estimate(lit, TrainSetup(stack="litgpt")).reserved
+    # the cache is given back before an OOM: never past the GPU
+    big = estimate(f, TrainSetup(seq_len=2048, batch_size=8, stack="hf-legacy", mean_sample_tokens=3234, gpu_total_gib=80.0))
+    nobound = estimate(f, TrainSetup(seq_len=2048, batch_size=8, stack="hf-legacy", mean_sample_tokens=3234))
+    assert big.device <= 80.0 * GIB + 1 < nobound.device
+    with pytest.raises(ConfigError):
+        estimate(f, TrainSetup(mean_sample_tokens=0))

@@ -166,6 +166,28 @@ def test_c111_does_not_fit(tmp_path: Path) -> None:
     assert "C111" not in codes(p)  # no GPU and no --gpu-memory: the fit is not checked
 
 
+def test_c112_peft_base_in_float32(tmp_path: Path) -> None:
+    """TRL's ModelConfig.dtype defaults to float32: a LoRA/QLoRA config without dtype loads its
+    frozen base in float32 (FM-34); the memory estimate uses float32 too."""
+    qlora = GOOD.replace("5.0e-5", "2.0e-4").replace("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct") + (
+        "use_peft: true\nload_in_4bit: true\nlora_r: 16\nlora_alpha: 32\n")
+    _, findings = check_config(write(tmp_path, qlora, "qlora.yaml"))
+    f = next(f for f in findings if f.code == "C112")
+    assert f.severity.value == "warning" and "compute in float32" in f.message
+    assert f.fixes[0].key == "dtype" and f.fixes[0].value == "bfloat16"
+    lora = qlora.replace("load_in_4bit: true", "load_in_4bit: false")
+    f = next(f for f in check_config(write(tmp_path, lora, "lora.yaml"))[1] if f.code == "C112")
+    # Qwen2.5-7B: 7.6B parameters -> ~28 GiB in float32 vs ~14 GiB in bfloat16
+    assert 27 < f.evidence["frozen_gib_float32"] < 30 and 13 < f.evidence["frozen_gib_16bit"] < 15
+    assert "C112" not in codes(write(tmp_path, lora + "dtype: bfloat16\n", "bf16.yaml"))
+    assert "C112" not in codes(write(tmp_path, lora + "model_init_kwargs:\n  dtype: auto\n", "auto.yaml"))
+    assert "C112" not in codes(write(tmp_path, GOOD, "full.yaml"))  # full FT: fp32 master weights + autocast
+    # The estimate follows the dtype actually loaded: float32 weights take twice the bytes.
+    f32, _ = check_config(write(tmp_path, lora, "lora.yaml"), gpu_memory_gib=80.0)
+    b16, _ = check_config(write(tmp_path, lora + "dtype: bfloat16\n", "bf16.yaml"), gpu_memory_gib=80.0)
+    assert f32["estimated_peak_gib"] > b16["estimated_peak_gib"] + 12
+
+
 def test_llama_factory_dialect(tmp_path: Path) -> None:
     p = write(tmp_path, """\
 model_name_or_path: mistralai/Mistral-Small-24B-Instruct-2501

@@ -126,7 +126,93 @@ def test_killed_by_signal(tmp_path: Path, rules: RuleSet, code: int, signal_name
 def test_signal_beats_an_earlier_traceback(tmp_path: Path, rules: RuleSet) -> None:
     # A caught, printed exception earlier in stderr; then the OOM killer: the signal is the cause.
     d = make_run_dir(tmp_path, "sig2", status={"state": "failed", "exit_code": -9}, stderr=traceback("ValueError: a warning-ish traceback the script caught"))
-    assert "killed-by-signal" in crash_findings(d, rules)
+    found = crash_findings(d, rules)
+    assert "killed-by-signal" in found
+    assert [n for n, f in found.items() if f.severity.value == "error"] == ["killed-by-signal"]  # one cause
+
+
+# ---------------------------------------------------------------- signal death after an exception
+SIG_FAILED = {"state": "failed", "ended": "2025-01-01T00:10:00Z"}
+
+
+def _sig_status(code: int, name: str) -> dict[str, object]:
+    # what the supervisor records when the training process dies by a signal (tuneterm/train/child.py)
+    return {**SIG_FAILED, "exit_code": code, "signal": name, "error": f"training process killed by {name}"}
+
+
+def test_exception_just_before_a_signal_death_is_context_not_a_second_cause(tmp_path: Path, rules: RuleSet) -> None:
+    # A CUDA error raised, then native teardown aborts: the signal is the cause of death, the
+    # exception is the last thing printed before it and is kept as a warning.
+    line = "RuntimeError: CUDA error: an illegal memory access was encountered"
+    d = make_run_dir(tmp_path, "abrt", status=_sig_status(-6, "SIGABRT"), stderr=traceback(line) + "terminate called after throwing an instance of 'c10::Error'\n")
+    found = crash_findings(d, rules)
+    assert set(found) == {"killed-by-signal", "run-crashed"}, found
+    assert found["killed-by-signal"].severity.value == "error" and found["killed-by-signal"].evidence["signal"] == "SIGABRT"
+    rc = found["run-crashed"]
+    assert rc.severity.value == "warning" and rc.evidence["exception"] == "RuntimeError"
+    assert rc.evidence["pattern"] == "raised just before the process was killed by SIGABRT"
+    assert rc.message.startswith("RuntimeError (raised just before the process was killed by SIGABRT) near step 10:")
+
+
+def test_signal_death_with_a_128_plus_n_exit_status(tmp_path: Path, rules: RuleSet) -> None:
+    # `watch -- COMMAND` through a shell: 137 = 128 + SIGKILL
+    d = make_run_dir(tmp_path, "sh", status={**SIG_FAILED, "exit_code": 137}, stderr=traceback("KeyError: 'labels'"))
+    found = crash_findings(d, rules)
+    assert found["killed-by-signal"].evidence["signal"] == "SIGKILL"
+    assert found["run-crashed"].severity.value == "warning"
+
+
+def test_handled_exception_before_a_signal_death_is_not_reported(tmp_path: Path, rules: RuleSet) -> None:
+    for name, last in (
+        ("wandb", "wandb.errors.CommError: Network error (ConnectionError), entering retry loop."),
+        ("ignored", "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__ at 0x7f>"),
+        ("warn", "UserWarning: this is only a warning"),
+        ("ctrlc", "KeyboardInterrupt"),
+    ):
+        d = make_run_dir(tmp_path, name, status=_sig_status(-9, "SIGKILL"), stderr=traceback(last))
+        assert set(crash_findings(d, rules)) == {"killed-by-signal"}, name
+
+
+def test_exception_not_last_before_a_signal_death_is_not_reported(tmp_path: Path, rules: RuleSet) -> None:
+    # The run printed more after the exception (here a known warning line): it went on; the
+    # exception has nothing to do with the later SIGKILL.
+    stderr = traceback("ValueError: bad sample 17, skipped") + "None of the inputs have requires_grad=True. Gradients will be None\n"
+    d = make_run_dir(tmp_path, "later", status=_sig_status(-9, "SIGKILL"), stderr=stderr)
+    assert set(crash_findings(d, rules)) == {"killed-by-signal"}
+
+
+def test_oom_traceback_before_sigkill_is_context_of_the_signal(tmp_path: Path, rules: RuleSet) -> None:
+    d = make_run_dir(tmp_path, "oomkill", status=_sig_status(-9, "SIGKILL"), stderr=CASES["cuda-out-of-memory"])
+    found = crash_findings(d, rules)
+    assert found["killed-by-signal"].severity.value == "error"
+    assert "cuda-out-of-memory" not in found  # the final event is the signal
+    assert found["run-crashed"].severity.value == "warning" and found["run-crashed"].evidence["exception"] == "OutOfMemoryError"
+
+
+def test_stopped_run_with_an_exception_is_interrupted_not_crashed(tmp_path: Path, rules: RuleSet) -> None:
+    d = make_run_dir(tmp_path, "stopped", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "error": "stopped on request"},
+                     stderr=traceback("ValueError: printed before the stop"))
+    found = crash_findings(d, rules)
+    assert set(found) == {"run-crashed"} and found["run-crashed"].severity.value == "warning"
+    assert found["run-crashed"].evidence["pattern"] == "interrupted"
+
+
+def test_run_dir_crash_is_an_error_whatever_the_line_numbers(tmp_path: Path, rules: RuleSet) -> None:
+    # metrics.jsonl (100 lines) and stderr.log (traceback on line 4) are different files: their
+    # line numbers say nothing about order. The failed status says the run ended with it.
+    d = make_run_dir(tmp_path, "long", status=FAILED, stderr=traceback("ValueError: boom"), steps=100)
+    f = crash_findings(d, rules)["run-crashed"]
+    assert f.severity.value == "error" and f.evidence["pattern"] == "crashed"
+    # the same traceback in a run that finished: printed mid-run, the run went on
+    d2 = make_run_dir(tmp_path, "fine", status={"state": "finished", "exit_code": 0}, stderr=traceback("ValueError: boom"), steps=100)
+    assert crash_findings(d2, rules)["run-crashed"].severity.value == "info"
+
+
+def test_crash_before_the_first_metric_says_so(tmp_path: Path, rules: RuleSet) -> None:
+    d = make_run_dir(tmp_path, "early", status=FAILED, stderr=traceback("ValueError: boom"), steps=0)
+    f = crash_findings(d, rules)["run-crashed"]
+    assert f.severity.value == "error" and f.first_step is None
+    assert f.message == "ValueError (crashed) before the first logged step: ValueError: boom"
 
 
 def test_sigterm_and_stop_are_not_crashes(tmp_path: Path, rules: RuleSet) -> None:

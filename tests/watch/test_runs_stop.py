@@ -136,3 +136,37 @@ def test_never_ending_samples(tmp_path: Path) -> None:
     found = _degenerate(tmp_path, "noeos", _samples(5, SANE) + long)
     assert found["degenerate-generations"].severity.value == "warning"
     assert found["degenerate-generations"].evidence["never_ending_share"] == 1.0
+
+
+# ------------------------------------------------------------------ the error line in `runs`
+def _runs_text(tmp_path: Path, **env: str) -> list[str]:
+    from tests.cli.helpers import run_script
+
+    base = {"COLUMNS": "80"}
+    base.update(env)
+    res = run_script("runs", "--runs-dir", str(tmp_path), env=base)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_runs_table_shows_the_error_under_a_failed_or_stopped_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    evil = "RuntimeError: boom [bold]not markup[/bold] \x1b[31mred " + "y" * 200
+    make_run_dir(tmp_path, "crashed", status={"state": "failed", "exit_code": 1, "error": evil, "started": "2025-01-03T00:00:00Z", "ended": "2025-01-03T00:01:00Z"})
+    make_run_dir(tmp_path, "halted", status={"state": "stopped", "exit_code": -15, "error": "stopped on request", "started": "2025-01-02T00:00:00Z", "ended": "2025-01-02T00:01:00Z"})
+    make_run_dir(tmp_path, "done", status={"state": "finished", "exit_code": 0, "started": "2025-01-01T00:00:00Z", "ended": "2025-01-01T00:01:00Z"})
+    lines = _runs_text(tmp_path)
+    assert lines[0].split() == ["name", "state", "step", "loss", "findings", "started", "duration"]
+    rows = [i for i, ln in enumerate(lines) if ln.split() and ln.split()[0] in ("crashed", "halted", "done")]
+    assert [lines[i].split()[0] for i in rows] == ["crashed", "halted", "done"]  # newest first, one line each
+    err = lines[rows[0] + 1]
+    assert err.startswith("  RuntimeError: boom [bold]not markup[/bold] red yyy")  # inert: markup shown, escape gone
+    assert len(err) == 80 and err.endswith("…"), err  # one line, cut to the terminal width
+    assert lines[rows[1] + 1] == "  stopped on request"
+    assert rows[2] == len(lines) - 1, "a finished run has no error line"
+    assert not any("\x1b" in ln for ln in lines)
+    # in colour, the error line is dimmed
+    colour = _runs_text(tmp_path, FORCE_COLOR="1")
+    (err_c,) = [ln for ln in colour if "RuntimeError: boom" in ln]
+    assert err_c.startswith("\x1b[2m  RuntimeError: boom")

@@ -43,7 +43,9 @@ def test_nan_found_within_a_second_and_exit_1(tmp_path: Path) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("error N101 nan-or-inf") and "nan" not in seen:
+        # The first NaN of a live run is a warning until it persists (N101's min_trailing), then the
+        # finding is printed again as "escalated: error ...": the error is what --stop-on acts on.
+        if line.removeprefix("escalated: ").startswith("error N101 nan-or-inf") and "nan" not in seen:
             seen["nan"] = time.time()
     rc = proc.wait(timeout=60)
     err = proc.stderr.read() if proc.stderr else ""
@@ -141,7 +143,10 @@ def test_watch_growing_log_file(tmp_path: Path) -> None:
         stop.set()
         t.join()
     assert res.returncode == 1, res.stderr
-    assert res.stdout.count("nan-or-inf") == 1  # reported once, not on every poll
+    # reported once, not on every poll (plus, when a poll saw the first NaN alone, its warning
+    # before the escalation: N101's live runs need two NaN in a row for an error)
+    heads = [ln.removeprefix("escalated: ") for ln in res.stdout.splitlines() if "N101 nan-or-inf" in ln]
+    assert [h.split(" ", 1)[0] for h in heads] in (["error"], ["warning", "error"]), heads
     assert "idle" in res.stderr
 
 

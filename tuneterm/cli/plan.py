@@ -183,16 +183,11 @@ def plan_cmd(
     gpu_note = f"--gpu-memory {gpu_memory}" if gpu_memory else None
     if cap is None:
         from tuneterm.plan.gpu import probe
+        from tuneterm.plan.verdict import gpu_target
 
-        prof = probe()
-        if prof.gpus:
-            g = min(prof.gpus, key=lambda x: x.total_bytes)
-            cap = g.total_gib
-            cc = None if g.compute_capability is None else g.compute_capability[0] + g.compute_capability[1] / 10
-            gpus = gpus or len(prof.gpus)
-            gpu_note = f"{len(prof.gpus)} x {g.name} ({cap:.1f} GiB)"
-        else:
-            gpu_note = f"no GPU found ({prof.gpu_error}); pass --gpu-memory to check the fit"
+        target = gpu_target(probe())  # the smallest GPU's total memory: the same choice as the TUI's
+        cap, cc, gpu_note = target.capacity_gib, target.compute_capability, target.source
+        gpus = gpus or target.gpus or None
     gpus = gpus or 1
     fixed = {"method"}
     base = TrainSetup(method=method, seq_len=seq_len, optimizer=optimizer, trainer=trainer, gpus=gpus, sharding=sharding,
@@ -209,6 +204,9 @@ def plan_cmd(
     base.validated()  # one-line errors for bad --method/--trainer/... before any work
     plan = recommend(facts, method=method, trainer=trainer, task=task, dataset_size=dataset_size, gpu_memory_gib=cap,
                      gpus=gpus, compute_capability=cc, seq_len=seq_len, base=base, fixed=frozenset(fixed))
+    from tuneterm.plan.verdict import fit_verdict
+
+    verdict = fit_verdict(plan)
     written = None
     if output:
         from tuneterm.plan.trl_config import write_config
@@ -218,15 +216,15 @@ def plan_cmd(
         out = plan.estimate.to_dict()
         out.update({"model": facts.to_dict(), "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": gpus,
                                                       "source": gpu_note},
-                    "fits": plan.fits, **plan.to_dict()})
+                    "fits": verdict.fits, **plan.to_dict()})
         if written:
             out["config_written"] = str(written)
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
         return
-    _render_plan(plan, gpu_note, written)
+    _render_plan(plan, verdict, gpu_note, written)
 
 
-def _render_plan(plan: Any, gpu_note: str | None, written: Any) -> None:
+def _render_plan(plan: Any, verdict: Any, gpu_note: str | None, written: Any) -> None:
     from rich.table import Table
 
     c = _console()
@@ -246,9 +244,10 @@ def _render_plan(plan: Any, gpu_note: str | None, written: Any) -> None:
     phases = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in est.phases.items())
     c.print(_t(f"transient phases (GiB): {phases}; the peak is at {est.peak_phase}"))
     c.print(_t(f"predicted peak: {est.peak_gib:.2f} GiB per GPU (allocated {est.allocated_gib:.2f}, reserved {est.reserved_gib:.2f})"))
-    if plan.capacity_gib is not None:
-        verdict = "FITS" if plan.fits else "DOES NOT FIT"
-        c.print(_t(f"{verdict} on {gpu_note} with 10% headroom"))
+    if verdict.label is not None:
+        c.print(_t(f"{verdict.label} on {gpu_note} with {verdict.headroom:.0%} headroom"))
+        if verdict.note:
+            c.print(_t(f"note: {verdict.note}"))
     elif gpu_note:
         c.print(_t(gpu_note))
     for n in est.notes + plan.warnings:

@@ -7,8 +7,9 @@ whether to stop the run (default: keep it running and detach).
 
 Before anything starts the launcher refuses (exit 2, one line) unknown keys, wrong types and
 missing essentials, checked against the TRL schema cache (:mod:`tuneterm.train.schema`) without
-importing TRL or torch, and the pre-flight rules of ``tuneterm check`` (``--force`` overrides their
-errors). TRL's own ``__post_init__`` checks run in the training process before the model is
+importing TRL or torch, and the pre-flight rules of ``tuneterm check``
+(:func:`tuneterm.train.preflight.preflight`, which the TUI's Runs screen runs too; ``--force``
+overrides their errors). TRL's own ``__post_init__`` checks run in the training process before the model is
 loaded (:mod:`tuneterm.train.worker`); when they reject the config the run ends ``failed`` with
 ``error_kind: "config"``, and ``--headless`` and the live view print ``tuneterm: error: <line>``
 and exit 2, as the launcher's own refusal would; a run started with ``--detach`` shows the line
@@ -47,39 +48,23 @@ def how_to_follow(run_dir: Any) -> str:
 
 
 def _preflight(config: Any, gpus: int, force: bool) -> None:
-    """Run ``tuneterm check``'s config rules when that module exists; refuse on errors unless
-    ``force``. The resolved config (after --set) is what gets checked."""
-    try:
-        from tuneterm.preflight.config import check_config
-    except ImportError:
-        return
-    import os
-    import tempfile
+    """Run the pre-flight config rules (:func:`tuneterm.train.preflight.preflight`) on the
+    resolved config (after --set), print every finding, and refuse on errors unless ``force``.
 
-    import yaml
-
+    Raises:
+        ConfigError: error findings and no ``--force`` (exit 2).
+    """
     from tuneterm.errors import ConfigError
+    from tuneterm.train.preflight import preflight
 
-    fd, tmp = tempfile.mkstemp(prefix="tuneterm-check-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(dict(config.values), fh, sort_keys=False)
-        try:
-            _facts, findings = check_config(tmp, gpu_memory_gib=None, gpus=gpus)
-        except Exception as exc:  # noqa: BLE001 - the config is already validated against TRL; a
-            # pre-flight check that cannot run (broken rule table, its own parse) must not block it
-            _say(f"tuneterm: warning: pre-flight check could not run ({type(exc).__name__}: {exc}); continuing")
-            return
-    finally:
-        os.unlink(tmp)
-    errors = [f for f in findings if getattr(f.severity, "value", f.severity) == "error"]
-    for f in findings:
-        sev = getattr(f.severity, "value", f.severity)
-        _say(f"tuneterm: pre-flight {sev} {f.code} {f.name}: {f.message}")
-    if errors and not force:
-        raise ConfigError(
-            f"pre-flight check found {len(errors)} error(s) in {config.source}; fix them or pass --force"
-        )
+    result = preflight(config, gpus)
+    if result.skipped is not None:
+        _say(f"tuneterm: warning: pre-flight check could not run ({result.skipped}); continuing")
+        return
+    for line in result.lines():
+        _say(f"tuneterm: {line}")
+    if not result.ok and not force:
+        raise ConfigError(f"{result.summary()}; fix them or pass --force")
 
 
 def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -103,7 +104,7 @@ def runs_cmd(
     """List runs: state (a dead process shows as 'died'), step, last loss, findings, start, duration."""
     import json
 
-    from tuneterm.watch.runs import fmt_duration, list_runs
+    from tuneterm.watch.runs import list_runs
 
     if runs_dir is None and not os.environ.get("TUNETERM_RUNS_DIR") and not Path("runs").is_dir():
         infos = []  # the default ./runs not made yet: nothing has run here (an explicit dir must exist)
@@ -112,44 +113,95 @@ def runs_cmd(
     if json_out:
         print(json.dumps([i.to_dict() for i in infos], indent=2, allow_nan=False))
         return int(ExitCode.OK)
-    from rich.table import Table
-    from rich.text import Text
-
     from tuneterm.report.doctor import make_console
 
     console = make_console()
     if not infos:
         _say("no runs yet (start one with: tuneterm train configs/tiny.yaml)")
         return int(ExitCode.OK)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("name", "state", "step", "loss", "findings", "started", "duration"):
-        table.add_column(col, justify="right" if col in ("step", "loss", "duration") else "left", no_wrap=col != "name", overflow="fold")
-    styles = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow"}
-    for i in infos:
-        step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
-        loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
-        if i.errors is None:
-            found = Text("-")
-        else:
-            found = Text(f"{i.errors}E {i.warnings}W", style="bold red" if i.errors else ("yellow" if i.warnings else "green"))
-        started = (i.started or "-")[:16].replace("T", " ")
-        table.add_row(
-            Text(inert_line(i.name, 60)),
-            Text(inert_line(i.state, 20), style=styles.get(i.state, "")),
-            step,
-            loss,
-            found,
-            started,
-            fmt_duration(i.duration_s),
-        )
-    console.print(table)
+    print_runs_table(console, infos)
     return int(ExitCode.OK)
+
+
+_RUN_COLUMNS = ("name", "state", "step", "loss", "findings", "started", "duration")
+_STATE_STYLES = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow"}
+# States whose recorded error line is shown under the run's row.
+ERROR_LINE_STATES = frozenset({"failed", "died", "stopped"})
+
+
+def _run_cells(i: Any) -> list[Any]:
+    """The table cells of one run (``RunInfo``), every text inert and a ``rich.text.Text``."""
+    from rich.text import Text
+
+    from tuneterm.watch.runs import fmt_duration
+
+    step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
+    loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
+    if i.errors is None:
+        found = Text("-")
+    else:
+        found = Text(f"{i.errors}E {i.warnings}W", style="bold red" if i.errors else ("yellow" if i.warnings else "green"))
+    started = (i.started or "-")[:16].replace("T", " ")
+    return [
+        Text(inert_line(i.name, 60)),
+        Text(inert_line(i.state, 20), style=_STATE_STYLES.get(i.state, "")),
+        Text(step),
+        Text(loss),
+        found,
+        Text(started),
+        Text(fmt_duration(i.duration_s)),
+    ]
+
+
+def error_line(i: Any) -> str | None:
+    """The line shown under a failed/died/stopped run's row: its recorded error, inert, or None."""
+    if i.state not in ERROR_LINE_STATES or not i.error:
+        return None
+    return inert_line(i.error, 300)
+
+
+def print_runs_table(console: Any, infos: list[Any]) -> None:
+    """Print the ``tuneterm runs`` table; under the row of a failed/died/stopped run with a
+    recorded error, that error on one dimmed line, cut to the console width with an ellipsis.
+
+    Rich tables have no cells spanning columns, so every run is its own table with the same fixed
+    column widths (computed here from all the rows), and the error line is printed between them.
+    Only the name column wraps (folds) when the terminal is narrow; the others keep their width.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [_run_cells(i) for i in infos]
+    widths = [max([len(c)] + [r[k].cell_len for r in rows]) for k, c in enumerate(_RUN_COLUMNS)]
+    gaps = 2 * (len(_RUN_COLUMNS) - 1)  # padding (0, 1) between columns, none at the edges
+    others = sum(widths[1:]) + gaps
+    widths[0] = max(8, min(widths[0], console.width - others))
+
+    def table(header: bool) -> Table:
+        t = Table(box=None, pad_edge=False, header_style="bold", show_header=header)
+        for k, col in enumerate(_RUN_COLUMNS):
+            t.add_column(
+                col,
+                justify="right" if col in ("step", "loss", "duration") else "left",
+                no_wrap=col != "name",
+                overflow="fold" if col == "name" else "ellipsis",
+                width=widths[k],
+            )
+        return t
+
+    for n, (info, cells) in enumerate(zip(infos, rows)):
+        t = table(header=n == 0)
+        t.add_row(*cells)
+        console.print(t)
+        err = error_line(info)
+        if err is not None:
+            console.print(Text(f"  {err}", style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
 
 
 @app.command("stop")
 def stop_cmd(
     run: str = typer.Argument(..., metavar="RUN", help="A run name in the runs directory, or a run directory."),
-    force: bool = typer.Option(False, "--force", help="SIGKILL the whole process group at once (no graceful stop)."),
+    force: bool = typer.Option(False, "--force", help="SIGKILL every process of the run at once (no graceful stop)."),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds to wait after SIGTERM before SIGKILL."),
     runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
 ) -> int:

@@ -103,6 +103,20 @@ _OOM_TEXT = (
 )
 _MAX_EVENTS = 20_000
 _TB_MAX_LINES = 5_000
+# Traceback frames (``File "...", line N, in NAME``) that tell what the process was doing: an OOM in
+# the evaluation loop has other remedies (eval_accumulation_steps, preprocess_logits_for_metrics;
+# failure_modes.md FM-36) than one in GRPO's sampling (num_generations, max_completion_length;
+# FM-38) or in the training step.
+_FRAME: Final = re.compile(r'^\s*File "([^"]{0,1000})", line \d+, in (\S{1,200})')
+_EVAL_FRAMES: Final = frozenset({
+    "evaluation_loop", "prediction_loop", "prediction_step", "evaluate", "nested_concat",
+    "torch_pad_and_concatenate", "_nested_gather", "gather_function", "compute_metrics",
+    "preprocess_logits_for_metrics", "_evaluate",
+})
+_GEN_FRAMES: Final = frozenset({
+    "generate", "_generate", "_sample", "_beam_search", "_generate_and_score_completions",
+    "_generate_single_turn", "_generate_completions", "unwrap_model_for_generation",
+})
 _TB_MAX_JUNK = 60
 _ARG_FACTS: Final[dict[str, str]] = {
     "logging_steps": "logging_steps",
@@ -182,6 +196,7 @@ class ConsoleParser:
         self._in_tb = False
         self._tb_lines = 0
         self._tb_junk = 0
+        self._tb_phase: str | None = None
         self._block: str | None = None
         self._header_left = 0
         self._events_dropped = 0
@@ -195,12 +210,12 @@ class ConsoleParser:
             return self.sink.last_step
         return self.n_train * self.scale
 
-    def _event(self, kind: str, text: str, line: int, code: str | None) -> None:
+    def _event(self, kind: str, text: str, line: int, code: str | None, phase: str | None = None) -> None:
         if len(self.run.events) >= _MAX_EVENTS:
             self._events_dropped += 1
             return
         self.run.events.append(
-            LogEvent(kind=kind, text=text[:2000], line=line, step=self._step_now(), code=code)  # type: ignore[arg-type]
+            LogEvent(kind=kind, text=text[:2000], line=line, step=self._step_now(), code=code, phase=phase)  # type: ignore[arg-type]
         )
 
     def _key_info(self, keys: tuple[str, ...]) -> tuple[bool, bool, bool, bool]:
@@ -339,7 +354,7 @@ class ConsoleParser:
     def _triggered(self, lineno: int, seg: str) -> int:
         s = _RANK_PREFIX.sub("", seg)
         if "Traceback (most recent call last)" in s:
-            self._in_tb, self._tb_lines, self._tb_junk = True, 0, 0
+            self._in_tb, self._tb_lines, self._tb_junk, self._tb_phase = True, 0, 0, None
             return 0
         for needle, code in WARNINGS:
             if needle in s:
@@ -472,6 +487,18 @@ class ConsoleParser:
             self.run.summary[key] = v
         return True
 
+    def _note_frame(self, s: str) -> None:
+        """Record the phase a traceback frame shows (evaluation wins over generation: an
+        evaluation that generates is still an evaluation)."""
+        m = _FRAME.match(s)
+        if not m:
+            return
+        path, func = m.group(1), m.group(2)
+        if func in _EVAL_FRAMES:
+            self._tb_phase = "eval"
+        elif func in _GEN_FRAMES or "/vllm/" in path:
+            self._tb_phase = "generation"
+
     def _traceback_line(self, lineno: int, seg: str) -> bool:
         """Consume a line inside a traceback; True when it was part of the traceback."""
         self._tb_lines += 1
@@ -482,6 +509,8 @@ class ConsoleParser:
         if not s or s[0] in " \t^~" or s.startswith(
             ("Traceback (most", "During handling", "The above exception", "[")
         ):
+            if s and self._tb_phase != "eval" and s.lstrip().startswith("File "):
+                self._note_frame(s)
             return True
         m = _EXC_LINE.match(s)
         if m and (m.group(2) is not None or m.group(1)[0].isupper()):
@@ -490,11 +519,13 @@ class ConsoleParser:
             if "OutOfMemoryError" in short or "out of memory" in msg:
                 last = self.run.events[-1] if self.run.events else None
                 if last and last.kind == "oom" and last.line and lineno - last.line < 200:
-                    self.run.events[-1] = dataclasses.replace(last, text=seg[:2000], line=lineno)
+                    self.run.events[-1] = dataclasses.replace(
+                        last, text=seg[:2000], line=lineno, phase=self._tb_phase or last.phase
+                    )
                 else:
-                    self._event("oom", seg, lineno, "cuda-oom")
+                    self._event("oom", seg, lineno, "cuda-oom", self._tb_phase)
             else:
-                self._event("exception", seg, lineno, short)
+                self._event("exception", seg, lineno, short, self._tb_phase)
             self._in_tb = False
             return True
         self._tb_junk += 1  # interleaved output (tqdm, other ranks)

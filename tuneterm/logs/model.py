@@ -14,10 +14,11 @@ read-only.
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 TrainerKind = Literal["sft", "dpo", "grpo", "classification", "unknown"]
@@ -67,6 +68,23 @@ class Series:
     def last(self) -> float | None:
         """The last value, or ``None`` for an empty series."""
         return self.values[-1] if self.values else None
+
+    def upto(self, step: int) -> Series:
+        """A new series holding the leading points with ``steps <= step`` (C-level slices).
+
+        Steps are non-decreasing in every parser's output, so the cut is a bisection; a series
+        whose steps go backwards (a resumed run) is cut at the first point past ``step``.
+
+        >>> s = Series("loss"); [s.append(i, float(i)) for i in (1, 2, 3)]
+        [None, None, None]
+        >>> list(s.upto(2))
+        [(1, 1.0), (2, 2.0)]
+        """
+        n = bisect.bisect_right(self.steps, step)
+        out = Series(self.name)
+        out.steps = self.steps[:n]
+        out.values = self.values[:n]
+        return out
 
 
 @dataclass(slots=True)
@@ -124,6 +142,10 @@ class RunFacts:
         return self.peft_type is not None or self.lora_r is not None
 
 
+# facts.extra keys (from status.json) that describe how a run ended; a run still being written
+# has none of them (see Run.prefix).
+_END_STATE_KEYS = ("state", "exit_code", "recorded_state", "error_kind")
+
 EventKind = Literal["exception", "warning", "oom", "signal", "info"]
 
 
@@ -133,7 +155,11 @@ class LogEvent:
 
     ``text`` is raw log text: render it through :func:`tuneterm.textsafe.inert` and never as markup.
     ``code`` is a stable identifier for known patterns (e.g. ``"no-input-requires-grad"``), used by
-    rules; ``line`` is 1-based in ``source`` when known.
+    rules; ``line`` is 1-based in ``source`` when known. ``phase`` says what the process was doing
+    when a traceback ended in this event, read from the traceback's frames: ``"eval"`` (the
+    Trainer's evaluation loop, logits gathered for ``compute_metrics``), ``"generation"`` (GRPO /
+    online-RL sampling, ``generate``, vLLM) or ``None`` when unknown or training proper; the OOM
+    advice differs for each.
     """
 
     kind: EventKind
@@ -141,6 +167,7 @@ class LogEvent:
     line: int | None = None
     step: int | None = None
     code: str | None = None
+    phase: str | None = None
 
 
 @dataclass(slots=True)
@@ -211,3 +238,60 @@ class Run:
         if self.facts.global_step is not None:
             steps.append(self.facts.global_step)
         return max(steps) if steps else None
+
+    def prefix(self, step: int) -> Run:
+        """The run as a live watcher saw it when ``step`` was the last step logged.
+
+        Every training and eval series is cut after ``step`` (:meth:`Series.upto`), as are
+        ``events`` and ``samples`` with a later step (events without a step come from before the
+        first metric line and are kept). Planned facts (``max_steps``, warmup, batch geometry,
+        model and LoRA settings) are kept -- a live run knows them from its config or header --
+        while facts about how far it got or how it ended are those of the prefix: ``global_step``
+        is ``step``, ``epoch`` is the last logged ``epoch`` value (else unknown), ``finished`` is
+        false, ``summary`` (end-of-training scalars) is empty and the run-directory end state is
+        ``"running"``. A ``step`` at or past :attr:`last_step` returns an equivalent copy of the
+        whole run. Series arrays are copied by slicing; ``lines`` is shared (read-only lookups).
+
+        Used to check that rules do not fire on an early part of a healthy run
+        (``tuneterm watch`` / ``tuneterm train --stop-on error`` evaluate a growing run).
+
+        >>> run = Run(source="x", format="test")
+        >>> for st in (1, 2, 3):
+        ...     run.add_train("loss", st, 3.0 - st)
+        >>> p = run.prefix(2)
+        >>> list(p.train["loss"].steps), p.facts.global_step, p.facts.finished
+        ([1, 2], 2, False)
+        """
+        last = self.last_step
+        whole = last is None or step >= last
+        train = {k: s.upto(step) for k, s in self.train.items()}
+        evals = {name: {k: s.upto(step) for k, s in b.items()} for name, b in self.evals.items()}
+        if whole:
+            return Run(
+                source=self.source, format=self.format, train=train, evals=evals, summary=dict(self.summary),
+                facts=replace(self.facts, extra=dict(self.facts.extra)), events=list(self.events),
+                notes=list(self.notes), lines=self.lines, samples=list(self.samples),
+            )
+        epoch_s = train.get("epoch")
+        extra = {k: v for k, v in self.facts.extra.items() if k not in _END_STATE_KEYS}
+        if "state" in self.facts.extra:
+            extra["state"] = "running"
+        facts = replace(
+            self.facts,
+            global_step=step,
+            epoch=epoch_s.last() if epoch_s is not None and len(epoch_s) else None,
+            finished=False,
+            extra=extra,
+        )
+        return Run(
+            source=self.source,
+            format=self.format,
+            train=train,
+            evals=evals,
+            summary={},
+            facts=facts,
+            events=[e for e in self.events if e.step is None or e.step <= step],
+            notes=list(self.notes),
+            lines=self.lines,
+            samples=[x for x in self.samples if not isinstance(x.get("step"), int) or x["step"] <= step],
+        )

@@ -47,6 +47,21 @@ ALLOCATOR_OVERHEAD = 0.05
 # Eager attention saves the fp32 softmax and its bf16 copy: ~5 bytes per head per query-key pair
 # (memory.md 2.5, measured on ms-swift Qwen-7B FA on/off).
 EAGER_BYTES_PER_SCORE = 5.0
+# Variable-length batches (no packing, padding to the longest of the batch) and a cache that is
+# never emptied: the caching allocator cuts the few vocab-sized blocks of the logits/loss chain
+# (hundreds of MB to GBs each; memory.md 2.6) for whatever length arrives. When the longest batch
+# comes, the blocks cut for the typical earlier batch cannot hold its larger requests and are not
+# merged with new segments, so the reserved peak carries one more set of vocab-sized blocks sized
+# for a typical batch: min(mean sample length, max_length) tokens. The layers' activations are
+# many small (s x h) tensors that are served from split cached blocks and do not add a set; that
+# is why the ms-swift GC-off rows (150, 152) show the same excess as the GC-on rows. Evidence:
+# ms-swift reports torch.cuda.max_memory_reserved over a whole run on cls-fudan-news-zh (3234 +-
+# 2548 tokens per sample) and exceeds the fixed-shape estimate by about one logits chain up to
+# max_length 2048, 0.7x at 4096 and 0.4x at 8192 (memory.md 5.E [S20]); the ratios follow
+# min(3234, max_length) / max_length. The Qwen README rows of the same model code, padded to a
+# fixed length, show no such excess (5.D [S19]). memory.md 1 and 2.7: reserved can reach ~3x the
+# average allocated with variable lengths.
+VARLEN_VOCAB_SETS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +146,15 @@ class TrainSetup:
             ``None`` picks TRL's default for the trainer and method.
         use_vllm: GRPO generation through vLLM colocated (a fixed pool of GPU memory).
         vllm_gpu_memory_utilization: that pool as a fraction of the GPU.
-        gpu_total_gib: capacity of one GPU (for the vLLM pool); None if unknown.
+        gpu_total_gib: capacity of one GPU (for the vLLM pool and the cap on cached blocks);
+            None if unknown.
+        mean_sample_tokens: mean tokens per sample of the dataset (before truncation) when batches
+            are *not* of fixed shape: no packing, padding only to the longest sample of the batch,
+            so the sequence length changes from step to step and the allocator's cache is never
+            emptied. ``None`` (default) means fixed shapes (packed, or padded to ``seq_len``).
+            Moves only the reserved and device peaks (see :data:`VARLEN_VOCAB_SETS`); with
+            ``gpu_total_gib`` set, that extra stops at the GPU's capacity (the allocator frees
+            cached blocks before it raises OOM).
     """
 
     method: str = "lora"
@@ -159,6 +182,7 @@ class TrainSetup:
     use_vllm: bool = False
     vllm_gpu_memory_utilization: float = 0.3
     gpu_total_gib: float | None = None
+    mean_sample_tokens: int | None = None
 
     def validated(self) -> TrainSetup:
         """Check values and fill implied ones (qlora → nf4). Raises ConfigError, one line."""
@@ -178,6 +202,9 @@ class TrainSetup:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        m = self.mean_sample_tokens
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ConfigError(f"mean_sample_tokens must be a positive integer or None, got {m!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         quant = self.quant
@@ -540,6 +567,18 @@ def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
     peak_phase = max(phases, key=lambda k: phases[k])
     allocated = static + phases[peak_phase]
     reserved = allocated * (1.0 + ALLOCATOR_OVERHEAD)
+    varlen = 0.0
+    # chunked/fused cross-entropy allocates fixed-size chunks: nothing vocab-sized to fragment
+    if s.mean_sample_tokens is not None and st.logits_bytes_per_vocab > 0:
+        typical = min(s.mean_sample_tokens, seq)
+        varlen = VARLEN_VOCAB_SETS * logits * typical / seq * (1.0 + ALLOCATOR_OVERHEAD)
+        if s.gpu_total_gib:
+            # Under memory pressure the allocator frees its unused cached blocks and retries the
+            # allocation before raising OOM, so cached blocks never push reserved past the GPU
+            # (ms-swift row 149, batch 8: 76.1 GiB reserved on an 80 GiB A100).
+            room = s.gpu_total_gib * GIB - CUDA_CONTEXT_GIB * GIB - (NCCL_GIB * GIB if n > 1 else 0.0) - reserved
+            varlen = max(0.0, min(varlen, room))
+        reserved += varlen
     overhead = CUDA_CONTEXT_GIB * GIB + (NCCL_GIB * GIB if n > 1 else 0.0)
     if paged and not s.cpu_offload:
         overhead += o_shard
@@ -547,7 +586,13 @@ def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
     comps.append(Component("CUDA context + kernels", CUDA_CONTEXT_GIB * GIB, "per process (memory.md 2.7)", phase="overhead"))
     if n > 1:
         comps.append(Component("NCCL buffers", NCCL_GIB * GIB, "per rank", phase="overhead"))
-    comps.append(Component("allocator overhead", reserved - allocated, f"{ALLOCATOR_OVERHEAD:.0%} of the allocated peak (caching allocator)", phase="overhead"))
+    comps.append(Component("allocator overhead", reserved - allocated - varlen, f"{ALLOCATOR_OVERHEAD:.0%} of the allocated peak (caching allocator)", phase="overhead"))
+    if varlen:
+        comps.append(Component("cached blocks of shorter batches", varlen,
+                               f"variable lengths (mean {s.mean_sample_tokens} tokens/sample): one more set of vocab-sized "
+                               f"logits/loss blocks for a {min(s.mean_sample_tokens, seq)}-token batch stays reserved", phase="overhead"))
+        notes.append("variable-length batches fragment the allocator's cache; packing or padding to max_length removes "
+                     f"about {varlen / GIB:.1f} GiB of reserved memory")
     device = reserved + overhead
     if s.seq_len and model.max_position and seq > model.max_position:
         notes.append(f"sequence length {seq} exceeds the model's max_position_embeddings {model.max_position}")

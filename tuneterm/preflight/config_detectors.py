@@ -16,7 +16,7 @@ from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.preflight.config_read import TRL_DEFAULT_LR, TRL_DEFAULTS, ConfigFacts, setup_from_config
+from tuneterm.preflight.config_read import TRL_DEFAULT_LR, TRL_DEFAULTS, ConfigFacts, load_dtype, setup_from_config
 
 _DECAYING = ("cosine", "linear", "polynomial", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr")
 
@@ -128,6 +128,43 @@ def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     if not cf.get("fp16") or cf.model is None or cf.model.dtype != "bfloat16":
         return []
     return [Detection(None, None, evidence=_ev(cf, "fp16", model=cf.model.name, model_dtype=cf.model.dtype))]
+
+
+@detector("config_peft_base_float32", scope="config", params={},
+          evidence=("model", "dtype_setting", "frozen_gib_float32", "frozen_gib_16bit", "compute", "effect"))
+def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """A LoRA/DoRA/QLoRA run whose frozen base loads in float32 (TRL's ``dtype`` default).
+
+    The frozen weights need no fp32 master copy, so float32 only doubles their memory; under
+    QLoRA the 4-bit matmuls also compute in float32 (bitsandbytes' "bnb_4bit_compute_dtype=
+    torch.float32" warning, 3x slower: failure_modes.md FM-34) and the unquantized embeddings,
+    head and norms stay in float32. Full fine-tuning is left alone: float32 weights with bf16
+    autocast is the standard mixed-precision recipe there.
+    """
+    if cf.method == "full" or cf.dialect != "trl" or load_dtype(cf) != "float32":
+        return []
+    fp16 = bool(cf.get("fp16"))
+    dtype_setting = "float32" if cf.get("dtype") or cf.get("model_init_kwargs") else "not set (TRL default float32)"
+    name = cf.model.name if cf.model else str(cf.get("model_name_or_path", "the model"))
+    ev = _ev(cf, "dtype", "model_init_kwargs", "load_in_4bit", "use_peft", "model_name_or_path",
+             model=name, dtype_setting=dtype_setting,
+             compute="float32 4-bit matmuls (slow)" if cf.method == "qlora" else "bf16/fp16 autocast over float32 weights")
+    size = ""
+    if cf.model is not None:
+        pc = cf.model.param_counts()
+        frozen = pc.unquantized if cf.method == "qlora" else pc.total
+        ev["frozen_gib_float32"] = round(frozen * 4 / 2**30, 2)
+        ev["frozen_gib_16bit"] = round(frozen * 2 / 2**30, 2)
+        size = f" ({ev['frozen_gib_float32']} GiB instead of {ev['frozen_gib_16bit']})"
+    if cf.method == "qlora":
+        ev["effect"] = (f"{name}'s unquantized embeddings, head and norms load in float32{size} and the "
+                        "4-bit matmuls compute in float32, about 3x slower")
+    else:
+        ev["effect"] = f"{name}'s frozen weights load in float32{size}, twice the memory of bfloat16"
+    want = "float16" if fp16 else "bfloat16"
+    fixes = (Fix(key="dtype", value=want, why=f"loads the frozen base in {want}, half the memory of float32"
+                 + ("; QLoRA then computes in 16 bits" if cf.method == "qlora" else "")),)
+    return [Detection(None, None, evidence=ev, fixes=fixes)]
 
 
 @detector("config_lora_alpha_ratio", scope="config",

@@ -360,6 +360,35 @@ TRL_DEFAULTS: dict[str, Any] = {
 TRL_DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "grpo": 1e-6}
 
 
+def load_dtype(cf: ConfigFacts) -> str:
+    """The dtype the model's weights will be loaded in: ``bfloat16``, ``float16`` or ``float32``.
+
+    TRL (``trl sft`` and ``tuneterm train`` alike) passes ``ModelConfig.dtype`` to
+    ``from_pretrained``, and that defaults to ``"float32"`` in TRL 1.x: a TRL config that sets
+    neither ``dtype`` nor ``model_init_kwargs.dtype`` loads float32 weights whatever ``bf16`` says
+    (bf16 then only autocasts the compute). ``"auto"`` means the checkpoint's own dtype.
+    LLaMA-Factory and Axolotl load in the training precision (bf16 -> bfloat16, fp16 -> float16).
+
+    >>> cf = ConfigFacts(Path("t.yaml"), "trl", {}, {"bf16": True}, {}, "sft", "lora")
+    >>> load_dtype(cf)
+    'float32'
+    """
+    raw = cf.get("dtype")
+    mik = cf.get("model_init_kwargs")
+    if isinstance(mik, Mapping):
+        raw = mik.get("dtype", mik.get("torch_dtype", raw))
+    dtype = str(raw or "").replace("torch.", "")
+    if dtype == "auto":
+        dtype = cf.model.dtype if cf.model is not None else "bfloat16"
+    if dtype in ("bfloat16", "float16", "float32"):
+        return dtype
+    if dtype in ("bf16", "fp16", "fp32", "half", "float"):
+        return {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(dtype, "float32")
+    if cf.dialect == "trl":
+        return "float32"
+    return "float16" if cf.get("fp16") else "bfloat16"
+
+
 def setup_from_config(cf: ConfigFacts) -> Any:
     """The :class:`~tuneterm.plan.memory.TrainSetup` a config describes (TRL defaults filled in).
 
@@ -377,9 +406,7 @@ def setup_from_config(cf: ConfigFacts) -> Any:
         targets = tuple(str(t) for t in targets)
     elif isinstance(targets, str) and targets != "all-linear":
         targets = tuple(t.strip() for t in targets.split(","))
-    dtype = str(cf.get("dtype", "") or "").replace("torch.", "")
-    if dtype not in ("bfloat16", "float16", "float32"):
-        dtype = "float16" if cf.get("fp16") else "bfloat16"
+    dtype = load_dtype(cf)
     seq = int(cf.get("max_length", d["max_length"]) or d["max_length"])
     beta = cf.get("beta")
     return TrainSetup(

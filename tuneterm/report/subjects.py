@@ -193,10 +193,12 @@ def _check_log(path: Path, options: CheckOptions) -> CheckResult:
         # A tuneterm run directory: also mark a run whose process vanished, and judge the sample
         # generations it recorded (degenerate-generations lives with the eval rules), exactly as
         # `tuneterm watch` does, so a later doctor sees what the watcher saw.
+        from tuneterm.watch.crash import final_crash
         from tuneterm.watch.live import evaluate_all, load_checked
 
         run = load_checked(str(path))
-        _require_metrics(run, path)
+        if final_crash(run) is None:  # a run that died before its first metric still says why
+            _require_metrics(run, path)
         sample_rules = options.ruleset("eval").rules if run.samples else ()
         findings = evaluate_all(run, (*ruleset.rules, *sample_rules))
         return result_from_run(run, findings, applicable_rules(run, ruleset))

@@ -1,26 +1,218 @@
 """Control a running run from outside: is it alive, stop it (graceful, then forced).
 
-The stop protocol (also used by ``--stop-on error`` and, later, ``tuneterm stop``):
+The stop protocol (used by ``tuneterm stop``, ``--stop-on error``, Ctrl-C -> stop and the TUI):
 
-1. SIGTERM to the supervisor (``status.json: pid``). It records ``stop_requested`` and forwards the
+1. Snapshot every process of the run (:func:`run_processes`), *before* anything is signalled: the
+   supervisor, the accelerate/torch launcher and every rank. torch's elastic launcher starts each
+   rank in its own session, so the ranks are not in the supervisor's process group and
+   ``os.killpg(pgid)`` does not reach them; they are found instead by the environment variable
+   ``TUNETERM_RUN_DIR=<run dir>`` that the supervisor gives every process of the run
+   (:mod:`tuneterm.train.child`), and as descendants of the supervisor.
+2. SIGTERM to the supervisor (``status.json: pid``). It records ``stop_requested`` and forwards the
    signal to the training process, which ends training at the next step end (all ranks agree on
    the step) and exits; the supervisor then records ``state: stopped``.
-2. If the run is still alive after ``grace_s`` seconds, SIGKILL to the whole process group
-   (``pgid``): supervisor, accelerate launcher and every rank. The state is then written here.
+3. If anything of the run is still alive after ``grace_s`` seconds: SIGKILL to the process group
+   (``pgid``) and to each surviving process of the snapshot (plus any process of the run that
+   appeared since), then the state is written here.
+
+Process identity is (pid, start time) (:class:`ProcRef`): a pid that was reused by an unrelated
+process after the run's process exited has a different start time and is never signalled. A
+process that exited but was not reaped by its parent (a zombie, common in containers whose init
+does not reap orphans) counts as gone. On systems without ``/proc`` (macOS) only the supervisor and
+its process group are signalled, as before.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
 
+RUN_DIR_ENV = "TUNETERM_RUN_DIR"
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcRef:
+    """One process, pinned by its start time so that a reused pid is not mistaken for it.
+
+    Attributes:
+        pid: the process id.
+        start: start time in clock ticks since boot (``/proc/PID/stat`` field 22).
+    """
+
+    pid: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    ppid: int
+    pgrp: int
+    start: int
+    zombie: bool
+
+
+def _has_proc() -> bool:
+    return sys.platform.startswith("linux") and _PROC.is_dir()
+
+
+def _stat(pid: int) -> _Stat | None:
+    """Parsed ``/proc/PID/stat`` (``None`` when the process is gone or unreadable).
+
+    The command name (field 2) is in parentheses and may itself contain spaces and ``)``, so the
+    fields are split after the *last* ``)``.
+    """
+    try:
+        raw = (_PROC / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    try:
+        rest = raw[raw.rindex(b")") + 2 :].split()
+        # rest[0] is field 3 (state), so field N is rest[N - 3].
+        return _Stat(ppid=int(rest[1]), pgrp=int(rest[2]), start=int(rest[19]), zombie=rest[0] in (b"Z", b"X"))
+    except (ValueError, IndexError):
+        return None
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir(_PROC) if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _environ_has(pid: int, entry: bytes) -> bool:
+    """True when ``/proc/PID/environ`` holds exactly ``entry`` (``NAME=value``); False when it is
+    unreadable (another user's process, gone, a zombie)."""
+    try:
+        data = (_PROC / str(pid) / "environ").read_bytes()
+    except OSError:
+        return False
+    return entry in data.split(b"\0")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = (_PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def _run_dir_values(rd: RunDir, status: dict[str, Any] | None) -> set[str]:
+    """The values ``TUNETERM_RUN_DIR`` can have for this run: the supervisor is started with the
+    resolved path (launch.py, command.py), which status.json also records as ``run_dir``."""
+    values = {str(rd.path.resolve()), os.path.abspath(rd.path)}
+    recorded = (status or {}).get("run_dir")
+    if isinstance(recorded, str) and recorded and Path(recorded).resolve() == rd.path.resolve():
+        values.add(recorded)
+    return values
+
+
+def _is_our_supervisor(pid: int, values: set[str]) -> bool:
+    """The pid recorded in status.json still is this run's supervisor (``python -m
+    tuneterm.train.child RUN_DIR``): only then are its descendants the run's, not those of an
+    unrelated process that reused the pid."""
+    argv = _cmdline(pid)
+    return "tuneterm.train.child" in argv and any(v in argv for v in values)
+
+
+def run_processes(rd: RunDir, status: dict[str, Any] | None = None) -> list[ProcRef]:
+    """Every live process of the run in ``rd`` (Linux; ``[]`` elsewhere).
+
+    A process belongs to the run when its environment holds ``TUNETERM_RUN_DIR=<run dir>`` (every
+    process the supervisor starts inherits it: launcher, ranks, data-loader workers), or when it
+    descends from the run's supervisor (``status.json: pid``, checked to still be
+    ``tuneterm.train.child`` of this run dir); the supervisor itself is included. Zombies and
+    entries that cannot be read (other users' processes, processes that exit during the scan) are
+    skipped silently.
+
+    Args:
+        rd: the run directory.
+        status: its status.json (read when ``None``).
+
+    Returns:
+        The processes, sorted by pid.
+    """
+    if not _has_proc():
+        return []
+    if status is None:
+        status = rd.read_status()
+    values = _run_dir_values(rd, status)
+    entries = {f"{RUN_DIR_ENV}={v}".encode() for v in values}
+    me = os.getpid()
+    stats: dict[int, _Stat] = {}
+    children: dict[int, list[int]] = {}
+    found: set[int] = set()
+    for pid in _pids():
+        st = _stat(pid)
+        if st is None or st.zombie:
+            continue
+        stats[pid] = st
+        children.setdefault(st.ppid, []).append(pid)
+        if pid != me and any(_environ_has(pid, e) for e in entries):
+            found.add(pid)
+    sup = status.get("pid")
+    if isinstance(sup, int) and not isinstance(sup, bool) and sup in stats and sup != me and _is_our_supervisor(sup, values):
+        stack = [sup]
+        seen: set[int] = set()
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            found.add(p)
+            stack.extend(c for c in children.get(p, ()) if c != me)
+    return sorted((ProcRef(p, stats[p].start) for p in found if p in stats), key=lambda r: r.pid)
+
+
+def proc_alive(ref: ProcRef) -> bool:
+    """True while the process ``ref`` names runs (same pid *and* start time, not a zombie)."""
+    st = _stat(ref.pid)
+    return st is not None and not st.zombie and st.start == ref.start
+
+
+def _signal_ref(ref: ProcRef, sig: int) -> None:
+    """Send ``sig`` to ``ref`` only if the pid still is that process.
+
+    With a pidfd (Linux >= 5.3) the check and the signal address the same process, so not even a
+    pid reused between the two is hit; without one the window is the few microseconds between
+    reading ``/proc/PID/stat`` and ``kill``.
+    """
+    fd = None
+    try:
+        fd = os.pidfd_open(ref.pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        if not proc_alive(ref):
+            return
+        if fd is not None:
+            signal.pidfd_send_signal(fd, sig)
+        else:
+            os.kill(ref.pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass  # it exited meanwhile, or it is not ours to signal
+    finally:
+        if fd is not None:
+            os.close(fd)
+
 
 def pid_alive(pid: int | None) -> bool:
-    """True when a process ``pid`` exists (a zombie counts as alive until reaped)."""
+    """True when a process ``pid`` exists and has not exited.
+
+    On Linux a zombie (exited, not yet reaped by its parent) counts as gone: in a container whose
+    init does not reap orphans an exited supervisor stays a zombie for ever. Elsewhere a zombie
+    counts as alive until reaped.
+    """
     if not pid or pid <= 0:
         return False
     try:
@@ -29,11 +221,15 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    if _has_proc():
+        st = _stat(pid)
+        if st is not None and st.zombie:
+            return False
     return True
 
 
 def group_alive(pgid: int | None) -> bool:
-    """True when any process of process group ``pgid`` exists."""
+    """True when any process of process group ``pgid`` exists (on Linux: any that is not a zombie)."""
     if not pgid or pgid <= 0:
         return False
     try:
@@ -42,7 +238,19 @@ def group_alive(pgid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    if _has_proc():
+        for pid in _pids():
+            st = _stat(pid)
+            if st is not None and st.pgrp == pgid and not st.zombie:
+                return True
+        return False
     return True
+
+
+def run_alive(pgid: int | None, procs: Iterable[ProcRef] = ()) -> bool:
+    """True while the process group ``pgid`` or any of ``procs`` (a :func:`run_processes`
+    snapshot) is alive."""
+    return group_alive(pgid) or any(proc_alive(r) for r in procs)
 
 
 def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: Any = None) -> str:
@@ -50,10 +258,10 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
 
     Args:
         rd: the run directory.
-        grace_s: seconds to wait after SIGTERM before SIGKILL to the process group.
+        grace_s: seconds to wait after SIGTERM before SIGKILL (0: SIGKILL at once).
         poll_s: polling interval.
         proc: the supervisor's ``Popen`` when the caller is its parent (the launcher), so the
-            exited supervisor is reaped instead of lingering as a zombie that looks alive.
+            exited supervisor is reaped instead of lingering as a zombie.
 
     Returns the state already recorded if the run had ended. Never raises for a process that
     vanished in the meantime.
@@ -62,6 +270,7 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
     if status.get("state") in TERMINAL_STATES:
         return str(status["state"])
     pid, pgid = status.get("pid"), status.get("pgid") or status.get("pid")
+    procs = run_processes(rd, status)  # before SIGTERM: the supervisor's children are still its own
     rd.update_status(stop_requested=True)
     if pid_alive(pid):
         try:
@@ -72,22 +281,43 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
     while time.monotonic() < deadline:
         if proc is not None:
             proc.poll()
+        alive = run_alive(pgid, procs)
         state = rd.read_status().get("state")
-        if state in TERMINAL_STATES and not group_alive(pgid):
+        if state in TERMINAL_STATES and not alive:
             return str(state)
-        if not group_alive(pgid):
+        if not alive:
             break
         time.sleep(poll_s)
-    if group_alive(pgid):
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        time.sleep(poll_s)
-        if proc is not None:
-            proc.poll()
+    if proc is not None:
+        proc.poll()
+    if run_alive(pgid, procs):
+        _kill_all(rd, pgid, procs, poll_s=poll_s, proc=proc)
     status = rd.read_status()
     if status.get("state") not in TERMINAL_STATES:
         rd.update_status(state="stopped", error="stopped on request (forced: SIGKILL)", ended=now_iso(), signal="SIGKILL")
         return "stopped"
     return str(status["state"])
+
+
+def _kill_all(rd: RunDir, pgid: int | None, procs: list[ProcRef], *, poll_s: float, proc: Any, wait_s: float = 5.0) -> None:
+    """SIGKILL the process group and every survivor of the run, then wait (at most ``wait_s``)
+    until they are gone, so that the caller's next look sees a stopped run."""
+    if pgid and pgid > 0:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    # Processes of the run that appeared after the snapshot (a rank started late) are found by a
+    # second scan; their parents may be dead by now, but their environment still names the run.
+    targets = {r.pid: r for r in procs}
+    for r in run_processes(rd):
+        targets.setdefault(r.pid, r)
+    for r in targets.values():
+        _signal_ref(r, signal.SIGKILL)
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        if proc is not None:
+            proc.poll()
+        if not run_alive(pgid, targets.values()):
+            break
+        time.sleep(min(poll_s, 0.05))

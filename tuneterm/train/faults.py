@@ -16,6 +16,13 @@ prove rules fire on real runs, and handy for trying the watcher. Grammar: comma-
     Raise ``RuntimeError("injected fault: crash")`` at step STEP (default 1).
 ``oom[@STEP]``
     Raise ``torch.OutOfMemoryError`` with CUDA's wording at step STEP (for crash diagnosis).
+``oom-eval``
+    Raise the same ``torch.OutOfMemoryError`` inside the Trainer's evaluation loop (from
+    ``on_prediction_step``, so the traceback runs through ``evaluation_loop``): the OOM that only
+    evaluation hits (failure_modes.md FM-36). Needs ``eval_strategy`` set.
+``hang@STEP[=SECONDS]``
+    After step STEP (default 1) the process stops making progress for SECONDS (default 3600) while
+    staying alive: what a stuck NCCL collective or a generation that never returns looks like.
 ``sleep=SECONDS``
     Sleep SECONDS after every step (slow a tiny run down to test watching and stopping).
 
@@ -33,7 +40,11 @@ from typing import Any
 from tuneterm.errors import ConfigError
 
 ENV = "TUNETERM_FAULT"
-KINDS = ("freeze", "nan-weights", "crash", "oom", "sleep")
+KINDS = ("freeze", "nan-weights", "crash", "oom", "oom-eval", "hang", "sleep")
+_OOM_TEXT = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB "
+    "of which 1.06 GiB is free. (injected fault)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +113,17 @@ def make_fault_callback(faults: list[Fault]) -> Any:
                 elif f.kind == "crash" and step == (f.step or 1):
                     raise RuntimeError("injected fault: crash")
                 elif f.kind == "oom" and step == (f.step or 1):
-                    raise torch.OutOfMemoryError(
-                        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB "
-                        "of which 1.06 GiB is free. (injected fault)"
-                    )
+                    raise torch.OutOfMemoryError(_OOM_TEXT)
+
+        def on_prediction_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if any(f.kind == "oom-eval" for f in faults):
+                raise torch.OutOfMemoryError(_OOM_TEXT)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             for f in faults:
                 if f.kind == "sleep" and f.value:
                     time.sleep(f.value)
+                elif f.kind == "hang" and state.global_step == (f.step or 1):
+                    time.sleep(f.value or 3600.0)
 
     return FaultCallback()

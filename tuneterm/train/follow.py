@@ -6,8 +6,10 @@ one line per training/eval log event, re-evaluates the rules on the run director
 seconds when ``stop_on == "error"`` (stopping the run on the first error finding), and evaluates
 the finished run once more at the end, writing ``findings.json``.
 
-The rules come from :func:`tuneterm.logs.load_run` and :func:`tuneterm.engine.evaluate`; where
-those are unavailable the follower still reports the run's own outcome.
+Evaluation is the same as ``tuneterm doctor RUN`` and ``tuneterm watch`` (:func:`evaluate_dir`:
+:func:`tuneterm.watch.live.load_checked` + :func:`tuneterm.watch.live.evaluate_all`), so findings.json
+holds the crash finding of a run that died before its first metric; where the rules cannot be read
+the follower still reports the run's own outcome.
 """
 
 from __future__ import annotations
@@ -91,44 +93,81 @@ def progress_line(row: dict[str, Any], max_steps: int | None) -> str | None:
     return f"{where}  " + "  ".join(parts)
 
 
-def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Any] | None:
-    """Findings for the run directory, or None where the parser/engine is not available or the
-    rules cannot be loaded (the reason is appended to ``notes``); ``[]`` while there are no
-    metrics yet."""
-    try:
-        from tuneterm.engine import evaluate, load_rules
-        from tuneterm.logs import load_run
-    except ImportError:
-        return None
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One evaluation of a run directory: the parsed run, the rules it ran, the findings."""
+
+    run: Any
+    rules: tuple[Any, ...]
+    findings: list[Any]
+
+
+def evaluate_dir(rd: RunDir, notes: list[str] | None = None) -> Evaluation | None:
+    """Evaluate the run directory exactly as ``tuneterm doctor RUN`` and ``tuneterm watch`` do.
+
+    The run is read with :func:`tuneterm.watch.live.load_checked` (a run whose process vanished
+    is marked ``died``) and judged by :func:`tuneterm.watch.live.evaluate_all` with the ``log`` and
+    ``eval`` rules: the training rules, the crash rules (``run-crashed``, ``cuda-out-of-memory``,
+    ``missing-package`` ... from status.json and stderr.log, so a run that died before its first
+    metric is still diagnosed) and ``degenerate-generations`` on samples.jsonl.
+
+    Args:
+        rd: the run directory.
+        notes: where the reason goes when the run or the rules cannot be read.
+
+    Returns:
+        The evaluation (no findings while there are no metrics, no error events and the run is not
+        dead), or None when the run directory or the rules could not be read.
+    """
     from tuneterm.errors import TunetermError
 
     try:
-        run = load_run(rd.path)
-    except ImportError:
+        from tuneterm.engine import load_rules
+        from tuneterm.watch.live import evaluate_all, load_checked
+    except ImportError as exc:  # pragma: no cover - a broken install
+        if notes is not None:
+            notes.append(f"the rules could not be imported: {exc}")
         return None
+    try:
+        run = load_checked(rd.path)
     except TunetermError as exc:
         if notes is not None:
             notes.append(f"run directory could not be read: {exc}")
         return None
-    if not run.has_metrics():
-        return []
     try:
-        rules = load_rules()
+        rules = tuple(load_rules(scopes=["log", "eval"]))
     except TunetermError as exc:
         if notes is not None:
             notes.append(f"rules could not be loaded: {exc}")
         return None
-    return list(evaluate(run, rules))
+    if not run.has_metrics() and not run.events and run.facts.extra.get("state") != "died":
+        return Evaluation(run, rules, [])
+    return Evaluation(run, rules, evaluate_all(run, rules))
 
 
-def write_findings(rd: RunDir, findings: list[Any]) -> None:
-    """Write findings.json in the JSON contract of DESIGN.md (via the report module when present)."""
-    from tuneterm import __version__
+def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Any] | None:
+    """The findings of :func:`evaluate_dir` (what ``tuneterm doctor RUN`` reports), or None where
+    the run directory or the rules could not be read (the reason is appended to ``notes``)."""
+    ev = evaluate_dir(rd, notes)
+    return None if ev is None else ev.findings
 
-    try:
-        from tuneterm.report.json_report import result_document
-        from tuneterm.report.result import CheckResult
 
+def write_findings(rd: RunDir, findings: list[Any], run: Any = None, rules: tuple[Any, ...] = ()) -> None:
+    """Write findings.json in the JSON contract of DESIGN.md.
+
+    With the parsed ``run`` (from :func:`evaluate_dir`) the document is the one ``tuneterm check
+    RUN --format json`` prints (and the watcher writes); without it the summary facts come from
+    status.json.
+    """
+    from tuneterm.report.json_report import result_document
+    from tuneterm.report.result import CheckResult
+
+    if run is not None:
+        from tuneterm.report.subjects import result_from_run
+
+        applicable = tuple(r for r in rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
+        doc = result_document(result_from_run(run, findings, applicable))
+    else:
         status = rd.read_status()
         doc = result_document(
             CheckResult(
@@ -139,18 +178,6 @@ def write_findings(rd: RunDir, findings: list[Any]) -> None:
                 facts={"trainer": status.get("trainer"), "steps": status.get("step")},
             )
         )
-    except ImportError:
-        doc = {
-            "tool": "tuneterm",
-            "version": __version__,
-            "source": str(rd.path),
-            "findings": [f.to_dict() for f in findings],
-            "summary": {
-                "errors": sum(1 for f in findings if f.severity.value == "error"),
-                "warnings": sum(1 for f in findings if f.severity.value == "warning"),
-                "infos": sum(1 for f in findings if f.severity.value == "info"),
-            },
-        }
     write_json_atomic(rd.findings, doc)
 
 
@@ -243,9 +270,10 @@ def follow(
     status = rd.read_status()
     state = status.get("state") if status.get("state") in TERMINAL_STATES else "failed"
     notes: list[str] = []
-    findings = evaluate_run(rd, notes)
-    if findings is not None:
-        write_findings(rd, findings)
+    ev = evaluate_dir(rd, notes)
+    findings = None if ev is None else ev.findings
+    if ev is not None:
+        write_findings(rd, ev.findings, ev.run, ev.rules)
     return Outcome(
         notes=notes,
         state=state,

@@ -63,19 +63,33 @@ class DoctorReady(Message):
 
 @dataclass
 class PlanReady(Message):
-    """Renderables of a plan (and the plan itself, for writing a config), or a one-line error."""
+    """Renderables of a plan (and the plan itself, for writing a config, and its
+    :class:`~tuneterm.plan.verdict.FitVerdict`), or a one-line error."""
 
     plan: Any
     renderables: list[Any]
     error: str | None = None
+    verdict: Any = None
 
 
 @dataclass
 class RunLaunched(Message):
-    """A run started from the TUI (its directory), or why it could not start."""
+    """A run started from the TUI (its directory), or why it could not start; ``notes``: one-line
+    pre-flight warnings to show (they never block a launch)."""
 
     path: str | None
     error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class PreflightRefused(Message):
+    """The pre-flight check found errors in a config the user asked to start: ``config`` is the
+    resolved ``TrainConfig`` (launched as is on "Start anyway"), ``result`` its
+    ``PreflightResult``."""
+
+    config: Any
+    result: Any
 
 
 @dataclass

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from tuneterm.engine.model import Finding, Rule
     from tuneterm.plan.gpu import SystemProfile
     from tuneterm.plan.recommend import Plan
+    from tuneterm.plan.verdict import FitVerdict
     from tuneterm.report.result import CheckResult
+    from tuneterm.train.preflight import PreflightResult
 
 PLOT_LOCK = threading.Lock()
 """Held while plotext draws (its figure is process-global)."""
@@ -203,15 +205,31 @@ class PlanRequest:
     gpu_memory: str = ""
 
 
-def make_plan(req: PlanRequest, profile: SystemProfile | None) -> tuple[Plan, str, list[tuple[int, str, float, float]]]:
-    """Run the planner for the form, as ``tuneterm plan`` does.
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """A plan and its verdict, as the Plan screen shows them.
 
-    The capacity is the typed GPU memory, else the *free* memory of the detected GPU with the
-    least free (every rank needs its share), else unknown.
+    Attributes:
+        plan: the planner's answer.
+        where: one line (inert) saying which memory the plan was fitted to.
+        verdict: :func:`tuneterm.plan.verdict.fit_verdict`'s answer, the one ``tuneterm plan``
+            prints; its ``gpus`` carry each detected GPU's free memory now.
+    """
+
+    plan: Plan
+    where: str
+    verdict: FitVerdict
+
+
+def make_plan(req: PlanRequest, profile: SystemProfile | None) -> PlanView:
+    """Run the planner for the form, as ``tuneterm plan`` does, with the same verdict.
+
+    The capacity is the typed GPU memory, else the *total* memory of the smallest detected GPU
+    (:func:`tuneterm.plan.verdict.gpu_target`, the CLI's choice), else unknown. Memory that other
+    processes hold right now does not change the verdict; the verdict's note says when it matters.
 
     Returns:
-        The plan, a line saying which GPU memory it was fitted to, and ``(index, name, free GiB,
-        total GiB)`` for each detected GPU (the breakdown is drawn against them).
+        A :class:`PlanView`.
 
     Raises:
         TunetermError: unknown model, bad numbers (ConfigError / InputError), one line.
@@ -220,9 +238,9 @@ def make_plan(req: PlanRequest, profile: SystemProfile | None) -> tuple[Plan, st
 
     from tuneterm.errors import ConfigError
     from tuneterm.plan.facts import resolve_model
-    from tuneterm.plan.gpu import GIB
     from tuneterm.plan.memory import TrainSetup
     from tuneterm.plan.recommend import recommend
+    from tuneterm.plan.verdict import fit_verdict, gpu_target
 
     def positive(text: str, what: str) -> int:
         try:
@@ -236,37 +254,39 @@ def make_plan(req: PlanRequest, profile: SystemProfile | None) -> tuple[Plan, st
     if not req.model.strip():
         raise ConfigError("type a model: a local directory, a config.json, or a hub id such as Qwen/Qwen2.5-0.5B")
     seq_len = positive(req.seq_len or "1024", "sequence length")
-    gpus = [(g.index, g.name, g.free_bytes / GIB, g.total_bytes / GIB) for g in (profile.gpus if profile else ())]
+    n_gpus = len(profile.gpus) if profile is not None else 0
     cap: float | None = None
     cc: float | None = None
+    fitted_to: SystemProfile | None = None  # the profile the capacity came from (None: typed or none)
     if req.gpu_memory.strip():
         from tuneterm.cli.plan import parse_size_gib
 
         cap = parse_size_gib(req.gpu_memory)
         where = f"{cap:.1f} GiB (typed)"
     elif profile is not None and profile.gpus:
-        g = min(profile.gpus, key=lambda x: x.free_bytes)
-        cap = g.free_bytes / GIB
-        cc = None if g.compute_capability is None else g.compute_capability[0] + g.compute_capability[1] / 10
-        where = f"{cap:.1f} GiB free on GPU {g.index} ({inert_line(g.name, 40)}) of {len(profile.gpus)} GPU(s)"
+        target = gpu_target(profile)
+        cap, cc, fitted_to = target.capacity_gib, target.compute_capability, profile
+        where = f"the total memory of {inert_line(target.source, 120)}"
     else:
         why = profile.gpu_error if profile is not None else "not probed"
         where = f"no GPU ({inert_line(why or 'none found', 120)}): type a GPU memory (24GiB) to check the fit"
     facts = resolve_model(req.model)
     fixed = {"method"}
-    base = TrainSetup(method=req.method, seq_len=seq_len, trainer=req.trainer, gpus=max(1, len(gpus)))
+    base = TrainSetup(method=req.method, seq_len=seq_len, trainer=req.trainer, gpus=max(1, n_gpus))
     if req.batch.strip():
         base, fixed = replace(base, batch_size=positive(req.batch, "batch")), fixed | {"batch_size"}
     base.validated()
     plan = recommend(facts, method=req.method, trainer=req.trainer, seq_len=seq_len, gpu_memory_gib=cap,
-                     gpus=max(1, len(gpus)), compute_capability=cc, base=base, fixed=frozenset(fixed))
-    return plan, where, gpus
+                     gpus=max(1, n_gpus), compute_capability=cc, base=base, fixed=frozenset(fixed))
+    return PlanView(plan=plan, where=where, verdict=fit_verdict(plan, fitted_to))
 
 
-def plan_renderables(plan: Plan, where: str, gpus: Sequence[tuple[int, str, float, float]]) -> list[RenderableType]:
-    """The plan as the screen shows it: summary, breakdown against the GPUs, recommendations."""
+def plan_renderables(view: PlanView) -> list[RenderableType]:
+    """The plan as the screen shows it: summary, verdict (and what other processes hold), the
+    breakdown against the GPUs, recommendations."""
     from rich.table import Table
 
+    plan, verdict = view.plan, view.verdict
     est, m, s = plan.estimate, plan.model, plan.setup
     out: list[RenderableType] = []
     head = Text()
@@ -275,25 +295,27 @@ def plan_renderables(plan: Plan, where: str, gpus: Sequence[tuple[int, str, floa
     out.append(head)
     out.append(Text(f"{s.trainer.upper()} {s.method} · batch {s.batch_size} x {s.seq_len} tokens x GA {s.grad_accum} · "
                     f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.optimizer}"))
-    verdict = Text()
+    line = Text()
     peak = est.peak_gib
-    if plan.fits is None:
-        verdict.append(f"peak {peak:.2f} GiB per GPU", style="bold")
+    if verdict.label is None:
+        line.append(f"peak {peak:.2f} GiB per GPU", style="bold")
     else:
-        verdict.append("FITS" if plan.fits else "DOES NOT FIT", style="bold green" if plan.fits else "bold red")
-        verdict.append(f"  peak {peak:.2f} GiB per GPU (10% headroom)", style="bold")
-    verdict.append(f"  against {where}", style="dim")
-    out.append(verdict)
-    scale = max([peak] + [g[3] for g in gpus] + [plan.capacity_gib or 0.0]) or 1.0
+        line.append(verdict.label, style="bold green" if verdict.fits else "bold red")
+        line.append(f"  peak {peak:.2f} GiB per GPU ({verdict.headroom:.0%} headroom)", style="bold")
+    line.append(f"  against {view.where}", style="dim")
+    out.append(line)
+    if verdict.note:
+        out.append(Text(f"note: {inert_line(verdict.note, 400)}", style="yellow"))
+    scale = max([peak] + [g.total_gib for g in verdict.gpus] + [plan.capacity_gib or 0.0]) or 1.0
     bars = Table.grid(padding=(0, 1))
     bars.add_column(no_wrap=True, style="bold")
     bars.add_column(no_wrap=True)
     bars.add_column(no_wrap=True)
     bars.add_row("needed", _gauge(peak / scale, 30, "magenta"), Text(f"{peak:.2f} GiB"))
-    for idx, name, free, total in gpus:
-        bars.add_row(f"GPU {idx} free", _gauge(free / scale, 30, "green" if free >= peak * 1.1 else "red"),
-                     Text(f"{free:.2f} of {total:.1f} GiB · {inert_line(name, 30)}"))
-    if not gpus and plan.capacity_gib is not None:
+    for g in verdict.gpus:  # held by other processes (yellow), then free now (green when the plan fits in it)
+        bars.add_row(f"GPU {g.index}", _split_gauge(g.held_gib / scale, g.free_gib / scale, 30, "green" if g.fits_free else "red"),
+                     Text(f"{g.total_gib:.1f} GiB total, {g.free_gib:.1f} free, {g.held_gib:.1f} held"))
+    if not verdict.gpus and plan.capacity_gib is not None:
         bars.add_row("capacity", _gauge(plan.capacity_gib / scale, 30, "green" if plan.fits else "red"),
                      Text(f"{plan.capacity_gib:.2f} GiB"))
     out.append(bars)
@@ -320,6 +342,17 @@ def plan_renderables(plan: Plan, where: str, gpus: Sequence[tuple[int, str, floa
         r.add_row(Text(inert_line(rec.key, 40), style="bold"), Text(inert_line(value, 40), style="green"), why)
     out.append(r)
     return out
+
+
+def _split_gauge(held: float, free: float, width: int, free_style: str) -> Text:
+    """A gauge of two parts: memory held by others (yellow), then free memory (``free_style``)."""
+    h = int(round(min(max(held, 0.0), 1.0) * width))
+    f = int(round(min(max(free, 0.0), 1.0) * width))
+    f = min(f, width - h)
+    t = Text("█" * h, style="yellow")
+    t.append("█" * f, style=free_style)
+    t.append("·" * (width - h - f), style="dim")
+    return t
 
 
 def _gauge(frac: float, width: int, style: str) -> Text:
@@ -589,6 +622,42 @@ def finding_detail(f: Finding) -> Text:
             t.append("\n")
     t.append("enter: read the rule", style="dim")
     return t
+
+
+def preflight_text(result: PreflightResult) -> RenderableType:
+    """The pre-flight findings for the "start a run" modal: errors first, then warnings, each with
+    its message and fixes, wrapped under a hanging indent (all inert: messages quote config values)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from tuneterm.report.doctor import STYLES, fix_text
+
+    parts: list[RenderableType] = []
+    for i, f in enumerate(result.findings):
+        head = Text()
+        if i:
+            head.append("\n")
+        head.append(f"{f.severity.value} ", style=STYLES.get(f.severity, "bold"))
+        head.append(f"{inert_line(f.code, 20)} {inert_line(f.name, 60)}", style="bold")
+        parts.append(head)
+        body = Table.grid(padding=(0, 1), expand=True)
+        body.add_column(no_wrap=True, style="dim")
+        body.add_column(ratio=1)
+        body.add_row("", Text(inert(f.message, 1000)))
+        for x in f.fixes:
+            body.add_row("fix", fix_text(x))
+        parts.append(body)
+    return Group(*parts)
+
+
+def preflight_summary(result: PreflightResult) -> str:
+    """One line for a notification about findings that do not block a launch (warnings, info):
+    ``pre-flight: 2 warnings (not blocking): C104 name, C105 name; tuneterm check CONFIG explains``."""
+    n = len(result.findings)
+    names = ", ".join(f"{f.code} {f.name}" for f in result.findings)
+    word = "warning" if n == 1 else "warnings"
+    return inert_line(f"pre-flight: {n} {word} (not blocking): {names}; tuneterm check "
+                      f"{result.source} explains them", 400)
 
 
 def sample_dirs() -> list[Path]:

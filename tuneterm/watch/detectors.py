@@ -66,11 +66,25 @@ def crash_oom(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     from tuneterm.watch.oomfix import capacity_gib, planned_fixes
 
-    planned = planned_fixes(run.facts, ev.text)
-    fixes = planned or oom_fixes(run.facts, ev.text)
+    # The phase read from the traceback decides the advice: an OOM in the evaluation loop or in
+    # GRPO's sampling is not cured by a smaller training batch (failure_modes.md FM-36, FM-38).
+    planned = [] if ev.phase in ("eval", "generation") else planned_fixes(run.facts, ev.text)
+    fixes = planned or oom_fixes(run.facts, ev.text, ev.phase)
     cap = capacity_gib(ev.text)
-    advice = "sizes from the memory estimator (tuneterm plan)" if planned else "standard remedies"
-    return [Detection(ev.step, ev.step, _evidence(ev, capacity_gib=cap, advice=advice), None, tuple(fixes))]
+    if ev.phase == "eval":
+        advice = "OOM in the evaluation loop: evaluation remedies"
+    elif ev.phase == "generation":
+        advice = "OOM while generating completions: generation remedies"
+    else:
+        advice = "sizes from the memory estimator (tuneterm plan)" if planned else "standard remedies"
+    causes: tuple[str, ...] = ()
+    if ev.phase == "eval":
+        causes = ("evaluation keeps every batch's [batch, seq, vocab] logits on the GPU until the whole eval set "
+                  "is done (compute_metrics; eval_accumulation_steps unset): the training step fitted",)
+    elif ev.phase == "generation":
+        causes = ("sampling holds the KV cache of generation_batch_size sequences x (prompt + max_completion_length) "
+                  "tokens beside the policy (and vLLM's reserved share when colocated)",)
+    return [Detection(ev.step, ev.step, _evidence(ev, capacity_gib=cap, advice=advice), None, tuple(fixes), causes)]
 
 
 # ----------------------------------------------------------------------------- distributed

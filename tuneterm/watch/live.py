@@ -29,6 +29,9 @@ from tuneterm.logs.model import Run
 from tuneterm.logs.tail import Follower
 
 
+PROGRESS_EVERY_S = 15.0
+
+
 def evaluate_all(run: Run, rules: Iterable[Rule]) -> list[Finding]:
     """Every finding for a run: the log rules (crash rules included) and, when the run has
     samples, ``degenerate-generations`` on them. Sorted errors first, then by step and code."""
@@ -44,7 +47,8 @@ def evaluate_all(run: Run, rules: Iterable[Rule]) -> list[Finding]:
 
 def load_checked(path: str | os.PathLike[str], status: Mapping[str, Any] | None = None) -> Run:
     """:func:`tuneterm.logs.load_run`, plus the ``died`` mark for a run directory whose process is
-    gone (see :mod:`tuneterm.watch.runs`).
+    gone (see :mod:`tuneterm.watch.runs`) and, for a live one, its progress facts (see
+    :mod:`tuneterm.watch.stall`).
 
     Raises:
         InputError: as :func:`~tuneterm.logs.load_run`.
@@ -52,10 +56,14 @@ def load_checked(path: str | os.PathLike[str], status: Mapping[str, Any] | None 
     from tuneterm.logs import load_run
     from tuneterm.watch.runs import mark_died, read_status
 
+    from tuneterm.watch.stall import mark_progress
+
     run = load_run(path)
     p = Path(path)
     if run.format == "run_dir":
-        mark_died(run, status if status is not None else read_status(p))
+        st = status if status is not None else read_status(p)
+        mark_died(run, st)
+        mark_progress(run, p, st)
     return run
 
 
@@ -108,6 +116,7 @@ class LiveEvaluator:
         self._samples: list[dict[str, Any]] = []
         self.is_run_dir = self.path.is_dir()
         self.status: dict[str, Any] = {}
+        self._next_progress = 0.0
 
     @property
     def run(self) -> Run:
@@ -130,9 +139,24 @@ class LiveEvaluator:
         read_samples(tmp, p)
         self._samples = tmp.samples
 
+    def _check_progress(self, run: Run) -> None:
+        """Progress facts for ``run-stalled``, at most every ``PROGRESS_EVERY_S`` (a few stats and
+        a 32 KiB tail read)."""
+        from tuneterm.watch.stall import mark_progress
+
+        now = time.monotonic()
+        if now < self._next_progress:
+            return
+        self._next_progress = now + PROGRESS_EVERY_S
+        mark_progress(run, self.path, self.status)
+
     def _state_sig(self, run: Run) -> tuple[Any, ...]:
+        from tuneterm.watch.stall import stalled_for
+
         extra = run.facts.extra
+        silent = stalled_for(extra) or 0.0
         return (
+            int(silent // 60) if silent >= 60 else 0,  # a silence re-evaluates once a minute (run-stalled)
             len(run.events),
             len(run.samples),
             extra.get("state"),
@@ -160,6 +184,7 @@ class LiveEvaluator:
             self.status = read_status(self.path)
             if self.status:
                 mark_died(run, self.status)
+                self._check_progress(run)
         sig = self._state_sig(run)
         if up.points or sig != self._sig:
             self._dirty = True

@@ -125,6 +125,50 @@ def static_fixes(f: RunFacts) -> list[Fix]:
     return fixes
 
 
-def oom_fixes(f: RunFacts, text: str) -> list[Fix]:
-    """Planner fixes when available, else :func:`static_fixes`."""
+def eval_fixes(f: RunFacts) -> list[Fix]:
+    """Remedies for an OOM inside the Trainer's evaluation loop (failure_modes.md FM-36).
+
+    The Trainer keeps every batch's ``[batch, seq, vocab]`` logits on the GPU until the whole eval
+    set is done, for ``compute_metrics``; the training step itself fitted. So the fixes move or
+    shrink what evaluation keeps, not the training batch.
+    """
+    return [
+        Fix(key="eval_accumulation_steps", value=8, why="moves gathered logits to the CPU every 8 eval steps instead of keeping the whole eval set's logits on the GPU (watch host RAM)"),
+        Fix(key="per_device_eval_batch_size", value=max(1, (f.train_batch_size or 2) // 2), why="evaluation batches hold full-vocabulary logits; smaller batches keep less at once"),
+        Fix(key="prediction_loss_only", value=True, why="when only eval_loss is needed, no logits are kept at all"),
+        Fix(command="trainer = SFTTrainer(..., preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))", why="keeps token ids instead of vocab-sized logits for compute_metrics (transformers#26702)"),
+    ]
+
+
+def generation_fixes(f: RunFacts, text: str) -> list[Fix]:
+    """Remedies for an OOM while GRPO / online RL samples completions (failure_modes.md FM-38).
+
+    Generation memory is the KV cache of ``generation_batch_size`` sequences of prompt +
+    ``max_completion_length`` tokens, plus vLLM's reserved share when it is colocated.
+    """
+    fixes: list[Fix] = []
+    if f.max_completion_length:
+        fixes.append(Fix(key="max_completion_length", value=max(64, f.max_completion_length // 2), why="the KV cache grows with the completion length of every sampled sequence"))
+    if f.num_generations and f.num_generations > 2:
+        fixes.append(Fix(key="num_generations", value=max(2, f.num_generations // 2), why="fewer completions per prompt: fewer sequences generated at once (the effective batch must stay divisible by it)"))
+    fixes.append(Fix(key="generation_batch_size", value=max(2, (f.num_generations or 4)), why="samples fewer sequences per generation round (TRL's generation_batch_size)"))
+    if "vllm" in text.lower():
+        fixes.append(Fix(key="vllm_gpu_memory_utilization", value=0.3, why="colocated vLLM reserves this share of the GPU up front; the trainer needs the rest"))
+    if not f.gradient_checkpointing:
+        fixes.append(Fix(key="gradient_checkpointing", value=True, why="frees activation memory the policy's update needs beside the generation cache"))
+    return fixes
+
+
+def oom_fixes(f: RunFacts, text: str, phase: str | None = None) -> list[Fix]:
+    """Fixes for an OOM: by phase first (evaluation, GRPO generation; see
+    :attr:`tuneterm.logs.model.LogEvent.phase`), else planner fixes when available, else
+    :func:`static_fixes`.
+
+    >>> [x.key for x in oom_fixes(RunFacts(train_batch_size=8), "", "eval")][:2]
+    ['eval_accumulation_steps', 'per_device_eval_batch_size']
+    """
+    if phase == "eval":
+        return eval_fixes(f)
+    if phase == "generation":
+        return generation_fixes(f, text)
     return planned_fixes(f, text) or static_fixes(f)

@@ -235,6 +235,14 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
     errors = warnings = None
     source = None
     summary = _findings_fresh(d) if state != "died" else None
+    if summary is not None and state == "running":
+        from tuneterm.watch.stall import progress_marks
+
+        # A hung run writes nothing, so its findings.json stays "fresh" for ever; re-evaluate
+        # once it has been silent long enough for run-stalled to have a say.
+        last, _ = progress_marks(d)
+        if last is not None and time.time() - last >= 300:
+            summary = None
     if summary is not None:
         errors, warnings, source = summary.get("errors"), summary.get("warnings"), "findings.json"
     if summary is None or not (d / "metrics.jsonl").is_file():

@@ -12,6 +12,7 @@ template) gets at most a warning, because the samples cannot tell whether traini
 >>> from tuneterm.engine import load_rules
 >>> from tuneterm.logs.model import Run
 >>> run = Run("r", "run_dir")
+>>> run.facts.finished = True
 >>> run.samples = [{"step": 10, "prompt": "p", "completion": "Paris is the capital of France."}] * 3
 >>> run.samples += [{"step": 50, "prompt": "p", "completion": "is is is is is is is is"}] * 3
 >>> [(f.name, f.severity.value) for f in samples_findings(run, load_rules(scopes=["eval"]))]
@@ -56,6 +57,8 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
     groups = _groups(run.samples)
     last_step, latest = groups[-1]
     params = dict(rule.params)
+    if _still_running(run) and not _persistent(groups, params):
+        return []
     if len(groups) >= 2:
         first_step, first = groups[0]
         found = detect_degenerate(latest, params, baseline=first, label=f"training samples (vs step {first_step})", step=last_step)
@@ -72,6 +75,27 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
     elif det.severity is Severity.ERROR:
         det = _as_warning(det, "at the first sampling point; compare with the base model (tuneterm eval)")
     return [make_finding(rule, det, run.source)]
+
+
+def _still_running(run: Any) -> bool:
+    """True while the run may still be training (not finished, failed, stopped or died)."""
+    state = run.facts.extra.get("state")
+    return not run.facts.finished and state in (None, "starting", "running")
+
+
+def _persistent(groups: list[tuple[int, list[dict[str, Any]]]], params: dict[str, Any]) -> bool:
+    """While a run is live, report degenerate samples only when the previous sampling point (after
+    the first) was degenerate too: one bad round early in training (a random or freshly perturbed
+    model rambling before it has learned EOS) is noise that the next round usually clears, and a
+    live finding once shown stays shown (and ``--stop-on error`` would kill the run). A finished
+    run is judged on its last point alone.
+    """
+    from tuneterm.evaluation.degenerate import detect_degenerate
+
+    if len(groups) < 3:
+        return False
+    _, prev = groups[-2]
+    return bool(detect_degenerate(prev, params, label="training samples", step=groups[-2][0]))
 
 
 def _as_warning(det: Any, note: str) -> Any:

@@ -54,3 +54,33 @@ def nice_ceil(x: float) -> int:
         return 0
     mag = 10 ** math.floor(math.log10(x))
     return int(math.ceil(x / mag) * mag)
+
+
+def lr_warming_up(run: Run) -> bool:
+    """True while the run is still in its learning-rate warmup.
+
+    Known from the facts (the last step is before ``warmup_steps``, or before ``warmup_ratio`` of
+    ``max_steps``), else read from the logged rate: its last value is its highest so far and
+    above the one before (still ramping up). A warmup that ended, a constant rate and a decay are
+    all False.
+
+    >>> run = Run("x", "test")
+    >>> for s in (1, 2, 3):
+    ...     run.add_train("learning_rate", s, 1e-6 * s)
+    >>> lr_warming_up(run)
+    True
+    """
+    f = run.facts
+    last = run.last_step
+    if last is not None:
+        if f.warmup_steps and last < f.warmup_steps:
+            return True
+        if f.warmup_ratio and f.max_steps and last < f.warmup_ratio * f.max_steps:
+            return True
+    lr = train(run, "learning_rate")
+    if lr is None or len(lr) < 2:
+        return False
+    v = lr.values
+    if not (math.isfinite(v[-1]) and math.isfinite(v[-2])) or v[-1] <= v[-2]:
+        return False
+    return v[-1] >= max(x for x in v if math.isfinite(x))

@@ -22,6 +22,9 @@ from tuneterm.logs.model import Run
         "error_fraction": Param(
             "float", "zero share of logged norms (or a final zero run this long) that means no learning: error", min=0, max=1
         ),
+        "error_min_count": Param(
+            "int", "zero norms an unfinished run needs before they are called persistent (error)", 5, min=1
+        ),
     },
     evidence=("count", "total", "percent", "steps", "steps_text", "pattern", "longest_run"),
 )
@@ -34,13 +37,21 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     (skipped fp16 steps, GRPO groups with no advantage, batches whose labels are all masked) are a
     warning at most.
 
+    A run still being written (``facts.finished`` not true) needs ``error_min_count`` zero norms
+    before they are called persistent: at a live run's first logged steps a zero or two is 100% of
+    the log (GRPO's first groups without reward variance, an fp16 scaler skip), and ``--stop-on
+    error`` would kill a healthy run on it. Until then the zeros are a warning.
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 11):
     ...     run.add_train("grad_norm", s, 0.0); run.add_train("loss", s, 2.7)
-    >>> d = zero_gradient(run, {"metric": "grad_norm", "zero_below": 1e-9, "min_count": 1, "error_fraction": 0.5})[0]
+    >>> p = {"metric": "grad_norm", "zero_below": 1e-9, "min_count": 1, "error_fraction": 0.5, "error_min_count": 5}
+    >>> d = zero_gradient(run, p)[0]
     >>> d.severity.value, d.evidence["pattern"]
     ('error', 'persistent')
+    >>> zero_gradient(run.prefix(2), p)[0].severity.value  # 2 zeros of a live run: not yet persistent
+    'warning'
     """
     s = train(run, params["metric"])
     if s is None:
@@ -56,7 +67,8 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     longest = max(e - b + 1 for b, e in zruns)
     fraction = len(zero_idx) / len(values)
     tail_run = zruns[-1][1] == len(values) - 1 and (zruns[-1][1] - zruns[-1][0] + 1) >= params["error_fraction"] * len(values)
-    persistent = fraction >= params["error_fraction"] or tail_run
+    enough = bool(run.facts.finished) or len(zero_idx) >= params["error_min_count"]
+    persistent = enough and (fraction >= params["error_fraction"] or tail_run)
     zsteps = [steps[i] for i in zero_idx]
     causes: list[str] = []
     fixes: list[Fix] = []
@@ -91,7 +103,8 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             )
     else:
         severity = Severity.WARNING
-        pattern = "intermittent"
+        early = not enough and (fraction >= params["error_fraction"] or tail_run)
+        pattern = "so far; too few logged steps to call it persistent" if early else "intermittent"
         if facts.fp16:
             causes.append("steps skipped by the fp16 loss scaler after an overflow")
         if not is_grpo:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tuneterm.engine.detectors._common import pairs, steps_text
@@ -21,12 +21,25 @@ def _nonfinite(series: Series) -> tuple[list[int], list[float]]:
     return [b[0] for b in bad], [b[1] for b in bad]
 
 
+def _trailing_nonfinite(values: Sequence[float]) -> int:
+    """How many non-finite values close ``values``."""
+    n = 0
+    for v in reversed(values):
+        if math.isfinite(v):
+            break
+        n += 1
+    return n
+
+
 @detector(
     "nonfinite",
     params={
         "metrics": Param("str_list", "metrics to scan ('*' = every train and eval series)", ["*"]),
         "error_fraction": Param("float", "non-finite share of a metric's points that makes it an error", min=0, max=1),
         "max_isolated": Param("int", "at most this many non-finite points, recovered from, is a warning", min=0),
+        "min_trailing": Param(
+            "int", "non-finite points in a row closing an unfinished log (after finite ones) that make it persistent", 2, min=1
+        ),
     },
     evidence=("metric", "kind", "count", "total", "steps", "steps_text", "hidden", "hidden_note", "affected", "pattern"),
 )
@@ -42,13 +55,25 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     is non-finite, or at least ``error_fraction`` of its points are; a warning when at most
     ``max_isolated`` points are affected and the run recovered (e.g. an fp16 loss-scaler step).
 
+    A run still being written (``facts.finished`` not true) cannot show yet whether it recovers,
+    so outside the loss a non-finite value needs more evidence before it is an error (``--stop-on
+    error`` kills the run on it): more than ``max_isolated`` non-finite points for the
+    ``error_fraction`` test, and for "the last value is non-finite" a closing run of at least
+    ``min_trailing`` points -- or, when the log has no finite point yet, more than
+    ``max_isolated`` (an fp16 loss scaler calibrating skips several of the first steps; later
+    one skipped step is normal, a second in a row is not, and without a scaler the next step's
+    loss is NaN anyway). Until then it is a warning, "not yet persistent".
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 11):
     ...     run.add_train("grad_norm", s, float("inf") if s == 2 else 1.0); run.add_train("loss", s, 2.0)
-    >>> d = nonfinite(run, {"metrics": ["*"], "error_fraction": 0.2, "max_isolated": 2})[0]
+    >>> p = {"metrics": ["*"], "error_fraction": 0.2, "max_isolated": 2, "min_trailing": 2}
+    >>> d = nonfinite(run, p)[0]
     >>> d.evidence["metric"], d.evidence["kind"], d.severity.value
     ('grad_norm', 'Infinity', 'warning')
+    >>> nonfinite(run.prefix(2), p)[0].evidence["pattern"]  # live, one inf so far: may recover
+    'at the latest logged step; not yet persistent'
     """
     wanted = params["metrics"]
     candidates: list[tuple[str, Series]] = []
@@ -96,12 +121,19 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     last_bad = not math.isfinite(series.values[-1])
     fraction = len(steps) / total
     loss_bad = "loss" in affected or any(k.endswith("_loss") for k in affected)
-    if loss_bad or hidden or last_bad or fraction >= params["error_fraction"]:
+    heavy = fraction >= params["error_fraction"]
+    ends_bad = last_bad
+    if not run.facts.finished:  # a live run: see the docstring
+        trailing = _trailing_nonfinite(series.values) if last_bad else 0
+        need = params["min_trailing"] if trailing < total else params["max_isolated"] + 1
+        ends_bad = trailing >= need
+        heavy = heavy and len(steps) > params["max_isolated"]
+    if loss_bad or hidden or ends_bad or heavy:
         severity = Severity.ERROR
-        pattern = "persistent" if (last_bad or fraction >= params["error_fraction"]) else "in the loss"
+        pattern = "persistent" if (ends_bad or heavy) else "in the loss"
     elif len(steps) <= params["max_isolated"]:
         severity = Severity.WARNING
-        pattern = "isolated, the run recovered"
+        pattern = "at the latest logged step; not yet persistent" if last_bad else "isolated, the run recovered"
     else:
         severity = Severity.ERROR
         pattern = "repeated"

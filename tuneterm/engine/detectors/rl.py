@@ -28,19 +28,27 @@ def _aligned(run: Run, name: str, steps: list[int]) -> list[float | None]:
         "min_consecutive": Param("int", "dead steps in a row that fire (warning)", min=1),
         "warn_share": Param("float", "share of dead steps that fires (warning)", min=0, max=1),
         "error_share": Param("float", "share of dead steps that is an error", min=0, max=1),
+        "min_points": Param("int", "logged steps an unfinished run needs before the share tests apply", 10, min=1),
     },
     evidence=("count", "total", "percent", "longest_run", "steps_text", "reward_median", "metric"),
 )
 def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find GRPO steps whose groups all got identical rewards: zero advantage, zero gradient.
 
+    Severity comes from the share of dead steps (``warn_share``, ``error_share``) or a run of
+    ``min_consecutive`` of them. A run still being written (``facts.finished`` not true) with fewer
+    than ``min_points`` logged steps is judged by the run length only: its first dead step would
+    be 100% of the log, and ``--stop-on error`` would kill a run whose later groups are fine.
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 21):
     ...     run.add_train("reward_std", s, 0.0); run.add_train("reward", s, 0.0)
-    >>> p = dict(frac_at_least=0.9, std_at_most=1e-9, min_consecutive=5, warn_share=0.3, error_share=0.6)
+    >>> p = dict(frac_at_least=0.9, std_at_most=1e-9, min_consecutive=5, warn_share=0.3, error_share=0.6, min_points=10)
     >>> zero_reward_variance(run, p)[0].severity.value
     'error'
+    >>> zero_reward_variance(run.prefix(2), p)  # 2 logged steps of a live run: too early to judge
+    []
     """
     frac = train(run, "frac_reward_zero_std")
     std = train(run, "reward_std")
@@ -61,6 +69,8 @@ def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]
         return []
     longest = max(e - b + 1 for b, e in runs(flags))
     share = dead / len(values)
+    if not run.facts.finished and len(values) < params["min_points"]:
+        share = 0.0  # too few steps for a share to mean anything yet (the evidence keeps the real one)
     if share >= params["error_share"]:
         severity = Severity.ERROR
     elif share >= params["warn_share"] or longest >= params["min_consecutive"]:
@@ -83,7 +93,7 @@ def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]
     ev = {
         "count": dead,
         "total": len(values),
-        "percent": pct(share),
+        "percent": pct(dead / len(values)),
         "longest_run": longest,
         "steps_text": steps_text(dead_steps),
         "reward_median": reward_med,

@@ -19,6 +19,7 @@ from tuneterm.logs.model import Run
         "zero_below": Param("float", "a learning rate at or below this counts as 0", min=0),
         "min_consecutive": Param("int", "zero points in a row after the peak needed", min=1),
         "end_allowance": Param("float", "a zero run closing the log this short (share of points) is a decay's end", min=0, max=0.5),
+        "min_leading": Param("int", "points an unfinished log needs before 'learning rate 0 throughout' is judged", 5, min=1),
     },
     evidence=("peak_lr", "count", "total", "steps_text", "configured"),
 )
@@ -27,13 +28,20 @@ def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 
     Zeros before the peak (warmup starting at 0, DeepSpeed's "returning lr=0" before the first
     optimizer step) and a single 0 at the very last step (linear decay reaching 0) are normal.
+    Before the peak a live run cannot tell warmup from "0 throughout": a run still being written
+    (``facts.finished`` not true) whose every logged rate is 0 is reported from ``min_leading``
+    points on (fp16 loss-scaler skips keep the scheduler at 0 for the first steps; --stop-on error
+    must not kill the run on them).
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 6):
     ...     run.add_train("learning_rate", s, 0.0)
-    >>> zero_learning_rate(run, {"zero_below": 1e-12, "min_consecutive": 2, "end_allowance": 0.02})[0].evidence["peak_lr"]
+    >>> p = {"zero_below": 1e-12, "min_consecutive": 2, "end_allowance": 0.02, "min_leading": 5}
+    >>> zero_learning_rate(run, p)[0].evidence["peak_lr"]
     0.0
+    >>> zero_learning_rate(run.prefix(2), p)  # the first 2 steps of a live run: maybe warmup
+    []
     """
     eps = params["zero_below"]
     s = train(run, "learning_rate")
@@ -48,8 +56,9 @@ def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     ipeak, peak = peak_point(s)  # = values.index(max(values)), max(values); from cached blocks
     if peak <= eps:
-        if len(values) < params["min_consecutive"]:
-            return []  # one logged 0 is warmup starting at 0 (a live run's first step), not yet a problem
+        need = params["min_consecutive"] if run.facts.finished else max(params["min_consecutive"], params["min_leading"])
+        if len(values) < need:
+            return []  # a live run's first zeros are warmup starting at 0 or skipped steps, not yet a problem
         ev = {"peak_lr": peak, "count": len(values), "total": len(values), "steps_text": f"{steps[0]}-{steps[-1]}", "configured": configured}
         return [Detection(steps[0], steps[-1], ev)]
     n = len(values)
@@ -148,6 +157,7 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "target_epochs": Param("float", "the suggested max_steps covers at least this many epochs", min=0),
         "target_effective_batch": Param("int", "effective batch the suggestion assumes", min=1),
         "warmup_share": Param("float", "warmup_steps suggested as this share of the new max_steps", min=0, max=0.5),
+        "min_points": Param("int", "logged epoch values an unfinished run needs before its coverage is extrapolated", 3, min=2),
     },
     evidence=("epoch", "epochs", "percent", "steps", "max_steps", "num_examples", "effective_batch", "suggested_max_steps"),
 )
@@ -156,6 +166,8 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 
     Judged only when the run finished (``facts.finished``) or ``max_steps`` is known (so a
     checkpoint of a long run in progress is projected to its scheduled end, not judged early).
+    The projection of an unfinished run uses the rate of its logged ``epoch`` values, from
+    ``min_points`` of them on (see the comment in the code).
     The fixes are computed: ``max_steps`` to cover ``target_epochs`` at the target effective batch
     (rounded up to one significant figure), the batch geometry and a warmup for it.
 
@@ -164,7 +176,7 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run.add_train("loss", 500, 2.7); run.add_train("epoch", 500, 0.089)
     >>> run.facts.finished = True; run.facts.num_examples = 45000
     >>> run.facts.train_batch_size = 1; run.facts.gradient_accumulation_steps = 8
-    >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1)
+    >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1, min_points=3)
     >>> data_coverage(run, p)[0].evidence["suggested_max_steps"]
     2000
     """
@@ -180,17 +192,25 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     max_steps = facts.max_steps
     finished = bool(facts.finished) or (max_steps is not None and step >= max_steps)
+    steps_per_epoch = step / epoch
     if finished:
         epochs = epoch
     elif max_steps:
-        epochs = epoch * max_steps / step
+        # Extrapolate the epoch *rate* (a slope over the logged epochs), not epoch / step: a console
+        # log's step numbers can be offset from its metric lines (a tqdm bar printed ahead of a
+        # buffered dict), and one point of a live run would then predict any coverage at all.
+        es, ev = finite_points(ep_series) if ep_series is not None else ((), ())
+        if len(ev) < params["min_points"] or es[-1] <= es[0] or ev[-1] <= ev[0]:
+            return []
+        rate = (ev[-1] - ev[0]) / (es[-1] - es[0])
+        epochs = ev[-1] + rate * max(0, max_steps - es[-1])
+        steps_per_epoch = 1.0 / rate
     else:
         return []
     if facts.num_train_epochs is not None and facts.num_train_epochs >= params["min_epochs"] and not facts.max_steps:
         return []  # scheduled by epochs: the schedule covers them; an early stop is not coverage
     if epochs >= params["min_epochs"]:
         return []
-    steps_per_epoch = step / epoch
     eff = facts.total_train_batch_size
     if eff is None and facts.train_batch_size:
         eff = facts.train_batch_size * (facts.gradient_accumulation_steps or 1) * (facts.world_size or 1)

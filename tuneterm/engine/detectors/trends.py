@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.detectors._common import pct, steps_text, train
+from tuneterm.engine.detectors._common import lr_warming_up, pct, steps_text, train
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, median, relative_change, rolling_median, series_blocks
@@ -104,6 +104,8 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "smooth_fraction": Param("float", "rolling-median window as a fraction of the points", min=0, max=0.5),
         "rise_ratio": Param("float", "fire when the smoothed end is this many times the smoothed minimum", min=1),
         "min_abs_rise": Param("float", "... and at least this much above it in absolute terms", min=0),
+        "min_window": Param("int", "the rolling-median window spans at least this many logged points", 3, min=1),
+        "min_sustain": Param("int", "the rise holds for at least this many smoothed points at the end", 5, min=2),
     },
     evidence=("metric", "start", "minimum", "min_step", "end", "factor", "worse_than_start"),
 )
@@ -114,11 +116,22 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     points); the detection fires when the last smoothed points all stay at least ``rise_ratio``
     times the smoothed minimum. It is an error when the end is worse than the start.
 
+    Minimum evidence, so that the first 10-20 noisy points of a run (a live watch, where an
+    error can stop the run) do not read as divergence: the window is never shorter than
+    ``min_window`` points (a 10% window of 20 points is a single point, so one lucky low batch
+    would be "the minimum"), and the rise must hold for the last ``min_sustain`` smoothed points
+    (three high batches in a row are a bad stretch, not a trend). While the learning rate is
+    still warming up (:func:`lr_warming_up`) an end worse than the start is a warning, not an
+    error: the rate has not reached the size that diverges, the loss moves with batch noise,
+    and ``--stop-on error`` must not kill the run before its schedule has started.
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s, v in enumerate([1.0, 4.3, 8.8, 13.5, 17.0, 20.1, 22.0, 25.3, 27.9, 29.6], 1):
     ...     run.add_train("loss", s * 10, v)
-    >>> d = divergence(run, {"metric": "loss", "min_points": 5, "smooth_fraction": 0.1, "rise_ratio": 1.5, "min_abs_rise": 0.1})[0]
+    >>> p = {"metric": "loss", "min_points": 5, "smooth_fraction": 0.1, "rise_ratio": 1.5, "min_abs_rise": 0.1,
+    ...      "min_window": 3, "min_sustain": 5}
+    >>> d = divergence(run, p)[0]
     >>> d.severity.value, d.evidence["min_step"]
     ('error', 10)
     """
@@ -129,19 +142,20 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if len(values) < params["min_points"]:
         return []
     b = series_blocks(s)
-    w = max(1, round(len(b.medians) * params["smooth_fraction"]))
+    w = max(params["min_window"], round(len(b.medians) * params["smooth_fraction"]))
     sm = rolling_median(b.medians, w)
     imin = min(range(len(sm)), key=sm.__getitem__)
     lo = sm[imin]
     if not lo > 0 or imin >= len(sm) - 1:
         return []
-    sustain = max(2, w)
+    sustain = max(params["min_sustain"], w)
     tail = sm[-sustain:]
     if len(sm) - imin <= sustain or min(tail) < max(params["rise_ratio"] * lo, lo + params["min_abs_rise"]):
         return []
     end = sm[-1]
     start = sm[0]
     worse = end > start
+    severity = Severity.ERROR if worse and not lr_warming_up(run) else None
     evidence = {
         "metric": params["metric"],
         "start": start,
@@ -161,7 +175,7 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if lr is not None and lr.values and max(lr.values) > 0:
         peak = max(lr.values)
         fixes.append(Fix(key="learning_rate", value=float(f"{peak / 10:.2g}"), why=f"a tenth of the peak {peak:.3g}: the usual resolution of divergence"))
-    return [Detection(b.steps[imin], s.steps[-1], evidence, Severity.ERROR if worse else None, tuple(fixes), tuple(causes))]
+    return [Detection(b.steps[imin], s.steps[-1], evidence, severity, tuple(fixes), tuple(causes))]
 
 
 @detector(
@@ -175,6 +189,9 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "min_late_improvement": Param("float", "... or when the late stretch improved less than this", min=0),
         "min_level": Param("float", "never fire when the end value is at or below this (converged)", min=0),
         "lora_learning_rate": Param("float", "LR to suggest for LoRA runs whose peak LR is lower", min=0),
+        "min_plan_share": Param(
+            "float", "the flat stretch spans at least this share of max_steps (when known and not yet reached)", 0.2, min=0, max=1
+        ),
     },
     evidence=(
         "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
@@ -191,14 +208,22 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
     for LoRA runs trained at a full-fine-tuning LR.
 
+    "Most of the run" is judged against the planned run: while ``max_steps`` (from the config or
+    the log header) is known and not yet reached, the flat stretch must span at least
+    ``min_plan_share`` of it. A live run that learned fast in its first 300 of 6,700 steps and
+    then held still for 400 steps has not plateaued; a finished run is unaffected.
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 21):
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
-    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4)
+    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
+    >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
+    >>> plateau(run, p)
+    []
     """
     s = train(run, params["metric"])
     if s is None:
@@ -224,6 +249,9 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         first = steps[late_i]
     else:
         return []
+    planned = run.facts.max_steps
+    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned:
+        return []  # too little of the planned run to call it a plateau yet
     lr = train(run, "learning_rate")
     peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
     fixes: list[Fix] = []

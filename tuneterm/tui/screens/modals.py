@@ -1,4 +1,4 @@
-"""Modal screens: help, a rule explained, a yes/no question, a one-line prompt."""
+"""Modal screens: help, a rule explained, a yes/no question, a one-line prompt, pre-flight findings."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 if TYPE_CHECKING:
     from textual.screen import Screen
+
+    from tuneterm.train.preflight import PreflightResult
 
 
 def _keys(key: str) -> str:
@@ -23,9 +25,11 @@ def _keys(key: str) -> str:
 SCREEN_HELP = {
     "GPUs": "Live memory, utilisation, temperature and processes of every GPU (NVML), refreshed every 2 s.",
     "Plan": "Type a model (local path or hub id), method, trainer, sequence length and batch; enter runs the "
-            "memory estimate and the recommendations; w writes a TRL config.",
+            "memory estimate against the GPUs' total memory (the verdict of tuneterm plan; a note says what other "
+            "processes hold now) and the recommendations; w writes a TRL config.",
     "Runs": "Runs in the runs directory with state, step, loss and findings. enter opens the live view, s starts "
-            "a run from a config, x stops one. Quitting tuneterm never stops a run.",
+            "a run from a config (after tuneterm train's pre-flight check: errors ask before starting), x stops "
+            "one. Quitting tuneterm never stops a run.",
     "Run": "The live view of one run: charts, findings (enter reads the rule), the log tail, the latest samples.",
     "Doctor": "Type a log file or directory and press enter: the same report as `tuneterm doctor`.",
 }
@@ -149,3 +153,47 @@ class PromptScreen(ModalScreen["str | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class PreflightScreen(ModalScreen[bool]):
+    """The pre-flight check refused a config: its findings, then "Start anyway" or "Cancel".
+
+    Dismisses with True to start the run despite the errors, False to leave it unstarted.
+    ``esc``/``n`` cancel; ``a`` starts anyway; the Cancel button has the focus, so ``enter`` alone
+    never starts a run the check refused.
+    """
+
+    BINDINGS = [Binding("escape,n", "answer(False)", "Cancel"), Binding("a", "answer(True)", "Start anyway")]
+
+    def __init__(self, result: PreflightResult) -> None:
+        super().__init__()
+        self.result = result
+
+    def compose(self) -> ComposeResult:
+        from tuneterm.textsafe import inert_line
+        from tuneterm.tui.render import preflight_text
+
+        r = self.result
+        n_err, n_warn = len(r.errors), len(r.warnings)
+        title = f"Pre-flight check: {n_err} error{'s' if n_err != 1 else ''}"
+        if n_warn:
+            title += f", {n_warn} warning{'s' if n_warn != 1 else ''}"
+        title += f" in {inert_line(r.source, 80)}"
+        with Vertical(id="modal", classes="preflight"):
+            yield Label(Text(title), classes="modal-title")
+            yield Static(Text("The run was not started. Fix the config (tuneterm check CONFIG explains each rule), "
+                              "or start it anyway.", style="dim"))
+            with VerticalScroll(id="preflight-body"):
+                yield Static(preflight_text(r), id="preflight-text")
+            with Horizontal(id="preflight-buttons"):
+                yield Button("Start anyway (a)", id="start-anyway", variant="error")
+                yield Button("Cancel (esc)", id="cancel", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "start-anyway")
+
+    def action_answer(self, start: bool) -> None:
+        self.dismiss(start)

@@ -1,4 +1,8 @@
-"""Plan: model, method, trainer, sequence length, batch -> memory breakdown, recommendations, config."""
+"""Plan: model, method, trainer, sequence length, batch -> memory breakdown, recommendations, config.
+
+The verdict is ``tuneterm plan``'s (:func:`tuneterm.plan.verdict.fit_verdict`: the estimate against
+the smallest GPU's total memory); memory other processes hold right now is a note beside it.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class PlanScreen(MainScreen):
     def __init__(self) -> None:
         super().__init__()
         self.plan = None
+        self.verdict = None  # tuneterm.plan.verdict.FitVerdict of the plan shown
         self.last_written: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -55,9 +60,9 @@ class PlanScreen(MainScreen):
             yield Label("GPU mem", classes="field-label")
             yield Input(placeholder="detected (or 24GiB)", id="gpu_memory", compact=True)
         with VerticalScroll(id="plan-body"):
-            yield Static(Text("Type a model and press enter: the memory breakdown against your GPUs' free memory and "
-                              "the recommended settings, each with its reason, appear here. w writes a TRL config.",
-                              style="dim"), id="plan-out")
+            yield Static(Text("Type a model and press enter: the memory breakdown against your GPUs' total memory "
+                              "(and what other processes hold right now) and the recommended settings, each with its "
+                              "reason, appear here. w writes a TRL config.", style="dim"), id="plan-out")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -94,8 +99,8 @@ class PlanScreen(MainScreen):
         from tuneterm.tui.render import make_plan, plan_renderables
 
         try:
-            plan, where, gpus = make_plan(req, probe())
-            self.post_message(PlanReady(plan, plan_renderables(plan, where, gpus)))
+            view = make_plan(req, probe())
+            self.post_message(PlanReady(view.plan, plan_renderables(view), verdict=view.verdict))
         except TunetermError as exc:
             self.post_message(PlanReady(None, [], inert_line(str(exc), 300)))
         except Exception as exc:  # noqa: BLE001 - a planner bug must show as a line, not kill the app
@@ -107,6 +112,7 @@ class PlanScreen(MainScreen):
             out.update(Text(f"error: {message.error}", style="bold red"))
             return
         self.plan = message.plan
+        self.verdict = message.verdict
         out.update(Group(*message.renderables))
 
     def action_write_config(self) -> None:

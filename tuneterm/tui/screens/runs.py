@@ -1,5 +1,9 @@
 """Runs: every run in the runs directory (state, step, loss, findings); start, open and stop runs.
 
+Starting a run goes through the same pre-flight check as ``tuneterm train``
+(:func:`tuneterm.train.preflight.preflight`): error findings open a modal with "Start anyway" /
+"Cancel" (the TUI's ``--force``); warnings are shown in a notification and do not block.
+
 Runs are separate processes (``tuneterm.train.launch`` starts them in their own session), so this
 screen only reads their directories: quitting the app leaves them running, and reopening it lists
 them again from what they wrote.
@@ -19,7 +23,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
 from tuneterm.textsafe import inert_line
-from tuneterm.tui.messages import RunLaunched, RunsListed, RunStopped
+from tuneterm.tui.messages import PreflightRefused, RunLaunched, RunsListed, RunStopped
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap
 
 STATE_STYLE = {
@@ -45,6 +49,18 @@ def _findings(info: Any) -> Text:
     if not info.errors and not info.warnings:
         t.append("clean", style="green")
     return t
+
+
+def preflight_notes(result: Any) -> tuple[str, ...]:
+    """The notifications a launch carries for a pre-flight result that does not block it: the
+    check could not run, or it found warnings (one line each, inert)."""
+    if result.skipped is not None:
+        return (inert_line(f"pre-flight check could not run ({result.skipped}); started anyway", 300),)
+    if result.findings:
+        from tuneterm.tui.render import preflight_summary
+
+        return (preflight_summary(result),)
+    return ()
 
 
 def stop_target(path: str) -> Any:
@@ -196,13 +212,42 @@ class RunsScreen(MainScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch", description="Validating a config and launching a run.")
     def start(self, config: str) -> None:
+        """Resolve ``config``, run the pre-flight check, then launch (in a worker thread).
+
+        Errors in the check post :class:`PreflightRefused` (the screen asks the user) instead of
+        launching; a check that could not run, or warnings, travel with the launch as notes.
+        """
         from tuneterm.errors import TunetermError
 
         try:
             from tuneterm.train.config import resolve
-            from tuneterm.train.launch import launch
+            from tuneterm.train.preflight import preflight
 
             cfg = resolve(Path(config).expanduser())
+            result = preflight(cfg, 1)  # the TUI launches one process (launch()'s default gpus=1)
+        except TunetermError as exc:
+            self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. the train extra is not installed
+            self.post_message(RunLaunched(None, inert_line(f"{type(exc).__name__}: {exc}", 300)))
+            return
+        if not result.ok:
+            self.post_message(PreflightRefused(cfg, result))
+            return
+        self._launch(cfg, preflight_notes(result))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch", description="Launching a run despite pre-flight errors.")
+    def start_anyway(self, cfg: Any) -> None:
+        """Launch an already resolved and checked config (the user chose "Start anyway")."""
+        self._launch(cfg, ())
+
+    def _launch(self, cfg: Any, notes: tuple[str, ...]) -> None:
+        """Start the run's supervisor and post :class:`RunLaunched` (called in a worker thread)."""
+        from tuneterm.errors import TunetermError
+
+        try:
+            from tuneterm.train.launch import launch
+
             launched = launch(cfg, runs_dir=self.tapp.runs_dir, argv=["tuneterm", "ui"])
         except TunetermError as exc:
             self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
@@ -211,12 +256,29 @@ class RunsScreen(MainScreen):
             self.post_message(RunLaunched(None, inert_line(f"{type(exc).__name__}: {exc}", 300)))
             return
         self.tapp.procs[str(launched.run.path)] = launched.proc
-        self.post_message(RunLaunched(str(launched.run.path)))
+        self.post_message(RunLaunched(str(launched.run.path), notes=notes))
+
+    def on_preflight_refused(self, message: PreflightRefused) -> None:
+        from tuneterm.tui.screens.modals import PreflightScreen
+
+        cfg, result = message.config, message.result
+
+        def answer(start: bool | None) -> None:
+            if start:
+                self.notify(f"starting {inert_line(result.source, 100)} despite {len(result.errors)} pre-flight "
+                            "error(s) ...", severity="warning", markup=False)
+                self.start_anyway(cfg)
+            else:
+                self.notify(f"not started: {inert_line(result.summary(), 200)}", markup=False)
+
+        self.app.push_screen(PreflightScreen(result), answer)
 
     def on_run_launched(self, message: RunLaunched) -> None:
         if message.error is not None or message.path is None:
             self.notify(f"could not start: {message.error}", severity="error", markup=False, timeout=10)
             return
+        for note in message.notes:
+            self.notify(note, severity="warning", markup=False, timeout=15)
         self.notify(f"started {inert_line(Path(message.path).name, 80)}", markup=False)
         self.poll_runs()
         self.open(message.path)
