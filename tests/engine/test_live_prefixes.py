@@ -150,45 +150,38 @@ def test_prefix_of_a_run_directory_is_still_running() -> None:
     assert run.facts.extra["state"] == "failed"
 
 
-@pytest.fixture(scope="module")
-def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real ``tuneterm train configs/tiny.yaml --headless`` run (CPU, ~10-25 s), once."""
-    from tests.train.conftest import HAS_TRL, run_cli
-
-    if not HAS_TRL:
-        pytest.skip("needs the train extra (trl)")
-    where = tmp_path_factory.mktemp("live")
-    proc = run_cli(["train", str(REPO / "configs" / "tiny.yaml"), "--headless", "--runs-dir", "runs", "--name", "tiny"], cwd=where)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return where / "runs" / "tiny"
+# The real tiny run (`tuneterm train configs/tiny.yaml --headless`) is trained once, by
+# tests/train/test_train_runs.py::test_headless_tiny_run_exits_0_with_complete_run_dir, which calls
+# the two checks below on it (a second training run here would cost the suite ~30 s).
 
 
-@pytest.mark.slow
-def test_real_tiny_run_is_clean_at_every_step(rules: RuleSet, tiny_run_dir: Path) -> None:
-    run = load_run(tiny_run_dir)  # metrics.jsonl + status.json, as the watcher reads it
+def assert_clean_at_every_step(run_dir: Path) -> None:
+    """No warning or error at any prefix of a finished healthy run directory."""
+    rules = load_rules(scopes=["log"])
+    run = load_run(run_dir)  # metrics.jsonl + status.json, as the watcher reads it
     steps = logged_steps(run)
     assert run.facts.finished and run.facts.max_steps == len(steps) == 30
     problems = [show(k, f) for k in steps for f in loud(evaluate(run.prefix(k), rules))]
     assert problems == []
 
 
-@pytest.mark.slow
-def test_real_tiny_run_replayed_through_the_live_evaluator(rules: RuleSet, tiny_run_dir: Path, tmp_path: Path) -> None:
-    # The real incremental path: metrics.jsonl appended line by line to a run directory whose
-    # status.json says "running", polled after every line (the follower's own parse and facts).
+def assert_clean_when_replayed(run_dir: Path, tmp_path: Path) -> None:
+    """The real incremental path: metrics.jsonl appended line by line to a run directory whose
+    status.json says "running", polled after every line (the follower's own parse and facts)."""
     from tuneterm.watch.live import LiveEvaluator
 
+    rules = load_rules(scopes=["log"])
     rd = tmp_path / "rd"
     rd.mkdir()
-    status = json.loads((tiny_run_dir / "status.json").read_text())
+    status = json.loads((run_dir / "status.json").read_text())
     # A live run: its process (here: this test) is alive, nothing recorded how it ended.
     status.update(state="running", pid=os.getpid(), pgid=None, worker_pid=None, exit_code=None, ended=None)
     (rd / "status.json").write_text(json.dumps(status))
     for name in ("config.yaml", "launch.json"):
-        if (tiny_run_dir / name).is_file():
-            shutil.copy(tiny_run_dir / name, rd / name)
+        if (run_dir / name).is_file():
+            shutil.copy(run_dir / name, rd / name)
     live = LiveEvaluator(rd, rules)
-    lines = (tiny_run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
     with (rd / "metrics.jsonl").open("w") as fh:
         for line in lines:
             fh.write(line)

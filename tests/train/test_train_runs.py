@@ -68,6 +68,11 @@ def test_headless_tiny_run_exits_0_with_complete_run_dir(tiny_model: str, tmp_pa
     assert [f["name"] for f in doc["findings"] if f["severity"] != "info"] == []
     check = run_cli(["check", str(rd), "--fail-on", "warning"], cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
+    # Watched live, the same run raises nothing at any step either (no false alarm mid-run).
+    from tests.engine.test_live_prefixes import assert_clean_at_every_step, assert_clean_when_replayed
+
+    assert_clean_at_every_step(rd)
+    assert_clean_when_replayed(rd, tmp_path)
 
 
 def test_lr_zero_run_reports_lr_zero_and_fails(tiny_model: str, tmp_path: Path) -> None:

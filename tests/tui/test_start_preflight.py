@@ -64,8 +64,10 @@ async def test_preflight_error_shows_modal_and_cancel_starts_nothing(tmp_path: P
         await wait_for(pilot, lambda: isinstance(app.screen, PreflightScreen))
         modal = app.screen
         assert [f.code for f in modal.result.errors] == ["C101"]
+        # the modal is pushed before it is painted: under load the first frame can lag
+        await wait_for(pilot, lambda: "Pre-flight check" in screen_text(app))
         text = screen_text(app)
-        assert "Pre-flight check: 1 error" in text and "seed24b.yaml" in text
+        assert "Pre-flight check: 1 error" in text and "seed24b.yaml" in text, text
         assert "C101 learning-rate-out-of-range" in text and "learning_rate 5e-05" in text
         assert "Start anyway (a)" in text and "Cancel (esc)" in text
         await pilot.press("enter")  # Cancel has the focus: enter alone never starts a refused run

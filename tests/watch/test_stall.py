@@ -91,7 +91,7 @@ def test_real_hung_run_is_stalled(tiny_model: str, tmp_path: Path) -> None:
         assert "run-stalled" not in {f.name for f in evaluate_all(run, load_rules(scopes=["log"]))}
         mark_progress(run, d, status(d), now=time.time() + 1800)  # the same run half an hour on
         (f,) = [f for f in evaluate_all(run, load_rules(scopes=["log"])) if f.name == "run-stalled"]
-        assert f.first_step == 4 and f.evidence["stalled_s"] >= 1800
+        assert f.first_step in (4, 5) and f.evidence["stalled_s"] >= 1800  # status.json may already say step 5
     finally:
         run_cli(["stop", "hang", "--runs-dir", "runs", "--grace", "1"], cwd=tmp_path)
     assert status(d)["state"] == "stopped"

@@ -10,7 +10,9 @@ a death by signal (the kernel's OOM killer, ``kill -9``) or an exit without a fi
 
 Stopping a run (see :func:`tuneterm.train.control.stop_run`): SIGTERM to this process (its pid is
 ``status.json: pid``) is forwarded to the training process, which stops gracefully at the next
-step end and saves nothing further; SIGKILL to the process group (``pgid``) is the forced stop.
+step end and saves nothing further. The forced stop is SIGKILL to the process group (``pgid``) and
+to every process carrying this run's ``TUNETERM_RUN_DIR`` (the ranks of a ``--gpus N`` run live in
+sessions of their own).
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
     half-written file. Keys (any may be ``null`` while unknown)::
 
         state       "starting" | "running" | "finished" | "failed" | "stopped"
-        pid         pid of the supervisor (``python -m tuneterm.train.child``); also the
-                    process-group id of every training process, so ``os.killpg(pgid, SIGTERM)``
-                    stops the whole run (launcher, accelerate ranks and all)
+        pid         pid of the supervisor (``python -m tuneterm.train.child``), a session
+                    leader; SIGTERM to it stops the run gracefully. The accelerate/torch launcher
+                    starts the ranks of a ``--gpus N`` run in sessions of their own, so a forced
+                    stop finds every process of the run by ``TUNETERM_RUN_DIR`` in its environment
+                    (:func:`tuneterm.train.control.run_processes`), not by process group alone
         pgid        process group id (== pid: the supervisor is a session leader)
         worker_pid  pid of the training process (rank 0's when ``--gpus`` > 1)
         step, max_steps, epoch   progress, updated at most every 2 s and on every log event

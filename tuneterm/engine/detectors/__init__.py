@@ -14,6 +14,7 @@ from tuneterm.engine.detectors import (  # noqa: F401 - imported for registratio
     numerics,
     preference,
     rl,
+    rl_dynamics,
     schedule,
     trends,
 )

@@ -178,7 +178,11 @@ class PreflightScreen(ModalScreen[bool]):
         title = f"Pre-flight check: {n_err} error{'s' if n_err != 1 else ''}"
         if n_warn:
             title += f", {n_warn} warning{'s' if n_warn != 1 else ''}"
-        title += f" in {inert_line(r.source, 80)}"
+        # keep the file name: a long path loses its head, not its tail
+        from tuneterm.report.result import display_path
+
+        src = inert_line(display_path(r.source), 1000)
+        title += f" in {src if len(src) <= 60 else '…' + src[-59:]}"
         with Vertical(id="modal", classes="preflight"):
             yield Label(Text(title), classes="modal-title")
             yield Static(Text("The run was not started. Fix the config (tuneterm check CONFIG explains each rule), "
