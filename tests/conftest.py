@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers, each starting real trainings (torch with one intra-op thread per core by
+    # default): on the 2-core CI machine that oversubscribes the CPU and makes the slowest runs
+    # several times slower. One thread per training process; subprocesses inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # CI runs in a fresh clone with shared/ beside it (../shared/corpus); a checkout may also carry it.
 _CANDIDATES = (REPO.parent / "shared" / "corpus", REPO / "shared" / "corpus")
 CORPUS: Path | None = next((p for p in _CANDIDATES if p.is_dir()), None)
