@@ -48,6 +48,9 @@ def test_headless_tiny_run_exits_0_with_complete_run_dir(tiny_model: str, tmp_pa
         assert (rd / name).is_file(), name
     cfg = yaml.safe_load((rd / "config.yaml").read_text())
     assert cfg["model_name_or_path"] == "tuneterm:tiny-llama" and cfg["logging_nan_inf_filter"] is False
+    # the planner's estimate for this config is recorded, to set against the measured peak on a GPU
+    est = json.loads((rd / "launch.json").read_text())["memory_estimate"]
+    assert est["model"] == "tuneterm:tiny-llama" and est["method"] == "full" and est["peak_gib"] > 0
     st = status(rd)
     assert st["state"] == "finished" and st["exit_code"] == 0 and st["step"] == 30 and st["max_steps"] == 30
     assert st["pid"] and st["pgid"] == st["pid"] and st["host"] and st["started"] and st["ended"]

@@ -47,12 +47,15 @@ def how_to_follow(run_dir: Any) -> str:
     )
 
 
-def _preflight(config: Any, gpus: int, force: bool) -> None:
+def _preflight(config: Any, gpus: int, force: bool) -> dict[str, Any] | None:
     """Run the pre-flight config rules (:func:`tuneterm.train.preflight.preflight`) on the
     resolved config (after --set), print every finding, and refuse on errors unless ``force``.
 
     Raises:
         ConfigError: error findings and no ``--force`` (exit 2).
+
+    Returns:
+        The planner's memory estimate for the config (recorded in launch.json), or None.
     """
     from tuneterm.errors import ConfigError
     from tuneterm.train.preflight import preflight
@@ -60,11 +63,12 @@ def _preflight(config: Any, gpus: int, force: bool) -> None:
     result = preflight(config, gpus)
     if result.skipped is not None:
         _say(f"tuneterm: warning: pre-flight check could not run ({result.skipped}); continuing")
-        return
+        return None
     for line in result.lines():
         _say(f"tuneterm: {line}")
     if not result.ok and not force:
         raise ConfigError(f"{result.summary()}; fix them or pass --force")
+    return result.memory_estimate
 
 
 def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
@@ -201,7 +205,7 @@ def train_cmd(
     from tuneterm.train.launch import launch
 
     cfg = resolve(config, overrides=parse_set(set_), trainer=trainer)
-    _preflight(cfg, gpus, force)
+    estimate = _preflight(cfg, gpus, force)
     launched = launch(
         cfg,
         runs_dir=runs_dir,
@@ -211,6 +215,7 @@ def train_cmd(
         sample_every=sample_every,
         stop_on=stop_on,
         argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
+        memory_estimate=estimate,
     )
     rd = launched.run
     print(rd.name, flush=True)

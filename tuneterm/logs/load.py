@@ -352,6 +352,82 @@ def _load_run_dir(d: Path, run: Run) -> None:
     read_samples(run, d / "samples.jsonl")
     if status is not None:
         apply_status(run, status)
+    read_memory_record(run, d)
+
+
+def read_memory_record(run: Run, d: Path) -> None:
+    """The planner's estimate (launch.json ``memory_estimate``, written by ``tuneterm train``) and
+    the measured peak (``gpu.jsonl``: the largest ``peak_allocated_mib`` and ``peak_reserved_mib``
+    of a CUDA run) into ``run.facts.extra``: ``memory_estimate`` (the recorded dict),
+    ``measured_peak_allocated_gib``, ``measured_peak_reserved_gib`` and ``gpu_name``.
+
+    Either side may be missing (a CPU run has no CUDA peaks; a run launched before 0.2, or of a
+    model the planner does not know, has no estimate). Malformed rows are skipped.
+    """
+    extra = run.facts.extra
+    launch = load_mapping(d / "launch.json")
+    est = launch.get("memory_estimate") if isinstance(launch, dict) else None
+    if isinstance(est, dict) and isinstance(est.get("peak_gib"), (int, float)):
+        extra["memory_estimate"] = est
+    alloc = reserved = None
+    name = None
+    try:
+        with open(d / "gpu.jsonl", "rb") as fh:
+            for raw in fh:
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(row, dict):
+                    continue
+                for key in ("peak_allocated_mib", "mem_allocated_mib"):
+                    v = row.get(key)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                        alloc = v if alloc is None else max(alloc, v)
+                for key in ("peak_reserved_mib", "mem_reserved_mib"):
+                    v = row.get(key)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                        reserved = v if reserved is None else max(reserved, v)
+                if name is None and isinstance(row.get("name"), str):
+                    name = row["name"][:100]
+    except OSError:
+        pass
+    if alloc is not None:
+        extra["measured_peak_allocated_gib"] = round(alloc / 1024, 3)
+    if reserved is not None:
+        extra["measured_peak_reserved_gib"] = round(reserved / 1024, 3)
+    if name is not None:
+        extra["gpu_name"] = name
+
+
+def memory_line(extra: dict[str, Any]) -> str | None:
+    """``memory per GPU: estimated 18.6 GiB, measured 17.9 GiB (+4%; reserved 19.1)`` from
+    :func:`read_memory_record`'s facts, or None when no CUDA peak was measured (a CPU run, or a run
+    that has not logged yet: an estimate "per GPU" alone would mislead there). The planner's peak
+    is a reserved-memory figure, so it is compared with the measured reserved peak when there is one.
+
+    >>> memory_line({"memory_estimate": {"peak_gib": 10.0}, "measured_peak_allocated_gib": 9.0, "measured_peak_reserved_gib": 11.0})
+    'memory per GPU: estimated 10.0 GiB, measured 11.0 GiB reserved (estimate -9%; allocated 9.0)'
+    """
+    est = extra.get("memory_estimate")
+    peak = float(est["peak_gib"]) if isinstance(est, dict) and isinstance(est.get("peak_gib"), (int, float)) else None
+    alloc, reserved = extra.get("measured_peak_allocated_gib"), extra.get("measured_peak_reserved_gib")
+    measured = reserved if isinstance(reserved, (int, float)) else alloc
+    if not isinstance(measured, (int, float)):
+        return None
+    parts = []
+    if peak is not None:
+        parts.append(f"estimated {peak:.1f} GiB")
+    if isinstance(measured, (int, float)):
+        what = "reserved" if measured is reserved else "allocated"
+        m = f"measured {measured:.1f} GiB {what}"
+        extras = []
+        if peak is not None and measured > 0:
+            extras.append(f"estimate {(peak - measured) / measured:+.0%}")
+        if what == "reserved" and isinstance(alloc, (int, float)):
+            extras.append(f"allocated {alloc:.1f}")
+        parts.append(m + (f" ({'; '.join(extras)})" if extras else ""))
+    return "memory per GPU: " + ", ".join(parts)
 
 
 def is_command_run(d: Path) -> bool:

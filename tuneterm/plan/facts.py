@@ -511,6 +511,15 @@ def resolve_model(spec: str, *, online: bool | None = None) -> ModelFacts:
     spec = spec.strip()
     if not spec:
         raise ConfigError("empty model name")
+    if spec.startswith("tuneterm:"):
+        # tuneterm's built-in tiny model: its local build, once `tuneterm train` has made it
+        from tuneterm.train.builtin import built_model_dir
+
+        built = built_model_dir(spec)
+        if built is None:
+            raise ConfigError(f"{spec}: built-in model not built yet (the first `tuneterm train` builds it)")
+        return facts_from_config(read_config_json(built / "config.json"), name=spec, source="local",
+                                 detail=str(built / "config.json"), local_dir=built)
     p = Path(spec).expanduser()
     if p.is_file() and p.name.endswith(".json"):
         return facts_from_config(read_config_json(p), name=spec, source="local", detail=str(p), local_dir=p.parent)

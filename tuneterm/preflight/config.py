@@ -125,9 +125,26 @@ def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus:
                      compute_capability=cc)
     findings = evaluate_config(cf)
     facts = cf.summary()
-    if cf.model is not None and cf.gpu_memory_gib is not None:
+    if cf.model is not None:
+        from tuneterm.errors import TunetermError
         from tuneterm.plan.memory import estimate
         from tuneterm.preflight.config_read import setup_from_config
 
-        facts["estimated_peak_gib"] = round(estimate(cf.model, setup_from_config(cf)).peak_gib, 2)
+        try:
+            setup = setup_from_config(cf)
+            est = estimate(cf.model, setup)
+        except TunetermError:
+            est = None  # a setting the estimator refuses is the detectors' business, not a crash
+        if est is not None:
+            # What `tuneterm train` records in launch.json, to set against the measured peak.
+            facts["memory_estimate"] = {
+                "peak_gib": round(est.peak_gib, 3), "allocated_gib": round(est.allocated_gib, 3),
+                "reserved_gib": round(est.reserved_gib, 3), "peak_phase": est.peak_phase,
+                "model": cf.model.name, "model_source": cf.model.source, "method": setup.method,
+                "trainer": setup.trainer, "batch_size": setup.batch_size, "seq_len": setup.seq_len,
+                "gradient_checkpointing": setup.gradient_checkpointing, "dtype": setup.dtype,
+                "optimizer": setup.optimizer, "gpus": setup.gpus,
+            }
+            if cf.gpu_memory_gib is not None:
+                facts["estimated_peak_gib"] = round(est.peak_gib, 2)
     return facts, findings

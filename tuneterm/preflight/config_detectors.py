@@ -30,11 +30,16 @@ def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
 
 
 @detector("config_lr_range", scope="config",
-          params={"error_factor": Param("float", "a rate this many times outside the range is an error", min=1.0)},
+          params={"error_factor": Param("float", "a rate this many times outside the range is an error", min=1.0),
+                  "min_size_b": Param("float", "no range below this size (billions): the tables have no evidence there", min=0.0)},
           evidence=("learning_rate", "low", "high", "size_b", "method", "trainer", "direction", "row", "source", "suggested", "origin"))
 def lr_range(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
-    """Learning rate outside the recommendation table's range for the model size, method and trainer."""
-    if cf.model is None:
+    """Learning rate outside the recommendation table's range for the model size, method and trainer.
+
+    Models below ``min_size_b`` (a randomly initialised test model such as ``tuneterm:tiny-llama``)
+    get no verdict: every row of the table comes from pretrained models of 0.1B parameters and up.
+    """
+    if cf.model is None or cf.model.size_b < float(params.get("min_size_b", 0.0)):
         return []
     from tuneterm.plan.recommend import lr_row
 
@@ -139,11 +144,14 @@ def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
     QLoRA the 4-bit matmuls also compute in float32 (bitsandbytes' "bnb_4bit_compute_dtype=
     torch.float32" warning, 3x slower: failure_modes.md FM-34) and the unquantized embeddings,
     head and norms stay in float32. Full fine-tuning is left alone: float32 weights with bf16
-    autocast is the standard mixed-precision recipe there.
+    autocast is the standard mixed-precision recipe there, and so is a run that trains in plain
+    float32 (``bf16: false`` and no ``fp16``; TRL 1.x's configs default ``bf16`` to true).
     """
     if cf.method == "full" or cf.dialect != "trl" or load_dtype(cf) != "float32":
         return []
     fp16 = bool(cf.get("fp16"))
+    if not fp16 and cf.get("bf16") is False:
+        return []  # plain float32 training (a CPU run, an old GPU): float32 weights are the intent
     dtype_setting = "float32" if cf.get("dtype") or cf.get("model_init_kwargs") else "not set (TRL default float32)"
     name = cf.model.name if cf.model else str(cf.get("model_name_or_path", "the model"))
     ev = _ev(cf, "dtype", "model_init_kwargs", "load_in_4bit", "use_peft", "model_name_or_path",

@@ -166,6 +166,14 @@ def result_from_run(run: Run, findings: list[Finding], rules: tuple[Rule, ...] =
         summary["max_steps"] = facts.max_steps
     if facts.model_name or facts.model_type:
         summary["model"] = facts.model_name or facts.model_type
+    # A tuneterm run's planner estimate against its measured GPU peak (run directories only).
+    mem = {k: facts.extra[k] for k in ("measured_peak_allocated_gib", "measured_peak_reserved_gib", "gpu_name")
+           if k in facts.extra}
+    est = facts.extra.get("memory_estimate")
+    if isinstance(est, dict):
+        mem["estimate"] = est
+    if mem:
+        summary["memory"] = mem
     return CheckResult(
         source=run.source,
         subject="log",

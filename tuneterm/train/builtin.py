@@ -84,6 +84,18 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
 
 
+def built_model_dir(name: str) -> Path | None:
+    """The directory of the built-in model ``name`` if it has been built already, else None.
+
+    Builds nothing and imports nothing heavy: the planner and the pre-flight check use it to read
+    the tiny model's config.json like any local model's.
+    """
+    if name != TINY_MODEL:
+        return None
+    target = cache_dir() / f"tiny-llama-{_BUILD_VERSION}"
+    return target if (target / "config.json").is_file() else None
+
+
 def resolve_model(name: str) -> str:
     """Map a model name to what ``from_pretrained`` should load: built-ins become a local path.
 

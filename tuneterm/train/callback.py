@@ -229,7 +229,10 @@ class TunetermCallback(TrainerCallback):
             row["mem_allocated_mib"] = round(torch.cuda.memory_allocated(dev) / mib, 1)
             row["mem_reserved_mib"] = round(torch.cuda.memory_reserved(dev) / mib, 1)
             row["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(dev) / mib, 1)
+            # the planner's peak is a reserved-memory figure: record the window's reserved peak too
+            row["peak_reserved_mib"] = round(torch.cuda.max_memory_reserved(dev) / mib, 1)
             row["mem_total_mib"] = round(torch.cuda.get_device_properties(dev).total_memory / mib, 1)
+            row["name"] = torch.cuda.get_device_name(dev)
             row["utilization"] = self._utilization(dev)
             torch.cuda.reset_peak_memory_stats(dev)
         else:

@@ -76,8 +76,14 @@ def launch(
     sample_every: int = 0,
     stop_on: str = "never",
     argv: list[str] | None = None,
+    memory_estimate: dict[str, Any] | None = None,
 ) -> Launched:
     """Create the run directory for ``config`` and start its supervisor (detached).
+
+    ``memory_estimate`` (the pre-flight's planner estimate, :attr:`tuneterm.train.preflight.
+    PreflightResult.memory_estimate`) is recorded in launch.json, so that every run on a GPU sets
+    the planner against its measured peak (``tuneterm doctor RUN``,
+    ``benchmarks/estimate_vs_measured.py``).
 
     Raises:
         InputError: the run directory cannot be created or the name is taken.
@@ -95,6 +101,7 @@ def launch(
         "cwd": os.getcwd(),
         "argv": list(argv or []),
         "tuneterm_version": __version__,
+        "memory_estimate": memory_estimate,
     }
     rd.launch.write_text(json.dumps(launch_info, indent=1) + "\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "tuneterm.train.child", str(rd.path.resolve())]

@@ -46,11 +46,15 @@ class PreflightResult:
         findings: every finding, most severe first (errors, then warnings, then info).
         skipped: why the check could not run (then ``findings`` is empty and :attr:`ok` is True),
             else None.
+        memory_estimate: the planner's per-GPU estimate for this config (peak, allocated,
+            reserved GiB and the setup it assumed) when the model is known, else None; recorded
+            in the run's launch.json so the measured peak can be set against it.
     """
 
     source: str
     findings: tuple[Finding, ...] = ()
     skipped: str | None = None
+    memory_estimate: dict[str, Any] | None = None
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -114,10 +118,12 @@ def preflight(config: TrainConfig, gpus: int = 1, *, gpu_memory_gib: float | Non
         try:
             # the trainer as resolved (--trainer, a `# tuneterm: trainer=` comment): the temporary
             # copy has lost the comment, and its keys alone may suggest another trainer
-            _facts, findings = check_config(tmp, gpu_memory_gib=gpu_memory_gib, gpus=gpus, trainer=config.trainer)
+            facts, findings = check_config(tmp, gpu_memory_gib=gpu_memory_gib, gpus=gpus, trainer=config.trainer)
         except Exception as exc:  # noqa: BLE001 - the config is already validated against TRL; a
             # pre-flight check that cannot run (broken rule table, its own parse) must not block it
             return PreflightResult(source=source, skipped=f"{type(exc).__name__}: {exc}")
     finally:
         os.unlink(tmp)
-    return PreflightResult(source=source, findings=tuple(replace(f, source=source, line=None) for f in findings))
+    est = facts.get("memory_estimate")
+    return PreflightResult(source=source, findings=tuple(replace(f, source=source, line=None) for f in findings),
+                           memory_estimate=dict(est) if isinstance(est, dict) else None)

@@ -57,9 +57,9 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
 
 ``gpu.jsonl``
     One object per logging window (written with each metrics line): ``{"step", "time", "device"}``
-    plus, on CUDA, ``"mem_allocated_mib"``, ``"mem_reserved_mib"``, ``"peak_allocated_mib"`` (peak
-    since the previous line), ``"mem_total_mib"``, ``"utilization"`` (percent, NVML; null when NVML
-    is absent); on CPU ``"device": "cpu"`` with ``"rss_mib"`` and ``"peak_rss_mib"`` of the process.
+    plus, on CUDA, ``"mem_allocated_mib"``, ``"mem_reserved_mib"``, ``"peak_allocated_mib"`` and
+    ``"peak_reserved_mib"`` (peaks since the previous line), ``"mem_total_mib"``, ``"name"`` (the
+    GPU), ``"utilization"`` (percent, NVML; null when NVML is absent); on CPU ``"device": "cpu"`` with ``"rss_mib"`` and ``"peak_rss_mib"`` of the process.
 
 ``stdout.log``, ``stderr.log``
     The training process's own streams (all ranks, unbuffered). An exception that ends the run is

@@ -234,21 +234,21 @@ class RunsScreen(MainScreen):
         if not result.ok:
             self.post_message(PreflightRefused(cfg, result))
             return
-        self._launch(cfg, preflight_notes(result))
+        self._launch(cfg, preflight_notes(result), result.memory_estimate)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch", description="Launching a run despite pre-flight errors.")
-    def start_anyway(self, cfg: Any) -> None:
+    def start_anyway(self, cfg: Any, memory_estimate: dict[str, Any] | None = None) -> None:
         """Launch an already resolved and checked config (the user chose "Start anyway")."""
-        self._launch(cfg, ())
+        self._launch(cfg, (), memory_estimate)
 
-    def _launch(self, cfg: Any, notes: tuple[str, ...]) -> None:
+    def _launch(self, cfg: Any, notes: tuple[str, ...], memory_estimate: dict[str, Any] | None = None) -> None:
         """Start the run's supervisor and post :class:`RunLaunched` (called in a worker thread)."""
         from tuneterm.errors import TunetermError
 
         try:
             from tuneterm.train.launch import launch
 
-            launched = launch(cfg, runs_dir=self.tapp.runs_dir, argv=["tuneterm", "ui"])
+            launched = launch(cfg, runs_dir=self.tapp.runs_dir, argv=["tuneterm", "ui"], memory_estimate=memory_estimate)
         except TunetermError as exc:
             self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
             return
@@ -267,7 +267,7 @@ class RunsScreen(MainScreen):
             if start:
                 self.notify(f"starting {inert_line(result.source, 100)} despite {len(result.errors)} pre-flight "
                             "error(s) ...", severity="warning", markup=False)
-                self.start_anyway(cfg)
+                self.start_anyway(cfg, result.memory_estimate)
             else:
                 self.notify(f"not started: {inert_line(result.summary(), 200)}", markup=False)
 
