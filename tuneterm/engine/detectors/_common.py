@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from tuneterm.engine.stats import fmt_num
+from tuneterm.engine.stats import finite_points, fmt_num
 from tuneterm.logs.model import Run, Series
 
 
@@ -13,6 +14,17 @@ def train(run: Run, name: str) -> Series | None:
     """The training series ``name`` if it has at least one point."""
     s = run.train.get(name)
     return s if s is not None and len(s) else None
+
+
+def train_points(run: Run, name: str, min_points: int) -> tuple[Any, Any] | None:
+    """``(steps, values)``: the finite points of the training series ``name``, or ``None`` when
+    the series is absent or has fewer than ``min_points`` of them (the usual opening of a trend
+    detector)."""
+    s = train(run, name)
+    if s is None:
+        return None
+    steps, values = finite_points(s)
+    return (steps, values) if len(values) >= min_points else None
 
 
 def eval_series(run: Run, name: str, eval_sets: Sequence[str] = ("*",)) -> Iterator[tuple[str, Series]]:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.detectors._common import train
+from tuneterm.engine.detectors._common import train, train_points
 from tuneterm.engine.model import Detection, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, median, runs, slope
@@ -40,13 +40,11 @@ def chosen_reward_decline(run: Run, params: Mapping[str, Any]) -> list[Detection
     >>> chosen_reward_decline(run, p)[0].severity.value
     'warning'
     """
-    rc = train(run, "rewards/chosen")
-    if rc is None:
+    pts = train_points(run, "rewards/chosen", params["min_points"])
+    if pts is None:
         return []
-    steps, values = finite_points(rc)
+    steps, values = pts
     n = len(values)
-    if n < params["min_points"]:
-        return []
     k = max(3, int(n * params["tail_fraction"]))
     tail_steps, tail_vals = steps[-k:], values[-k:]
     if median(tail_vals) >= params["max_tail_reward"] or slope(tail_steps, tail_vals) >= 0:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneterm.engine.detectors._common import pct, train
+from tuneterm.engine.detectors._common import pct, train, train_points
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, median, rolling_median, series_blocks, slope
@@ -209,13 +209,11 @@ def reward_flat(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> reward_flat(run, p)[0].severity.value
     'warning'
     """
-    s = train(run, "reward")
-    if s is None:
+    pts = train_points(run, "reward", params["min_points"])
+    if pts is None:
         return []
-    steps, values = finite_points(s)
+    steps, values = pts
     n = len(values)
-    if n < params["min_points"]:
-        return []
     frac = train(run, "frac_reward_zero_std")
     if frac is not None:
         _, fv = finite_points(frac)
