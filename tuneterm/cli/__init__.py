@@ -80,11 +80,42 @@ def error(message: str) -> None:
     print(f"tuneterm: error: {inert_line(message, 400)}", file=sys.stderr)
 
 
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _quiet_pipe_exit() -> None:
+    """Point stdout at /dev/null so that nothing more (the interpreter's final flush included)
+    is written to the closed pipe: no ``Exception ignored`` line, no traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and exit with the documented code."""
+    """Console-script entry point: run the app and exit with the documented code.
+
+    A closed pipe (``tuneterm doctor RUN | head``) is a quiet exit 0 for every command, whether
+    ``print`` raised ``BrokenPipeError``, Rich's console turned it into ``SystemExit(1)`` after
+    pointing stdout at /dev/null, or only the final flush found the pipe closed.
+    """
+    stdout_at_start = _fd_identity(1)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="tuneterm")
         code = int(rv) if isinstance(rv, int) else 0
+    except SystemExit as exc:
+        devnull = _fd_identity(os.open(os.devnull, os.O_RDONLY))
+        now = _fd_identity(1)
+        if exc.code == 1 and now is not None and now != stdout_at_start and now == devnull:
+            code = ExitCode.OK  # Rich's on_broken_pipe: it already redirected stdout to /dev/null
+        else:
+            raise
     except _EXIT as exc:
         code = exc.exit_code  # type: ignore[attr-defined]
     except _CLICK_ERROR as exc:
@@ -98,12 +129,17 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except BrokenPipeError:
         # stdout closed early (`tuneterm check ... | head`): not an error worth a message.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_pipe_exit()
         code = ExitCode.OK
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
         if os.environ.get("TUNETERM_DEBUG"):
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (set TUNETERM_DEBUG=1 for a traceback)")
         code = ExitCode.USAGE
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_pipe_exit()  # everything was produced: the command's own exit code stands
+    except (OSError, ValueError):
+        pass
     sys.exit(code)

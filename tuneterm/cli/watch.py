@@ -54,6 +54,7 @@ def watch_cmd(
     idle_timeout: float = typer.Option(60.0, "--idle-timeout", min=0, help="End the watch of a log file that has not grown for this many seconds (0: never)."),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     name: str | None = typer.Option(None, "--name", help="Run name for -- COMMAND (default: <script>-<date>-<time>)."),
+    heartbeat: float = typer.Option(30.0, "--heartbeat", min=0, metavar="SECONDS", help="Headless: a line with step, loss, steps/s and ETA every SECONDS (0: none)."),
 ) -> int:
     """Follow a run or log live, print findings with fixes as they fire; or run COMMAND under tuneterm."""
     import click
@@ -78,7 +79,7 @@ def watch_cmd(
         if name is not None:
             raise click.BadParameter("--name is only for -- COMMAND", param_hint="'--name'")
         path = resolve_target(target[0], runs_dir)
-    view = make_view(headless, path.name)
+    view = make_view(headless, path.name, heartbeat_s=heartbeat)
     interactive = not headless and sys.stdin is not None and sys.stdin.isatty()
     result = watch(path, rules, options=options, view=view, proc=proc, on_interrupt=ask_stop if interactive else None)
     if result.interrupted:
@@ -135,7 +136,9 @@ def _run_cells(i: Any) -> list[Any]:
 
     from tuneterm.watch.runs import fmt_duration
 
-    step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
+    from tuneterm.report.progress import step_text
+
+    step = step_text(i.step, i.max_steps, i.state)
     loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
     if i.errors is None:
         found = Text("-")
@@ -193,9 +196,9 @@ def print_runs_table(console: Any, infos: list[Any]) -> None:
         t = table(header=n == 0)
         t.add_row(*cells)
         console.print(t)
-        err = error_line(info)
-        if err is not None:
-            console.print(Text(f"  {err}", style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
+        for line in (error_line(info), inert_line(info.note, 300) if info.note else None):
+            if line is not None:
+                console.print(Text(f"  {line}", style="dim"), no_wrap=True, overflow="ellipsis", crop=True)
 
 
 @app.command("stop")
@@ -207,9 +210,10 @@ def stop_cmd(
 ) -> int:
     """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
     from tuneterm.errors import InputError
-    from tuneterm.train.control import stop_run
+    from tuneterm.train.control import run_processes, stop_run
     from tuneterm.train.rundir import RunDir
-    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target
+    from tuneterm.train.workers import alive_workers
+    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target, supervisor_lost
 
     try:
         path = resolve_target(run, runs_dir)
@@ -218,16 +222,24 @@ def stop_cmd(
     if not is_run_dir(path) or not (path / "status.json").is_file():
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
     status = read_status(path)
-    state = effective_state(status)
+    state = effective_state(status, path)
+    if state.endswith("?"):
+        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
+    rd = RunDir(path)
     if state in ("finished", "failed", "stopped"):
         _say(f"run {path.name} already {state}")
         return int(ExitCode.OK)
-    if state == "died":
-        _say(f"run {path.name}: its process (pid {status.get('pid')}) is already gone; see: tuneterm watch {path} --no-follow")
+    if state in ("died", "unknown") and not run_processes(rd, status):
+        what = "its processes are" if state == "died" else "no process of it is"
+        _say(f"run {path.name}: {what} already gone (pid {status.get('pid')}); see: tuneterm doctor {path}")
         return int(ExitCode.OK)
-    if state.endswith("?"):
-        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
-    _say(f"stopping run {path.name} (pid {status.get('pid')}){' with SIGKILL' if force else ''} ...")
-    final = stop_run(RunDir(path), grace_s=0.0 if force else grace)
-    _say(f"run {path.name} {final}")
+    who = f"pid {status.get('pid')}"
+    if supervisor_lost(status, path):
+        pids = ", ".join(str(w.pid) for w in alive_workers(path))
+        who = f"supervisor gone; training process pid {pids}"
+    _say(f"stopping run {path.name} ({who}){' with SIGKILL' if force else ''} ...")
+    final = stop_run(rd, grace_s=0.0 if force else grace)
+    after = read_status(path)
+    at = after.get("step")
+    _say(f"run {path.name} {final}" + (f" at step {at}" if isinstance(at, int) and not isinstance(at, bool) else ""))
     return int(ExitCode.OK)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import IO, Any
 from transformers import TrainerCallback
 
 from tuneterm.train.rundir import RunDir
+from tuneterm.train.workers import WorkerReporter
 
 _STATUS_EVERY_S = 2.0
 
@@ -62,6 +64,8 @@ class TunetermCallback(TrainerCallback):
         max_new_tokens: generation budget per sample.
         stop_flag: returns True once a stop was requested (SIGTERM).
         samples_off_reason: when set, samples are disabled and the reason is put in status.json.
+        reporter: this rank's own record (``worker-<rank>.json``): progress every 2 s, and the
+            supervisor's death noticed within 2 s.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class TunetermCallback(TrainerCallback):
         max_new_tokens: int = 32,
         stop_flag: Callable[[], bool] = lambda: False,
         samples_off_reason: str | None = None,
+        reporter: WorkerReporter | None = None,
     ) -> None:
         self.rd = run_dir
         self.tokenizer = tokenizer
@@ -82,6 +87,12 @@ class TunetermCallback(TrainerCallback):
         self.max_new_tokens = max_new_tokens
         self.stop_flag = stop_flag
         self.samples_off_reason = samples_off_reason
+        self.reporter = reporter
+        self._last_report = 0.0
+        # Test-only (TUNETERM_FAULT enospc): while set, every write of this callback fails with it.
+        self.inject_write_error: OSError | None = None
+        self._lost: dict[str, Any] = {}
+        self._lost_recorded = False
         self._files: dict[str, IO[str]] = {}
         self._last_status = 0.0
         self._last_sample_step = -1
@@ -95,9 +106,46 @@ class TunetermCallback(TrainerCallback):
         return fh
 
     def _write(self, name: str, obj: Mapping[str, Any]) -> None:
-        fh = self._file(name)
-        fh.write(json.dumps(obj, allow_nan=True, ensure_ascii=False) + "\n")
-        fh.flush()
+        """Append one JSON line to ``name``. A write that fails (disk full, quota) never ends
+        training: the line is dropped, counted, reported once on stderr, and recorded in
+        status.json (``write_errors``) once writing works again."""
+        line = json.dumps(obj, allow_nan=True, ensure_ascii=False) + "\n"
+        try:
+            if self.inject_write_error is not None:
+                raise self.inject_write_error
+            fh = self._file(name)
+            fh.write(line)
+            fh.flush()
+        except OSError as exc:
+            self._write_failed(name, obj.get("step"), exc)
+            return
+        if self._lost and not self._lost_recorded:
+            self._lost_recorded = self._status(write_errors=dict(self._lost))
+
+    def _write_failed(self, name: str, step: Any, exc: OSError) -> None:
+        fh = self._files.pop(name, None)
+        if fh is not None:
+            try:
+                fh.close()  # a partly written line stays a partial last line; readers skip it
+            except OSError:
+                pass
+        if not self._lost:
+            self._lost.update(error=f"{type(exc).__name__}: {exc}"[:300], first_step=step, lines=0)
+            print(f"tuneterm: cannot write {name} ({exc}); training continues, lines are dropped", file=sys.stderr, flush=True)
+        self._lost["lines"] = int(self._lost.get("lines", 0)) + 1
+        self._lost["last_step"] = step
+        self._lost_recorded = False
+
+    def _status(self, **fields: Any) -> bool:
+        """Merge ``fields`` into status.json; a failed write is skipped (the next one retries).
+        Returns whether it was written."""
+        try:
+            if self.inject_write_error is not None:
+                raise self.inject_write_error
+            self.rd.update_status(**fields)
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the open JSONL files (idempotent)."""
@@ -115,7 +163,7 @@ class TunetermCallback(TrainerCallback):
         fields: dict[str, Any] = {"state": "running", "step": state.global_step, "max_steps": state.max_steps}
         fields["samples"] = "on" if self._samples_enabled() else f"off: {self.samples_off_reason or 'disabled'}"
         fields["world_size"] = int(getattr(args, "world_size", 1) or 1)
-        self.rd.update_status(**fields)
+        self._status(**fields)
         self._last_status = time.monotonic()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
@@ -128,16 +176,20 @@ class TunetermCallback(TrainerCallback):
         row["time"] = round(now, 3)
         self._write("metrics.jsonl", row)
         self._write("gpu.jsonl", self._gpu_sample(state.global_step, now))
-        self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"])
+        self._status(step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"])
         self._last_status = time.monotonic()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._stop_agreed(args):
             control.should_training_stop = True
+        if self.reporter is not None and time.monotonic() - self._last_report >= _STATUS_EVERY_S:
+            self.reporter.progress(state.global_step, state.max_steps)
+            self.reporter.check_supervisor()
+            self._last_report = time.monotonic()
         if not state.is_world_process_zero:
             return
         if time.monotonic() - self._last_status >= _STATUS_EVERY_S:
-            self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch)
+            self._status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch)
             self._last_status = time.monotonic()
         if self._samples_enabled() and state.global_step % self.sample_every == 0:
             self._sample(kwargs.get("model"), state.global_step)
@@ -146,7 +198,7 @@ class TunetermCallback(TrainerCallback):
         if state.is_world_process_zero:
             if self._samples_enabled() and self._last_sample_step != state.global_step and not self.stop_flag():
                 self._sample(kwargs.get("model"), state.global_step)
-            self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch)
+            self._status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch)
         self.close()
 
     # -- stop --------------------------------------------------------------------------------
@@ -212,7 +264,7 @@ class TunetermCallback(TrainerCallback):
                 )
         except Exception as exc:  # noqa: BLE001 - a sampling failure must never kill the run
             self.samples_off_reason = f"generation failed: {type(exc).__name__}: {exc}"[:300]
-            self.rd.update_status(samples=f"off: {self.samples_off_reason}")
+            self._status(samples=f"off: {self.samples_off_reason}")
         finally:
             if was_training:
                 model.train()

@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tuneterm.train.control import proc_start
 from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.train.workers import SUPERVISOR_ENV
 
 
 def worker_command(launch: dict[str, Any], run_dir: Path) -> list[str]:
@@ -93,7 +95,8 @@ def supervise(run_dir: Path) -> int:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["TUNETERM_RUN_DIR"] = str(rd.path)
-    rd.update_status(pid=os.getpid(), pgid=os.getpgid(0), command=cmd)
+    env[SUPERVISOR_ENV] = str(os.getpid())
+    rd.update_status(pid=os.getpid(), pid_start=proc_start(os.getpid()), pgid=os.getpgid(0), command=cmd)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)  # noqa: S603 - argv, no shell
     stop_requested = False
 

@@ -174,6 +174,27 @@ def run_processes(rd: RunDir, status: dict[str, Any] | None = None) -> list[Proc
     return sorted((ProcRef(p, stats[p].start) for p in found if p in stats), key=lambda r: r.pid)
 
 
+def proc_start(pid: int | None) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or ``None``: with the
+    pid it pins the process (:class:`ProcRef`), so a reused pid is not mistaken for it."""
+    if not pid or pid <= 0 or not _has_proc():
+        return None
+    st = _stat(pid)
+    return None if st is None or st.zombie else st.start
+
+
+def supervisor_alive(status: dict[str, Any]) -> bool:
+    """True while the supervisor recorded in ``status`` (``pid``, pinned by ``pid_start`` when
+    recorded) runs on this machine."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    start = status.get("pid_start")
+    if isinstance(start, int) and not isinstance(start, bool) and _has_proc():
+        return proc_alive(ProcRef(pid, start))
+    return pid_alive(pid)
+
+
 def proc_alive(ref: ProcRef) -> bool:
     """True while the process ``ref`` names runs (same pid *and* start time, not a zombie)."""
     st = _stat(ref.pid)
@@ -271,12 +292,22 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
         return str(status["state"])
     pid, pgid = status.get("pid"), status.get("pgid") or status.get("pid")
     procs = run_processes(rd, status)  # before SIGTERM: the supervisor's children are still its own
-    rd.update_status(stop_requested=True)
-    if pid_alive(pid):
+    ranks = _worker_refs(rd)
+    procs = sorted({r.pid: r for r in [*procs, *ranks]}.values(), key=lambda r: r.pid)
+    try:
+        rd.update_status(stop_requested=True)
+    except OSError:
+        pass  # a full disk must not keep the run from being stopped
+    if supervisor_alive(status):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    else:
+        # The supervisor is gone (killed) but the run may still train: ask the training
+        # processes themselves to stop at the next step end (they record the stop and the step).
+        for r in ranks or procs:
+            _signal_ref(r, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if proc is not None:
@@ -294,9 +325,26 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
         _kill_all(rd, pgid, procs, poll_s=poll_s, proc=proc)
     status = rd.read_status()
     if status.get("state") not in TERMINAL_STATES:
-        rd.update_status(state="stopped", error="stopped on request (forced: SIGKILL)", ended=now_iso(), signal="SIGKILL")
+        fields: dict[str, Any] = {"state": "stopped", "error": "stopped on request (forced: SIGKILL)", "ended": now_iso(), "signal": "SIGKILL"}
+        steps = [w.step for w in _records(rd) if w.step is not None]
+        if steps and max(steps) > (status.get("step") if isinstance(status.get("step"), int) else -1):
+            fields["step"] = max(steps)  # the step the training process itself recorded last
+        rd.update_status(**fields)
         return "stopped"
     return str(status["state"])
+
+
+def _records(rd: RunDir) -> list[Any]:
+    from tuneterm.train.workers import read_workers
+
+    return read_workers(rd.path)
+
+
+def _worker_refs(rd: RunDir) -> list[ProcRef]:
+    """The live training processes recorded in the run's ``worker-<rank>.json`` files."""
+    from tuneterm.train.workers import record_alive
+
+    return [ProcRef(w.pid, w.start) for w in _records(rd) if w.pid is not None and w.start is not None and record_alive(w)]
 
 
 def _kill_all(rd: RunDir, pgid: int | None, procs: list[ProcRef], *, poll_s: float, proc: Any, wait_s: float = 5.0) -> None:

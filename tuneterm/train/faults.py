@@ -25,6 +25,10 @@ prove rules fire on real runs, and handy for trying the watcher. Grammar: comma-
     staying alive: what a stuck NCCL collective or a generation that never returns looks like.
 ``sleep=SECONDS``
     Sleep SECONDS after every step (slow a tiny run down to test watching and stopping).
+``enospc@STEP[=STEPS]``
+    From step STEP (default 1), for STEPS steps (default 3), every write of the run-directory
+    callback (metrics, gpu, samples, status) fails with ``OSError(ENOSPC)``, as on a full disk;
+    then the disk has room again. Training must go on and keep everything written before.
 
 >>> parse_faults("nan-weights@3,sleep=0.5")
 [Fault(kind='nan-weights', step=3, value=None), Fault(kind='sleep', step=None, value=0.5)]
@@ -32,6 +36,7 @@ prove rules fire on real runs, and handy for trying the watcher. Grammar: comma-
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -40,7 +45,7 @@ from typing import Any
 from tuneterm.errors import ConfigError
 
 ENV = "TUNETERM_FAULT"
-KINDS = ("freeze", "nan-weights", "crash", "oom", "oom-eval", "hang", "sleep")
+KINDS = ("freeze", "nan-weights", "crash", "oom", "oom-eval", "hang", "sleep", "enospc")
 _OOM_TEXT = (
     "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB "
     "of which 1.06 GiB is free. (injected fault)"
@@ -85,8 +90,11 @@ def faults_from_env() -> list[Fault]:
     return parse_faults(os.environ.get(ENV))
 
 
-def make_fault_callback(faults: list[Fault]) -> Any:
-    """A TrainerCallback that injects ``faults`` (imports transformers; call only in the child)."""
+def make_fault_callback(faults: list[Fault], writer: Any = None) -> Any:
+    """A TrainerCallback that injects ``faults`` (imports transformers; call only in the child).
+
+    ``writer`` is the run-directory callback whose writes ``enospc`` makes fail.
+    """
     import torch
     from transformers import TrainerCallback
 
@@ -120,6 +128,14 @@ def make_fault_callback(faults: list[Fault]) -> Any:
                 raise torch.OutOfMemoryError(_OOM_TEXT)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            for f in faults:
+                if f.kind == "enospc" and writer is not None:
+                    first = f.step or 1
+                    last = first + int(f.value or 3) - 1
+                    # runs after the run-directory callback's on_step_end and before on_log, so
+                    # the log lines of steps first..last are the ones that fail
+                    full = first <= state.global_step <= last
+                    writer.inject_write_error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else None
             for f in faults:
                 if f.kind == "sleep" and f.value:
                     time.sleep(f.value)

@@ -215,11 +215,33 @@ class RunDir:
         return data if isinstance(data, dict) else {}
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into status.json and write it atomically; returns the new status."""
+        """Merge ``fields`` into status.json and write it atomically; returns the new status.
+
+        A status.json that exists but cannot be parsed (written by something else, a disk that
+        filled up under a non-atomic writer) is kept as ``status.json.corrupt`` before the new one
+        replaces it, so nothing that was written is lost.
+        """
         data = self.read_status()
+        if not data:
+            self._keep_corrupt()
         data.update(fields)
         write_json_atomic(self.status_file, data)
         return data
+
+    def _keep_corrupt(self) -> None:
+        try:
+            raw = self.status_file.read_bytes()
+        except OSError:
+            return
+        try:
+            json.loads(raw)
+            return  # parseable (e.g. an empty object): nothing to keep
+        except ValueError:
+            pass
+        try:
+            os.replace(self.status_file, self.path / f"{STATUS}.corrupt")
+        except OSError:
+            pass
 
     def read_launch(self) -> dict[str, Any]:
         """launch.json as a dict.

@@ -35,6 +35,7 @@ from tuneterm.errors import ConfigError
 from tuneterm.train import builtin
 from tuneterm.train.config import Trainer, instantiate
 from tuneterm.train.rundir import RunDir, now_iso
+from tuneterm.train.workers import WorkerReporter
 
 _LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _DEFAULT_PROMPTS = ("Write one sentence about a river.", "What is 2 plus 3?", "Tell me a short story.")
@@ -151,7 +152,7 @@ def sample_prompts(dataset: Any, tokenizer: Any, k: int = 3) -> list[Any]:
     return out
 
 
-def build_trainer(rd: RunDir, stop: StopRequest) -> Any:
+def build_trainer(rd: RunDir, stop: StopRequest, reporter: WorkerReporter | None = None) -> Any:
     """Construct the TRL trainer for run directory ``rd`` with tuneterm's callbacks attached."""
     launch = rd.read_launch()
     trainer_kind: Trainer = launch["trainer"]
@@ -239,11 +240,12 @@ def build_trainer(rd: RunDir, stop: StopRequest) -> Any:
         max_new_tokens=64 if on_gpu else 24,
         stop_flag=stop,
         samples_off_reason=off,
+        reporter=reporter,
     )
     trainer.add_callback(cb)
     faults = faults_from_env()
     if faults:
-        trainer.add_callback(make_fault_callback(faults))
+        trainer.add_callback(make_fault_callback(faults, writer=cb))
     return trainer
 
 
@@ -263,14 +265,15 @@ def _estimated_steps(trainer: Any) -> int | None:
     return int(max(1, n // ga) * float(trainer.args.num_train_epochs))
 
 
-def train(rd: RunDir) -> str:
+def train(rd: RunDir, reporter: WorkerReporter | None = None) -> str:
     """Build the trainer, train, save the model; returns the final state (finished or stopped).
 
+    ``reporter`` records this process's own progress and end (``worker-<rank>.json``).
     Exceptions propagate to :mod:`tuneterm.train.worker`, which records them.
     """
     stop = StopRequest()
     stop.install()
-    trainer = build_trainer(rd, stop)
+    trainer = build_trainer(rd, stop, reporter)
     is_main = trainer.is_world_process_zero()
     if stop():
         return "stopped"
@@ -280,11 +283,17 @@ def train(rd: RunDir) -> str:
     else:
         trainer.save_model(trainer.args.output_dir)
         final = "finished"
+    step = int(trainer.state.global_step)
+    if reporter is not None:
+        reporter.end(final, step=step, exit_code=0, error="stopped on request" if final == "stopped" else None)
     if is_main:
-        fields: dict[str, Any] = {"state": final, "ended": now_iso(), "step": trainer.state.global_step}
+        fields: dict[str, Any] = {"state": final, "ended": now_iso(), "step": step}
         if final == "stopped":
             fields["error"] = "stopped on request"
             fields["stop_requested"] = True
+        if reporter is not None and reporter.supervisor_lost:
+            # Nobody else will record this run's end: the supervisor is gone.
+            fields["exit_code"] = 0
         rd.update_status(**fields)
     if _world_size() > 1 and not is_main:
         # Non-main ranks of a multi-process run are done once the model is saved (save_model ends

@@ -82,32 +82,49 @@ def main(argv: list[str] | None = None) -> int:
     from tuneterm.errors import ConfigError
     from tuneterm.train.rundir import RunDir, now_iso
 
+    from tuneterm.train.workers import WorkerReporter
+
     rd = RunDir(Path(args[0]))
-    is_main = _rank() == 0
+    rank = _rank()
+    is_main = rank == 0
+    reporter = WorkerReporter(rd, rank)
+    reporter.begin()
     if is_main:
         rd.update_status(worker_pid=os.getpid())
     try:
         from tuneterm.train.runner import train
 
-        final = train(rd)
+        final = train(rd, reporter)
     except ConfigError as exc:  # rejected before training started: the user's config, not a crash
         line = config_error_line(exc, rd)
         print(f"tuneterm: error: {line}", file=sys.stderr, flush=True)
+        reporter.end("failed", exit_code=2, error=line)
         if is_main:
-            rd.update_status(state="failed", error=line, error_kind=CONFIG_ERROR, exit_code=2, ended=now_iso())
+            _record(rd, state="failed", error=line, error_kind=CONFIG_ERROR, exit_code=2, ended=now_iso())
         return 2
     except BaseException as exc:  # noqa: BLE001 - the top level: record every way training can end
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
         traceback.print_exc()
         sys.stderr.flush()
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        reporter.end("failed", exit_code=code, error=error_line(exc))
         if is_main:
-            code = 130 if isinstance(exc, KeyboardInterrupt) else 1
-            rd.update_status(state="failed", error=error_line(exc), exit_code=code, ended=now_iso())
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+            _record(rd, state="failed", error=error_line(exc), exit_code=code, ended=now_iso())
+        return code
+    reporter.end(final, exit_code=0)
     if is_main:
-        rd.update_status(exit_code=0)
+        _record(rd, exit_code=0)
     return 0 if final in ("finished", "stopped") else 1
+
+
+def _record(rd: Any, **fields: Any) -> None:
+    """Merge ``fields`` into status.json; a write that fails (disk full) is reported on stderr
+    and left to the supervisor, which records the exit status and the last error line."""
+    try:
+        rd.update_status(**fields)
+    except OSError as exc:
+        print(f"tuneterm: cannot record the run's end in status.json: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

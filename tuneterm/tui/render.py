@@ -537,7 +537,9 @@ def headline(status: dict[str, Any], state: str, run: Any) -> str:
         step = status["step"]
     max_steps = status.get("max_steps") if isinstance(status.get("max_steps"), int) else (run.facts.max_steps if run is not None else None)
     if step is not None:
-        parts.append(f"step {step}" + (f"/{max_steps}" if max_steps else ""))
+        from tuneterm.report.progress import step_text
+
+        parts.append(f"step {step_text(step, max_steps, state)}")
     loss = run.train["loss"].last() if run is not None and "loss" in run.train else None
     if loss is not None:
         parts.append(f"loss {loss:.4g}")
@@ -574,7 +576,7 @@ def snapshot(evaluator: Any, width: int, *, demo: bool = False) -> RunSnapshot:
     status = dict(evaluator.status) if evaluator.is_run_dir else {}
     is_run = evaluator.is_run_dir and bool(status or (path / "metrics.jsonl").is_file())
     if is_run:
-        state = effective_state(status) if status else "unknown"
+        state = effective_state(status, path)
         kind = "run"
     else:
         state = "sample" if demo else "log"

@@ -259,13 +259,14 @@ def ask_stop() -> str:
     return "stop" if answer.strip().lower() in {"y", "yes"} else "detach"
 
 
-def make_view(headless: bool, title: str) -> Any:
-    """The Rich Live view on a terminal (unless ``headless``), else plain lines."""
+def make_view(headless: bool, title: str, heartbeat_s: float = 0.0) -> Any:
+    """The Rich Live view on a terminal (unless ``headless``), else plain lines with a heartbeat
+    line every ``heartbeat_s`` seconds (0: none)."""
     if not headless and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
         from tuneterm.watch.view import LiveView
 
         return LiveView(title)
-    return PlainView()
+    return PlainView(heartbeat_s=heartbeat_s, title=title)
 
 
 def watch_launched(launched: Any, *, stop_on: str, grace_s: float = 30.0, headless: bool = False) -> int:

@@ -1,10 +1,12 @@
 """Run directories seen from outside: resolve ``RUN`` arguments, list runs, tell dead from alive.
 
-A run's *recorded* state is ``status.json``'s ``state``. Its *shown* state is that, except that a
-run recorded as ``starting``/``running`` whose process (``status.json: pid``, the supervisor) no
-longer exists on this host is ``died``: it was killed too hard to record anything (the whole
-process group SIGKILLed, a reboot). A run on another host (``status.json: host``) cannot be
-checked and keeps its recorded state, marked with ``?``.
+A run's *recorded* state is ``status.json``'s ``state``. Its *shown* state is derived from that and
+from the processes that matter (:func:`effective_state`): a run recorded as ``starting``/``running``
+stays live while its supervisor (``status.json: pid``) *or* any of its training processes
+(``worker-<rank>.json``, see :mod:`tuneterm.train.workers`) runs on this host; when all of them are
+gone without a recorded end it is ``died`` (the whole process group SIGKILLed, a reboot). A run on
+another host (``status.json: host``) cannot be checked and keeps its recorded state, marked with
+``?``: no local pid is ever used to call it dead or alive.
 
 >>> effective_state({"state": "finished"})
 'finished'
@@ -29,31 +31,60 @@ LIVE_STATES = ("starting", "running")
 _TAIL_BYTES = 64 * 1024
 
 
-def _pid_alive(pid: Any) -> bool:
-    from tuneterm.train.control import pid_alive
-
-    return pid_alive(pid) if isinstance(pid, int) and not isinstance(pid, bool) else False
-
-
 def same_host(status: Mapping[str, Any]) -> bool:
     """True when the run was recorded on this machine (or the host is unknown)."""
     host = status.get("host")
     return not isinstance(host, str) or not host or host == socket.gethostname()
 
 
-def effective_state(status: Mapping[str, Any]) -> str:
-    """The state to show: the recorded one, ``died`` for a live state whose pid is gone, or
-    ``<state>?`` for a live run on another host."""
+def effective_state(status: Mapping[str, Any], run_dir: Path | None = None) -> str:
+    """The state to show, derived from the recorded one *and* the processes of the run.
+
+    * a terminal state (finished, failed, stopped) is shown as recorded;
+    * a live state on another host is ``<state>?``: its processes cannot be checked from here;
+    * a live state is kept while the supervisor (``pid``) runs, or while any training process
+      recorded in ``run_dir``'s ``worker-<rank>.json`` runs (the supervisor may have been killed
+      while training goes on: the run is then ``running``);
+    * otherwise the run ``died``: everything is gone and nothing recorded an end.
+
+    A status.json that cannot be read (corrupt, half-written by a foreign tool) is ``unknown``,
+    or ``running`` while a training process of the run is alive.
+    """
+    from tuneterm.train.control import supervisor_alive
+
     state = status.get("state")
-    state = state if isinstance(state, str) and state else "unknown"
+    if not isinstance(state, str) or not state:
+        return "running" if run_dir is not None and _workers_alive(run_dir) else "unknown"
     if state not in LIVE_STATES:
         return state
     if not same_host(status):
         return f"{state}?"
-    pid = status.get("pid")
-    if pid is None:
+    if supervisor_alive(dict(status)):
+        return state
+    if run_dir is not None and _workers_alive(run_dir):
+        return "running"
+    if status.get("pid") is None and state == "starting":
         return state  # the launcher has not recorded the supervisor yet
-    return state if _pid_alive(pid) else "died"
+    return "died"
+
+
+def _workers_alive(run_dir: Path) -> bool:
+    from tuneterm.train.workers import alive_workers
+
+    return bool(alive_workers(run_dir))
+
+
+def supervisor_lost(status: Mapping[str, Any], run_dir: Path | None = None) -> bool:
+    """True when the run's supervisor is known to have died before the run ended: a training
+    process recorded it (``supervisor_lost``), or the run is live, the supervisor's pid is gone
+    and a training process still runs."""
+    if status.get("supervisor_lost"):
+        return True
+    if status.get("state") not in LIVE_STATES or not same_host(status) or status.get("pid") is None:
+        return False
+    from tuneterm.train.control import supervisor_alive
+
+    return not supervisor_alive(dict(status)) and run_dir is not None and _workers_alive(run_dir)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -93,7 +124,7 @@ def resolve_target(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> 
 def mark_died(run: Any, status: Mapping[str, Any]) -> None:
     """Record on a loaded run that its process is gone (``facts.extra``: state ``died``) when
     :func:`effective_state` says so, for the ``run-vanished`` rule."""
-    if effective_state(status) != "died":
+    if effective_state(status, Path(run.source)) != "died":
         return
     extra = run.facts.extra
     extra["recorded_state"] = status.get("state")
@@ -170,7 +201,8 @@ class RunInfo:
 
     ``errors``/``warnings`` are ``None`` when the run could not be evaluated (no metrics yet and
     no crash); ``findings_from`` says where the counts come from (``findings.json`` or
-    ``evaluated``).
+    ``evaluated``); ``note`` says what the state alone does not (the supervisor died while the
+    training process went on).
     """
 
     name: str
@@ -188,6 +220,7 @@ class RunInfo:
     duration_s: float | None
     error: str | None
     findings_from: str | None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``tuneterm runs --json``)."""
@@ -228,10 +261,16 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
         rules: the rule set to evaluate with (loaded on first need when ``None``).
     """
     status = read_status(d)
-    state = effective_state(status)
+    state = effective_state(status, d)
     step, loss = _last_metrics(d / "metrics.jsonl")
     if isinstance(status.get("step"), int) and (step is None or status["step"] > step):
         step = status["step"]
+    from tuneterm.train.workers import read_workers
+
+    workers = read_workers(d)
+    for w in workers:  # a rank records its own progress: it may be ahead of an unwritable status.json
+        if w.step is not None and (step is None or w.step > step):
+            step = w.step
     errors = warnings = None
     source = None
     summary = _findings_fresh(d) if state != "died" else None
@@ -290,7 +329,23 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
         duration_s=(t1 - t0) if t0 is not None and t1 is not None else None,
         error=inert_line(err, 300) if isinstance(err, str) and err else None,
         findings_from=source,
+        note=_note(status, state, d, workers),
     )
+
+
+def _note(status: Mapping[str, Any], state: str, d: Path, workers: list[Any]) -> str | None:
+    """What ``runs`` adds under a run's row beyond its error: the supervisor's death."""
+    if not supervisor_lost(status, d):
+        return None
+    sup = status.get("pid")
+    if state in LIVE_STATES:
+        pids = ", ".join(str(w.pid) for w in workers if w.state == "running" and w.pid is not None)
+        return f"supervisor (pid {sup}) is gone; training process (pid {pids or '?'}) keeps training and records its end"
+    lost = status.get("supervisor_lost")
+    when = f" at {lost}" if isinstance(lost, str) else ""
+    if state == "died":
+        return f"supervisor (pid {sup}) died first{when}; then the training process vanished without a record"
+    return f"supervisor (pid {sup}) died during the run{when}; the training process recorded its end"
 
 
 def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:

@@ -144,7 +144,7 @@ def mark_progress(run: Run, run_dir: str | os.PathLike[str], status: Mapping[str
     """
     from tuneterm.watch.runs import effective_state
 
-    if effective_state(status) != "running":
+    if effective_state(status, Path(run_dir)) != "running":
         return
     last, interval = progress_marks(run_dir)
     if last is None:

@@ -21,6 +21,7 @@ import time
 from typing import IO, Any
 
 from tuneterm.engine.model import Finding, Fix
+from tuneterm.report.progress import step_text
 from tuneterm.textsafe import inert_line
 
 
@@ -49,10 +50,16 @@ class PlainView:
         max_fixes: fixes printed under each finding.
     """
 
-    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, *, max_fixes: int = 3) -> None:
+    def __init__(
+        self, out: IO[str] | None = None, err: IO[str] | None = None, *, max_fixes: int = 3, heartbeat_s: float = 0.0, title: str = ""
+    ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.max_fixes = max_fixes
+        self.heartbeat_s = heartbeat_s
+        self.title = title
+        self._beat_at = time.monotonic()
+        self._beat_from: tuple[float, int] | None = None
 
     def __enter__(self) -> PlainView:
         return self
@@ -72,8 +79,55 @@ class PlainView:
             print(f"  fix: {fix_line(fix)}", file=self.out, flush=True)
 
     def refresh(self, live: Any) -> None:
-        """Plain mode has no screen to redraw."""
-        return None
+        """Plain mode has no screen to redraw; every ``heartbeat_s`` seconds (0: never) it prints
+        one heartbeat line to stderr (:func:`heartbeat_line`), so a quiet healthy run shows it is
+        alive."""
+        if self.heartbeat_s <= 0:
+            return
+        now = time.monotonic()
+        step = _live_step(live)
+        if self._beat_from is None and step is not None:
+            self._beat_from = (now, step)
+        if now - self._beat_at < self.heartbeat_s:
+            return
+        self._beat_at = now
+        rate = None
+        if self._beat_from is not None and step is not None and now > self._beat_from[0]:
+            rate = (step - self._beat_from[1]) / (now - self._beat_from[0])
+        self.status(heartbeat_line(self.title, live, step, rate))
+
+
+def _live_step(live: Any) -> int | None:
+    step = live.run.last_step
+    st = live.status.get("step") if isinstance(getattr(live, "status", None), dict) else None
+    if isinstance(st, int) and not isinstance(st, bool) and (step is None or st > step):
+        step = st
+    return step
+
+
+def heartbeat_line(title: str, live: Any, step: int | None, rate: float | None) -> str:
+    """``NAME running · step 37/400 · loss 2.31 · 1.9 steps/s · ETA 3m14s`` (unknowns left out).
+
+    ``rate`` is steps per second over the watch so far.
+    """
+    from tuneterm.watch.runs import fmt_duration
+
+    run = live.run
+    status = live.status if isinstance(getattr(live, "status", None), dict) else {}
+    state = run.facts.extra.get("state") or status.get("state") or "following"
+    max_steps = status.get("max_steps") if isinstance(status.get("max_steps"), int) else run.facts.max_steps
+    parts = [f"{title} {state}".strip()]
+    if step is not None:
+        parts.append(f"step {step_text(step, max_steps, state)}")
+    loss = run.train.get("loss")
+    last = loss.last() if loss is not None else None
+    if last is not None:
+        parts.append(f"loss {last:.4g}")
+    if rate is not None:
+        parts.append(f"{rate:.2f} steps/s")
+        if rate > 0 and max_steps and step is not None and max_steps > step:
+            parts.append(f"ETA {fmt_duration((max_steps - step) / rate)}")
+    return " · ".join(parts)
 
 
 class LiveView(PlainView):
@@ -147,7 +201,7 @@ class LiveView(PlainView):
         head.append(inert_line(self.title, 80), style="bold")
         head.append(f"  {inert_line(state, 20)}")
         if step is not None:
-            head.append(f"  step {step}" + (f"/{max_steps}" if max_steps else ""))
+            head.append(f"  step {step_text(step, max_steps, state)}")
         if last is not None:
             head.append(f"  loss {last:.4g}")
         head.append(f"  {time.monotonic() - self._started:.0f}s  ", style="dim")

@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
+from tuneterm.report.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import PreflightRefused, RunLaunched, RunsListed, RunStopped
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap
@@ -148,7 +149,7 @@ class RunsScreen(MainScreen):
 
         for info in message.infos:
             self.infos[info.path] = info
-            step = "-" if info.step is None else (f"{info.step}/{info.max_steps}" if info.max_steps else str(info.step))
+            step = step_text(info.step, info.max_steps, info.state)
             table.add_row(
                 Text(inert_line(info.name, 40)), Text(info.state, style=STATE_STYLE.get(info.state, "")), step,
                 _loss(info.last_loss), _findings(info), fmt_duration(info.duration_s), key=info.path,
