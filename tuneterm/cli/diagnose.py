@@ -80,9 +80,11 @@ def gather(
     results = []
     empty: list[str] = []
     unreadable = False
+    from tuneterm.watch.runs import run_or_path
+
     for path in paths:
         try:
-            results.append(check_subject(path, options))
+            results.append(check_subject(run_or_path(path), options))
         except NoMetricsError as exc:
             empty.append(str(exc))
         except TunetermError as exc:

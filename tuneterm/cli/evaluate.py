@@ -37,7 +37,7 @@ def _progress(message: str) -> None:
 @app.command("eval")
 def eval_cmd(
     target: str = typer.Argument(..., metavar="RUN|ADAPTER|MODEL",
-                                 help="The fine-tuned model: a tuneterm run directory, an adapter directory, a merged model directory or a hub id."),
+                                 help="The fine-tuned model: a tuneterm run (name or directory), an adapter directory, a merged model directory or a hub id."),
     base: str | None = typer.Option(None, "--base", metavar="MODEL",
                                     help="The base model (path or hub id). Default: the one the adapter or run names."),
     data: str | None = typer.Option(None, "--data", metavar="FILE|HUB_ID",
@@ -68,8 +68,10 @@ def eval_cmd(
     from tuneterm.engine.model import Severity
     from tuneterm.evaluation.runner import EvalOptions, run_eval
 
+    from tuneterm.watch.runs import run_or_path
+
     opts = EvalOptions(
-        target=target, base=base, data=data, split=split, n=n, max_new_tokens=max_new_tokens,
+        target=run_or_path(target), base=base, data=data, split=split, n=n, max_new_tokens=max_new_tokens,
         probes=probes, batch_size=batch_size, device=device, dtype=dtype, seed=seed, holdout=holdout,
         trust_remote_code=trust_remote_code,
     )

@@ -146,7 +146,7 @@ def _run_cells(i: Any) -> list[Any]:
         found = Text(f"{i.errors}E {i.warnings}W", style="bold red" if i.errors else ("yellow" if i.warnings else "green"))
     started = (i.started or "-")[:16].replace("T", " ")
     return [
-        Text(inert_line(i.name, 60)),
+        Text(inert_line(i.name, 100)),
         Text(inert_line(i.state, 20), style=_STATE_STYLES.get(i.state, "")),
         Text(step),
         Text(loss),
@@ -163,39 +163,86 @@ def error_line(i: Any) -> str | None:
     return inert_line(i.error, 300)
 
 
+# Columns given up, in this order, when the terminal is too narrow for every column and the
+# whole run name: the name is what people paste into `watch` and `stop`, so it never wraps.
+_DROP_ORDER = ("started", "duration", "findings", "loss")
+
+
+def fit_columns(names: tuple[str, ...], widths: list[int], total: int) -> list[int]:
+    """Indices of the columns shown in ``total`` cells: all of them when they fit (two cells
+    between columns), else without the columns of :data:`_DROP_ORDER`, one by one, until they do.
+
+    >>> fit_columns(("name", "state", "started"), [20, 8, 16], 80)
+    [0, 1, 2]
+    >>> fit_columns(("name", "state", "started"), [60, 8, 16], 80)
+    [0, 1]
+    """
+    keep = list(range(len(names)))
+
+    def used() -> int:
+        return sum(widths[k] for k in keep) + 2 * (len(keep) - 1)
+
+    for col in _DROP_ORDER:
+        if used() <= total:
+            break
+        if col in names:
+            keep.remove(names.index(col))
+    return keep
+
+
+def shrink_to(widths: list[int], keep: list[int], total: int, floor: int = 4) -> list[int]:
+    """``widths`` with the shown columns other than the first (the name) narrowed, widest first,
+    down to ``floor`` cells each, until the row fits in ``total`` cells; the name keeps its width.
+
+    >>> shrink_to([30, 8, 16], [0, 1, 2], 50)
+    [30, 8, 8]
+    """
+    out = list(widths)
+    while sum(out[k] for k in keep) + 2 * (len(keep) - 1) > total:
+        k = max((k for k in keep[1:] if out[k] > floor), key=lambda k: out[k], default=None)
+        if k is None:
+            break
+        out[k] -= 1
+    return out
+
+
 def print_runs_table(console: Any, infos: list[Any]) -> None:
     """Print the ``tuneterm runs`` table; under the row of a failed/died/stopped run with a
     recorded error, that error on one dimmed line, cut to the console width with an ellipsis.
 
     Rich tables have no cells spanning columns, so every run is its own table with the same fixed
     column widths (computed here from all the rows), and the error line is printed between them.
-    Only the name column wraps (folds) when the terminal is narrow; the others keep their width.
+    No cell wraps: a run name is always shown whole on one line (it is what people paste into
+    ``watch`` and ``stop``); when the terminal is too narrow, the least needed columns are left
+    out (:func:`fit_columns`) and what still does not fit is cut with an ellipsis.
     """
     from rich.table import Table
     from rich.text import Text
 
     rows = [_run_cells(i) for i in infos]
     widths = [max([len(c)] + [r[k].cell_len for r in rows]) for k, c in enumerate(_RUN_COLUMNS)]
-    gaps = 2 * (len(_RUN_COLUMNS) - 1)  # padding (0, 1) between columns, none at the edges
-    others = sum(widths[1:]) + gaps
-    widths[0] = max(8, min(widths[0], console.width - others))
+    keep = fit_columns(_RUN_COLUMNS, widths, console.width)
+    widths = shrink_to(widths, keep, console.width)
+    total = sum(widths[k] for k in keep) + 2 * (len(keep) - 1)
 
     def table(header: bool) -> Table:
-        t = Table(box=None, pad_edge=False, header_style="bold", show_header=header)
-        for k, col in enumerate(_RUN_COLUMNS):
+        t = Table(box=None, pad_edge=False, header_style="bold", show_header=header, width=total)
+        for k in keep:
+            col = _RUN_COLUMNS[k]
             t.add_column(
                 col,
                 justify="right" if col in ("step", "loss", "duration") else "left",
-                no_wrap=col != "name",
-                overflow="fold" if col == "name" else "ellipsis",
+                no_wrap=True,
+                overflow="ellipsis",
                 width=widths[k],
             )
         return t
 
     for n, (info, cells) in enumerate(zip(infos, rows)):
         t = table(header=n == 0)
-        t.add_row(*cells)
-        console.print(t)
+        t.add_row(*(cells[k] for k in keep))
+        # A name longer than the terminal is still printed whole (the terminal wraps the line).
+        console.print(t, crop=False, width=max(console.width, total))
         for line in (error_line(info), inert_line(info.note, 300) if info.note else None):
             if line is not None:
                 console.print(Text(f"  {line}", style="dim"), no_wrap=True, overflow="ellipsis", crop=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 from tuneterm.engine.model import Finding, Rule, Severity
 from tuneterm.exit_codes import ExitCode
+from tuneterm.watch.runs import effective_state
 from tuneterm.watch.live import LiveEvaluator
 from tuneterm.watch.view import PlainView
 
@@ -200,6 +201,11 @@ def watch(
                     state = st.get("state")
                     if live.run.facts.extra.get("state") == "died":
                         result.state = "died"
+                        break
+                    if not isinstance(state, str) and effective_state(st, p) == "unknown":
+                        # status.json unreadable (torn by a foreign writer) and no training
+                        # process of the run alive: nothing more will come
+                        result.state = "unknown"
                         break
                     if state in TERMINAL:
                         terminal_since = terminal_since or time.monotonic()

@@ -121,6 +121,18 @@ def resolve_target(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> 
     raise InputError(f"no run named {arg!r} in {root} and no such file or directory")
 
 
+def run_or_path(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
+    """``arg`` as a path for commands that take files (``doctor``, ``check``, ``eval``): an
+    existing path as given, else a run of that name in the runs directory, else ``arg`` unchanged
+    (the command reports it as it always did)."""
+    if Path(arg).exists() or "/" in arg or arg in (".", ".."):
+        return arg
+    from tuneterm.train.rundir import runs_root
+
+    candidate = runs_root(runs_dir) / arg
+    return str(candidate) if candidate.is_dir() else arg
+
+
 def mark_died(run: Any, status: Mapping[str, Any]) -> None:
     """Record on a loaded run that its process is gone (``facts.extra``: state ``died``) when
     :func:`effective_state` says so, for the ``run-vanished`` rule."""
