@@ -161,9 +161,12 @@ def notes(app: Any) -> str:
 
 
 def make_app(**kw: Any) -> Any:
-    """A TunetermApp with short polling intervals and a quick stop (tests only)."""
+    """A TunetermApp with short polling intervals and a quick stop (tests only), opened on
+    ``initial`` (default ``runs``; pass ``initial="home"`` for the app's own first screen)."""
     from tuneterm.tui.app import TunetermApp
 
+    # The app opens on Home; the tests of the other screens name theirs (default: the runs list).
+    kw.setdefault("initial", "runs")
     app = TunetermApp(**kw)
     app.gpu_interval = 0.3
     app.runs_interval = 0.3

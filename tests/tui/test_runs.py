@@ -138,3 +138,18 @@ async def test_quit_leaves_runs_and_reopen_shows_history(runs_dir: Path, sleeper
         assert "running" in screen_text(app2) and "step 20/20" in view.snap.headline
         loss = next(c for c in view.snap.charts if c.title.plain.startswith("loss"))
         assert "20" in loss.body.plain  # the full history is charted, up to the last step
+
+
+async def test_log_tab_follows_the_end_of_the_log(runs_dir: Path) -> None:
+    d = write_run(runs_dir, "chatty", steps=20)
+    (d / "stdout.log").write_text("".join(f"log line {n:04d}\n" for n in range(1, 301)))
+    (d / "stderr.log").write_text("")
+    app = make_app(runs_dir=str(runs_dir))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_run(pilot, app, "chatty")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: "log line 0300" in screen_text(app))
+        assert "log line 0100" not in screen_text(app)  # the tail, not the head
+        with open(d / "stdout.log", "a") as fh:  # the run writes more: the view follows
+            fh.write("log line 0301\n")
+        await wait_for(pilot, lambda: "log line 0301" in screen_text(app))

@@ -15,7 +15,7 @@ from tuneterm.cli import app
 from tuneterm.errors import TunetermError
 from tuneterm.exit_codes import ExitCode
 
-SCREENS = ("gpus", "plan", "runs", "doctor")
+SCREENS = ("home", "gpus", "plan", "runs", "doctor")
 
 
 def open_app(demo: bool, runs_dir: str | None = None, screen: str | None = None) -> int:
@@ -24,7 +24,7 @@ def open_app(demo: bool, runs_dir: str | None = None, screen: str | None = None)
     Args:
         demo: open on a sample run shipped with the package (and list the samples as runs).
         runs_dir: where runs live (default ``$TUNETERM_RUNS_DIR`` or ``./runs``).
-        screen: the screen to open on (``gpus``, ``plan``, ``runs``, ``doctor``); default ``runs``.
+        screen: the screen to open on (``home``, ``gpus``, ``plan``, ``runs``, ``doctor``); default ``home``.
 
     Raises:
         TunetermError: no terminal to draw on (exit 2), or the sample runs are missing with ``demo``.
@@ -47,11 +47,11 @@ def open_app(demo: bool, runs_dir: str | None = None, screen: str | None = None)
 def ui_cmd(
     demo: bool = typer.Option(False, "--demo", help="Open on a sample run shipped with tuneterm."),
     runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
-    screen: str | None = typer.Option(None, "--screen", metavar="gpus|plan|runs|doctor", help="The screen to open on (default runs)."),
+    screen: str | None = typer.Option(None, "--screen", metavar="home|gpus|plan|runs|doctor", help="The screen to open on (default home)."),
 ) -> int:
-    """Open the terminal app: GPUs, Plan, Runs (live run view) and Doctor screens.
+    """Open the terminal app: Home (GPUs, live and recent runs), GPUs, Plan, Runs (live run view), Doctor.
 
-    Keys: g GPUs, p Plan, r Runs, d Doctor, ? help, ctrl+p command palette, q quit. Quitting
+    Keys: h Home, g GPUs, p Plan, r Runs, d Doctor, ? help, ctrl+p command palette, q quit. Quitting
     never stops a training run. Exit codes: 0 after quitting, 2 without a terminal.
     """
     return int(open_app(demo, runs_dir=runs_dir, screen=screen) or ExitCode.OK)

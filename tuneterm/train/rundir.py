@@ -40,6 +40,17 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
         host, command (argv of the training process), trainer, method, name, run_dir
         stop_requested  true once a stop (SIGTERM) was received
         samples     "on" | "off: <why>"
+        pid_start   the supervisor's start time (clock ticks since boot): with ``pid`` it pins
+                    the process, so a reused pid is never taken for it
+        supervisor_lost  ISO time at which the training process found the supervisor gone
+                    (killed); from then on the training process records the run's end itself
+        write_errors     ``{"error", "first_step", "last_step", "lines"}`` when metrics/samples/
+                    gpu lines could not be written (disk full) and were dropped; training went on
+
+``worker-<rank>.json``
+    Each training process's own record (:mod:`tuneterm.train.workers`): pid, start time, boot id,
+    host, state, step, end, ``supervisor_lost``. A run's shown state is derived from these and the
+    supervisor (docs/fault-matrix.md).
 
 ``metrics.jsonl``
     One JSON object per Trainer ``on_log`` event, flushed as written: the ``logs`` dict exactly as

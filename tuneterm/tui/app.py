@@ -1,6 +1,7 @@
-"""The Textual app: four screens (GPUs, Plan, Runs, Doctor) as app modes, global keys, the palette.
+"""The Textual app: five screens (Home, GPUs, Plan, Runs, Doctor) as app modes, global keys, the palette.
 
-Keyboard first: ``g``/``p``/``r``/``d`` switch screens, ``?`` opens help, ``q`` quits, ``ctrl+p``
+It opens on Home (GPUs, live and recent runs). Keyboard first: ``h``/``g``/``p``/``r``/``d`` switch
+screens, ``?`` opens help, ``q`` quits, ``ctrl+p``
 opens the command palette, which lists every action of the current screen (generated from its
 bindings, so a key and a palette entry always exist together). Heavy work (NVML, parsing, rule
 evaluation, plotext, the planner, launching) happens in thread workers that post messages; the
@@ -22,6 +23,7 @@ from textual.screen import Screen
 
 from tuneterm.tui.screens.doctor import DoctorScreen
 from tuneterm.tui.screens.gpus import GpusScreen
+from tuneterm.tui.screens.home import HomeScreen
 from tuneterm.tui.screens.plan import PlanScreen
 from tuneterm.tui.screens.runs import RunsScreen
 
@@ -32,15 +34,18 @@ class TunetermApp(App[int]):
     Args:
         runs_dir: where runs live (``--runs-dir``; default ``$TUNETERM_RUNS_DIR`` or ``./runs``).
         demo: open on a sample run shipped with the package; list the samples among the runs.
-        initial: the mode to open on (``gpus``, ``plan``, ``runs``, ``doctor``).
+        initial: the mode to open on (``home``, ``gpus``, ``plan``, ``runs``, ``doctor``).
     """
 
     CSS_PATH = "app.tcss"
     TITLE = "tuneterm"
-    MODES: ClassVar[dict[str, Any]] = {"gpus": GpusScreen, "plan": PlanScreen, "runs": RunsScreen, "doctor": DoctorScreen}
-    DEFAULT_MODE = "runs"
+    MODES: ClassVar[dict[str, Any]] = {
+        "home": HomeScreen, "gpus": GpusScreen, "plan": PlanScreen, "runs": RunsScreen, "doctor": DoctorScreen,
+    }
+    DEFAULT_MODE = "home"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
+        Binding("h", "mode('home')", "Home"),
         Binding("g", "mode('gpus')", "GPUs"),
         Binding("p", "mode('plan')", "Plan"),
         Binding("r", "mode('runs')", "Runs"),
@@ -117,6 +122,7 @@ class TunetermApp(App[int]):
     # ----------------------------------------------------------------------------- palette
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette: every screen switch and global action, then the current screen's actions."""
+        yield SystemCommand("Home", "GPUs, live runs with speed and ETA, recent runs with verdicts (h)", partial(self.action_mode, "home"))
         yield SystemCommand("GPUs", "GPU memory, utilisation, temperature, processes (g)", partial(self.action_mode, "gpus"))
         yield SystemCommand("Plan", "memory estimate, recommendations, write a config (p)", partial(self.action_mode, "plan"))
         yield SystemCommand("Runs", "runs with state, step, loss, findings; start, open, stop (r)", partial(self.action_mode, "runs"))

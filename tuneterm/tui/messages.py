@@ -98,3 +98,15 @@ class RunStopped(Message):
 
     name: str
     state: str
+
+
+@dataclass
+class HomeListed(Message):
+    """The home screen's runs: live and recent ``tuneterm.watch.home.HomeRun`` records, or why none."""
+
+    live: list[Any]
+    recent: list[Any]
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HomeListed)

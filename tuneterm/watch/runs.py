@@ -214,7 +214,8 @@ class RunInfo:
     ``errors``/``warnings`` are ``None`` when the run could not be evaluated (no metrics yet and
     no crash); ``findings_from`` says where the counts come from (``findings.json`` or
     ``evaluated``); ``note`` says what the state alone does not (the supervisor died while the
-    training process went on).
+    training process went on); ``latest`` is the error or warning that fired last (``"error N101
+    nan-or-inf"``) and ``worst`` the name of the most severe one.
     """
 
     name: str
@@ -233,6 +234,8 @@ class RunInfo:
     error: str | None
     findings_from: str | None
     note: str | None = None
+    latest: str | None = None
+    worst: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``tuneterm runs --json``)."""
@@ -262,15 +265,39 @@ def _findings_fresh(d: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     summary = doc.get("summary") if isinstance(doc, dict) else None
-    return summary if isinstance(summary, dict) else None
+    if not isinstance(summary, dict):
+        return None
+    found = doc.get("findings")
+    rows = [(f.get("severity"), f.get("code"), f.get("name"), f.get("first_step")) for f in found if isinstance(f, dict)] if isinstance(found, list) else []
+    return {**summary, "_latest": _latest(rows), "_worst": _worst(rows)}
 
 
-def run_info(d: Path, rules: Any = None) -> RunInfo:
+_RANK = {"error": 0, "warning": 1}
+
+
+def _latest(rows: list[tuple[Any, Any, Any, Any]]) -> str | None:
+    """``"error N101 nan-or-inf"``: the error or warning that fired last (by first step)."""
+    rows = [r for r in rows if r[0] in _RANK]
+    if not rows:
+        return None
+    sev, code, name, _ = max(rows, key=lambda r: (r[3] if isinstance(r[3], int) else -1, -_RANK[r[0]]))
+    return inert_line(f"{sev} {code} {name}", 80)
+
+
+def _worst(rows: list[tuple[Any, Any, Any, Any]]) -> str | None:
+    """The name of the most severe error or warning (the first one of that severity)."""
+    rows = sorted((r for r in rows if r[0] in _RANK), key=lambda r: _RANK[r[0]])
+    return inert_line(str(rows[0][2]), 60) if rows else None
+
+
+def run_info(d: Path, rules: Any = None, *, evaluate: bool = True) -> RunInfo:
     """Describe the run directory ``d`` (evaluating it when findings.json is absent or stale).
 
     Args:
         d: a run directory.
         rules: the rule set to evaluate with (loaded on first need when ``None``).
+        evaluate: False for a quick look (the app's first frame): state, step and loss from the
+            files, findings only from a fresh findings.json, no parsing or rule evaluation.
     """
     status = read_status(d)
     state = effective_state(status, d)
@@ -294,9 +321,11 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
         last, _ = progress_marks(d)
         if last is not None and time.time() - last >= 300:
             summary = None
+    latest = worst = None
     if summary is not None:
         errors, warnings, source = summary.get("errors"), summary.get("warnings"), "findings.json"
-    if summary is None or not (d / "metrics.jsonl").is_file():
+        latest, worst = summary.get("_latest"), summary.get("_worst")
+    if evaluate and (summary is None or not (d / "metrics.jsonl").is_file()):
         # Evaluate when findings.json is missing or stale; a `watch -- COMMAND` run has no
         # metrics.jsonl to read step and loss from, so its console log is parsed either way.
         from tuneterm.watch.live import evaluate_all, load_checked
@@ -319,6 +348,8 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
                 errors = sum(1 for f in found if f.severity.value == "error")
                 warnings = sum(1 for f in found if f.severity.value == "warning")
                 source = "evaluated"
+                rows = [(f.severity.value, f.code, f.name, f.first_step) for f in found]
+                latest, worst = _latest(rows), _worst(rows)
     started, ended = status.get("started"), status.get("ended")
     t0, t1 = parse_time(started), parse_time(ended)
     if t0 is not None and t1 is None and state in LIVE_STATES:
@@ -342,6 +373,8 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
         error=inert_line(err, 300) if isinstance(err, str) and err else None,
         findings_from=source,
         note=_note(status, state, d, workers),
+        latest=latest,
+        worst=worst,
     )
 
 
@@ -360,8 +393,9 @@ def _note(status: Mapping[str, Any], state: str, d: Path, workers: list[Any]) ->
     return f"supervisor (pid {sup}) died during the run{when}; the training process recorded its end"
 
 
-def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
-    """Every run directory in the runs directory, newest start first.
+def list_runs(runs_dir: str | os.PathLike[str] | None = None, *, evaluate: bool = True) -> list[RunInfo]:
+    """Every run directory in the runs directory, newest start first (``evaluate``: see
+    :func:`run_info`).
 
     Raises:
         InputError: the runs directory does not exist or cannot be listed.
@@ -378,10 +412,10 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     rules = None
     infos: list[RunInfo] = []
     for d in dirs:
-        if rules is None:
+        if rules is None and evaluate:
             from tuneterm.engine import load_rules
 
             rules = load_rules(scopes=["log", "eval"])
-        infos.append(run_info(d, rules))
+        infos.append(run_info(d, rules, evaluate=evaluate))
     infos.sort(key=lambda r: (parse_time(r.started) or 0.0, r.name), reverse=True)
     return infos

@@ -11,11 +11,11 @@ from textual.widgets import Static
 if TYPE_CHECKING:
     from tuneterm.tui.app import TunetermApp
 
-NAV: tuple[tuple[str, str, str], ...] = (("g", "gpus", "GPUs"), ("p", "plan", "Plan"), ("r", "runs", "Runs"), ("d", "doctor", "Doctor"))
+NAV: tuple[tuple[str, str, str], ...] = (("h", "home", "Home"), ("g", "gpus", "GPUs"), ("p", "plan", "Plan"), ("r", "runs", "Runs"), ("d", "doctor", "Doctor"))
 
 
 class NavBar(Static):
-    """One line: the app name, the four screens with their keys (current one highlighted)."""
+    """One line: the app name, the main screens with their keys (current one highlighted)."""
 
     DEFAULT_CSS = """
     NavBar { height: 1; background: $panel; color: $text; padding: 0 1; }

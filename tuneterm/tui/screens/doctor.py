@@ -25,7 +25,7 @@ class DoctorScreen(MainScreen):
         Binding("o", "focus_path", "Open a path"),
         Binding("v", "verbose", "Verbose"),
         Binding("u", "reload", "Reload"),
-        Binding("escape", "leave_field", "Leave the path field"),
+        Binding("escape", "leave_field", "Leave field"),
     ]
 
     def __init__(self) -> None:
@@ -39,14 +39,16 @@ class DoctorScreen(MainScreen):
         yield NavBar(self.MODE)
         with Horizontal(classes="form-row"):
             yield Label("log", classes="field-label")
-            yield Input(placeholder="a log file or run/checkpoint directory, then enter", id="doctor-path", compact=True)
+            yield Input(placeholder="o: a log file or run/checkpoint directory, then enter", id="doctor-path", compact=True)
         with VerticalScroll(id="doctor-scroll"):
-            yield Static(Text("Type the path of a training log (trainer_state.json, a console log, metrics.jsonl, a "
+            yield Static(Text("Press o and type the path of a training log (trainer_state.json, a console log, metrics.jsonl, a "
                               "run or checkpoint directory ...) and press enter.", style="dim"), id="doctor-body")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#doctor-path", Input).focus()
+        # The path field takes focus only when chosen (o, a click, tab): keys pressed on arrival
+        # are the app's keys (p, r, q ...), never text typed into the field.
+        self.query_one("#doctor-scroll").focus()
 
     def action_focus_path(self) -> None:
         self.query_one("#doctor-path", Input).focus()

@@ -34,7 +34,8 @@ class PlanScreen(MainScreen):
         Binding("ctrl+r", "estimate", "Estimate"),
         Binding("w,ctrl+s", "write_config", "Write config"),
         Binding("m", "focus_model", "Model field"),
-        Binding("escape", "leave_field", "Leave the text field"),
+        Binding("escape", "leave_field", "Leave field"),
+        Binding("enter", "estimate", show=False),  # enter estimates wherever the focus is
     ]
 
     def __init__(self) -> None:
@@ -66,7 +67,9 @@ class PlanScreen(MainScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#model", Input).focus()
+        # The model field takes focus only when chosen (m, a click, tab): keys pressed on arrival
+        # are the app's keys, never text typed into the field.
+        self.query_one("#plan-body").focus()
 
     def action_leave_field(self) -> None:
         self.query_one("#plan-body").focus()

@@ -49,6 +49,7 @@ class RunScreen(MainScreen):
         self.snap: RunSnapshot | None = None
         self.chart_width = 76
         self._findings_sig: tuple[Any, ...] | None = None
+        self.log_follows = True  # the Log tab shows the end of the log until the user scrolls up
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE, f"run {inert_line(Path(self.path).name, 50)} · esc back")
@@ -182,7 +183,10 @@ class RunScreen(MainScreen):
 
     def _log(self, snap: RunSnapshot) -> None:
         scroll = self.query_one("#log-scroll", VerticalScroll)
-        at_end = scroll.scroll_y >= scroll.max_scroll_y - 1
+        # The log follows its end (tail -f) until the user scrolls up in the visible Log tab;
+        # scrolling back to the end resumes following. A hidden tab never stops following.
+        if self.query_one(TabbedContent).active == "log" and scroll.size.height > 0:
+            self.log_follows = scroll.scroll_y >= scroll.max_scroll_y - 1
         t = Text()
         if not snap.log:
             t.append("No log files: this is not a tuneterm run directory (the Doctor screen reads any log).", style="dim")
@@ -191,7 +195,7 @@ class RunScreen(MainScreen):
             for line in lines:
                 t.append(line + "\n", style="red" if "Error" in line or "Traceback" in line else "")
         self.query_one("#log-body", Static).update(t)
-        if at_end:
+        if self.log_follows:
             scroll.call_after_refresh(scroll.scroll_end, animate=False)
 
     def _samples(self, snap: RunSnapshot) -> None:
@@ -221,6 +225,9 @@ class RunScreen(MainScreen):
         self.set_focus(None)
         self.query_one(TabbedContent).active = tab
         self.call_after_refresh(self.query_one(target).focus)
+        if tab == "log" and self.log_follows:
+            scroll = self.query_one("#log-scroll", VerticalScroll)
+            self.call_after_refresh(lambda: scroll.scroll_end(animate=False))
 
     def action_stop(self) -> None:
         from tuneterm.tui.screens.runs import confirm_stop

@@ -89,7 +89,7 @@ class RunsScreen(MainScreen):
         self.listed = False
 
     def compose(self) -> ComposeResult:
-        yield NavBar(self.MODE, f"runs dir: {inert_line(self.tapp.runs_root, 60)}")
+        yield NavBar(self.MODE)
         table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=False)
         table.add_columns("run", "state", "step", "loss", "findings", "time")
         yield table
@@ -157,14 +157,15 @@ class RunsScreen(MainScreen):
         if selected in self.infos:
             table.move_cursor(row=table.get_row_index(selected))
         note = self.query_one("#runs-note", Static)
+        where = f"runs dir: {inert_line(self.tapp.runs_root, 200)}\n"
         if message.error and not message.infos:
-            note.update(Text(f"s starts a run from a config (the directory is created). {inert_line(message.error, 200)}", style="yellow"))
+            note.update(Text(where + f"s starts a run from a config (the directory is created). {inert_line(message.error, 200)}", style="yellow"))
         elif not message.infos:
-            note.update(Text("No runs yet. s starts one from a config (configs/tiny.yaml trains on CPU in a minute).", style="dim"))
+            note.update(Text(where + "No runs yet. s starts one from a config (configs/tiny.yaml trains on CPU in a minute).", style="dim"))
         else:
             live = sum(1 for i in message.infos if i.state in ("running", "starting"))
-            note.update(Text(f"{len(message.infos)} run(s), {live} live · enter opens · s starts · x stops · "
-                             "quitting tuneterm never stops a run", style="dim"))
+            note.update(Text(where + f"{len(message.infos)} run(s), {live} live · enter opens · m marks two to compare · s starts · "
+                             "x stops · quitting tuneterm never stops a run", style="dim"))
 
     def selected_path(self) -> str | None:
         table = self.query_one(DataTable)
