@@ -94,10 +94,15 @@ async def _snapshot(tmp_path: Path, fake_nvml, sleeper, size: tuple[int, int], n
     fake_nvml([dict(H100)])
     _home_runs(tmp_path / "runs", sleeper.pid)
     app = make_app(runs_dir="runs", initial=None)
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size, notifications=True) as pilot:
         await wait_for(pilot, lambda: "GPU 0" in screen_text(app) and "nan-or-inf" in screen_text(app) and "clean" in screen_text(app))
-        app.notify("a notification must not cover the runs", markup=False)
-        await pilot.pause(0.2)
+        from textual.widgets._toast import Toast
+
+        app.notify("a notification", markup=False)
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)))
+        (toast,) = app.screen.query(Toast)
+        # one line at the top right, over the navigation bar: never over the runs or the footer
+        assert toast.region.y == 0 and toast.region.height == 1 and toast.region.right >= size[0] - 2, toast.region
         text = screen_text(app)
         lines = text.splitlines()
         assert "runs dir: runs" in text and "^p palette" in lines[-1]  # footer not cut

@@ -153,3 +153,38 @@ async def test_log_tab_follows_the_end_of_the_log(runs_dir: Path) -> None:
         with open(d / "stdout.log", "a") as fh:  # the run writes more: the view follows
             fh.write("log line 0301\n")
         await wait_for(pilot, lambda: "log line 0301" in screen_text(app))
+
+
+async def test_two_marked_runs_open_the_comparison(runs_dir: Path) -> None:
+    from tuneterm.tui.screens.compare import CompareScreen
+
+    app = make_app(runs_dir=str(runs_dir))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "nan-sft" in screen_text(app) and "clean-sft" in screen_text(app))
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "●" in screen_text(app))
+        await pilot.press("down", "m")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        text = screen_text(app)
+        assert "clean-sft" in text and "nan-sft" in text and "lowest loss" in text
+        assert "max_steps" in text  # a config key whose value differs (40 vs 30)
+        step = next(ln for ln in text.splitlines() if ln.lstrip().startswith("step"))
+        assert "40/40" in step and "30/30" in step
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "●" not in screen_text(app))
+
+
+async def test_run_view_at_80x24_keeps_charts_footer_and_notes_apart(runs_dir: Path) -> None:
+    from textual.widgets._toast import Toast
+
+    app = make_app(runs_dir=str(runs_dir))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        view = await open_run(pilot, app, "nan-sft")
+        await wait_for(pilot, lambda: view.snap.charts != ())
+        app.notify("stopping nan-sft ...", markup=False)
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)))
+        (toast,) = app.screen.query(Toast)
+        charts = app.screen.query_one("#charts-scroll").region
+        assert toast.region.height == 1 and not toast.region.overlaps(charts), (toast.region, charts)
+        footer = screen_text(app).splitlines()[-1]
+        assert "q Quit" in footer and footer.rstrip().endswith("^p palette")  # nothing cut

@@ -45,11 +45,13 @@ class TunetermApp(App[int]):
     DEFAULT_MODE = "home"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("h", "mode('home')", "Home"),
-        Binding("g", "mode('gpus')", "GPUs"),
-        Binding("p", "mode('plan')", "Plan"),
-        Binding("r", "mode('runs')", "Runs"),
-        Binding("d", "mode('doctor')", "Doctor"),
+        # The screen keys are on the navigation bar; kept out of the footer so that at 80
+        # columns the footer has room for the screen's own keys, help and quit.
+        Binding("h", "mode('home')", "Home", show=False),
+        Binding("g", "mode('gpus')", "GPUs", show=False),
+        Binding("p", "mode('plan')", "Plan", show=False),
+        Binding("r", "mode('runs')", "Runs", show=False),
+        Binding("d", "mode('doctor')", "Doctor", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]

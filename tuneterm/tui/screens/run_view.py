@@ -34,10 +34,12 @@ class RunScreen(MainScreen):
     MODE = "runs"
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("c", "tab('charts')", "Charts"),
-        Binding("f", "tab('findings')", "Findings"),
-        Binding("l", "tab('log')", "Log"),
-        Binding("a", "tab('samples')", "Samples"),
+        # The tab keys are on the tab labels ("c Charts" ...), not in the footer: at 80 columns
+        # the footer keeps room for back, stop, doctor, help and quit.
+        Binding("c", "tab('charts')", "Charts", show=False),
+        Binding("f", "tab('findings')", "Findings", show=False),
+        Binding("l", "tab('log')", "Log", show=False),
+        Binding("a", "tab('samples')", "Samples", show=False),
         Binding("x", "stop", "Stop run"),
         Binding("o", "doctor", "Doctor report"),
     ]
@@ -55,19 +57,19 @@ class RunScreen(MainScreen):
         yield NavBar(self.MODE, f"run {inert_line(Path(self.path).name, 50)} · esc back")
         yield Static(Text(f"{inert_line(Path(self.path).name, 60)} · reading ...", style="bold"), id="run-head")
         with TabbedContent(id="run-tabs", initial="charts"):
-            with TabPane("Charts", id="charts"):
+            with TabPane("c Charts", id="charts"):
                 with VerticalScroll(id="charts-scroll"):
                     yield Static(Text("reading metrics ...", style="dim"), id="charts-body")
-            with TabPane("Findings", id="findings"):
+            with TabPane("f Findings", id="findings"):
                 table: DataTable[Any] = DataTable(id="findings-table", cursor_type="row")
                 table.add_columns("", "code", "name", "steps")
                 yield table
                 with VerticalScroll(id="finding-scroll"):
                     yield Static(Text("no findings yet", style="dim"), id="finding-detail")
-            with TabPane("Log", id="log"):
+            with TabPane("l Log", id="log"):
                 with VerticalScroll(id="log-scroll"):
                     yield Static(Text("", style="dim"), id="log-body")
-            with TabPane("Samples", id="samples"):
+            with TabPane("a Samples", id="samples"):
                 with VerticalScroll(id="samples-scroll"):
                     yield Static(Text("", style="dim"), id="samples-body")
         yield Footer()

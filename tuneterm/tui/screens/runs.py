@@ -1,4 +1,5 @@
-"""Runs: every run in the runs directory (state, step, loss, findings); start, open and stop runs.
+"""Runs: every run in the runs directory (state, step, loss, findings); start, open, stop and
+compare runs (``m`` marks a run; marking a second one opens the two side by side).
 
 Starting a run goes through the same pre-flight check as ``tuneterm train``
 (:func:`tuneterm.train.preflight.preflight`): error findings open a modal with "Start anyway" /
@@ -80,6 +81,7 @@ class RunsScreen(MainScreen):
         Binding("enter", "open_run", "Open"),
         Binding("s", "start_run", "Start run"),
         Binding("x", "stop_run", "Stop run"),
+        Binding("m", "mark", "Mark to compare"),
         Binding("u", "refresh", "Refresh"),
     ]
 
@@ -87,6 +89,8 @@ class RunsScreen(MainScreen):
         super().__init__()
         self.infos: dict[str, Any] = {}
         self.listed = False
+        self.marked: list[str] = []  # run paths marked with m; the second mark opens the comparison
+        self._last: RunsListed | None = None
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
@@ -141,6 +145,7 @@ class RunsScreen(MainScreen):
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self.listed = True
+        self._last = message
         table = self.query_one(DataTable)
         selected = self.selected_path()
         table.clear()
@@ -150,8 +155,9 @@ class RunsScreen(MainScreen):
         for info in message.infos:
             self.infos[info.path] = info
             step = step_text(info.step, info.max_steps, info.state)
+            mark = "● " if info.path in self.marked else ""
             table.add_row(
-                Text(inert_line(info.name, 40)), Text(info.state, style=STATE_STYLE.get(info.state, "")), step,
+                Text(mark + inert_line(info.name, 100), style="bold" if mark else ""), Text(info.state, style=STATE_STYLE.get(info.state, "")), step,
                 _loss(info.last_loss), _findings(info), fmt_duration(info.duration_s), key=info.path,
             )
         if selected in self.infos:
@@ -193,6 +199,28 @@ class RunsScreen(MainScreen):
 
         info = self.infos.get(path)
         self.app.push_screen(RunScreen(path, demo=bool(info is not None and info.state == "sample")))
+
+    # ----------------------------------------------------------------------------- compare
+    def action_mark(self) -> None:
+        """Mark (or unmark) the selected run; with two marked, open them side by side."""
+        path = self.selected_path()
+        if path is None:
+            self.notify("No run selected.", severity="warning", markup=False)
+            return
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+        if len(self.marked) == 2:
+            from tuneterm.tui.screens.compare import CompareScreen
+
+            a, b = self.marked
+            self.marked = []
+            self.app.push_screen(CompareScreen(a, b))
+        elif self.marked:
+            self.notify("marked 1 run: mark another with m to compare them", markup=False, timeout=4)
+        if self._last is not None:
+            self.on_runs_listed(self._last)
 
     # ----------------------------------------------------------------------------- start
     def action_start_run(self) -> None:
