@@ -4,7 +4,8 @@ Two figures:
 
 1. **real terminal**: the console script ``tuneterm ui`` started inside a fresh tmux pane (100x30);
    the clock stops when the pane first shows the navigation bar and the footer (the app's first
-   painted frame). This includes Python start-up, imports and Textual's first layout, i.e. what
+   painted frame); for the home screen, when it shows the GPU state (a GPU line or the no-GPU
+   line) and the last of six runs. This includes Python start-up, imports and Textual's first layout, i.e. what
    a user waits for after pressing enter. Also measured for ``--demo`` (the run view on a sample
    run, until its charts are drawn by the worker).
 2. **in process**: importing ``tuneterm.tui.app`` and mounting the app headless until the first
@@ -27,7 +28,26 @@ import time
 from pathlib import Path
 
 
-def tmux_first_frame(args: list[str], ready: tuple[str, ...], runs_dir: str, timeout: float = 30.0) -> float:
+def _runs_dir_with_runs(n: int = 6) -> str:
+    """A runs directory with ``n`` finished runs of 40 logged steps (what a GPU box collects)."""
+    import json
+
+    root = Path(tempfile.mkdtemp(prefix="tuneterm-bench-home-"))
+    for k in range(n):
+        d = root / f"bench-run-{k}"
+        d.mkdir()
+        status = {"state": "finished", "step": 40, "max_steps": 40, "started": f"2026-01-01T10:0{k}:00Z",
+                  "ended": f"2026-01-01T10:0{k}:30Z", "exit_code": 0}
+        (d / "status.json").write_text(json.dumps(status))
+        rows = [json.dumps({"loss": 2.0 - 0.02 * s, "grad_norm": 1.0, "learning_rate": 1e-4, "step": s, "time": 1767261600 + s})
+                for s in range(1, 41)]
+        (d / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    return str(root)
+
+
+def tmux_first_frame(
+    args: list[str], ready: tuple[str, ...], runs_dir: str, timeout: float = 30.0, size: tuple[int, int] = (100, 30)
+) -> float:
     """Seconds from starting ``tuneterm ARGS`` in a tmux pane until every string of ``ready`` shows."""
     exe = str(Path(sys.executable).parent / "tuneterm")
     sock = f"tuneterm-bench-{os.getpid()}-{time.monotonic_ns()}"  # a fresh server each time
@@ -37,7 +57,7 @@ def tmux_first_frame(args: list[str], ready: tuple[str, ...], runs_dir: str, tim
 
     cmd = f"TERM=xterm-256color TUNETERM_RUNS_DIR={runs_dir} {exe} {' '.join(args)}; sleep 30"
     t0 = time.perf_counter()
-    tmux("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", "100", "-y", "30", "sh", "-c", cmd)
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", str(size[0]), "-y", str(size[1]), "sh", "-c", cmd)
     try:
         while time.perf_counter() - t0 < timeout:
             screen = tmux("capture-pane", "-p", "-t", "b")
@@ -71,9 +91,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     runs = tempfile.mkdtemp(prefix="tuneterm-bench-runs-")
+    with_runs = _runs_dir_with_runs()
     if shutil.which("tmux"):
+        home = [
+            tmux_first_frame(["ui"], ("GiB", "bench-run-5", "^p palette"), with_runs, size=(100, 30))
+            for _ in range(args.repeat)
+        ]
+        print(f"{'tuneterm ui (home at 100x30: GPU line + 6 runs)':45s} median {statistics.median(home):.3f} s  "
+              f"min {min(home):.3f}  max {max(home):.3f}  (n={len(home)})")
         for label, argv, ready in (
-            ("tuneterm ui (runs screen, empty runs dir)", ["ui"], ("g GPUs", "^p palette")),
+            ("tuneterm ui (home, empty runs dir)", ["ui"], ("h Home", "^p palette")),
             ("tuneterm ui --demo (first frame)", ["ui", "--demo"], ("g GPUs", "^p palette")),
             ("tuneterm ui --demo (sample run charted)", ["ui", "--demo"], ("Charts", "┤")),
         ):

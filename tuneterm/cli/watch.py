@@ -136,7 +136,7 @@ def _run_cells(i: Any) -> list[Any]:
 
     from tuneterm.watch.runs import fmt_duration
 
-    from tuneterm.report.progress import step_text
+    from tuneterm.progress import step_text
 
     step = step_text(i.step, i.max_steps, i.state)
     loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"

@@ -537,7 +537,7 @@ def headline(status: dict[str, Any], state: str, run: Any) -> str:
         step = status["step"]
     max_steps = status.get("max_steps") if isinstance(status.get("max_steps"), int) else (run.facts.max_steps if run is not None else None)
     if step is not None:
-        from tuneterm.report.progress import step_text
+        from tuneterm.progress import step_text
 
         parts.append(f"step {step_text(step, max_steps, state)}")
     loss = run.train["loss"].last() if run is not None and "loss" in run.train else None

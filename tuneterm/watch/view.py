@@ -21,7 +21,7 @@ import time
 from typing import IO, Any
 
 from tuneterm.engine.model import Finding, Fix
-from tuneterm.report.progress import step_text
+from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 
 

@@ -20,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuneterm.report.progress import step_text
+from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.screens.base import NavBar
 

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from tuneterm.report.progress import step_text
+from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import GpuSampled, HomeListed
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap
@@ -149,7 +149,10 @@ class HomeScreen(MainScreen):
         while not worker.is_cancelled:
             self.post_message(self.list_once(evaluate=not quick))
             if quick:
+                # Let the first frame paint before rule evaluation takes the interpreter.
                 quick = False
+                if not nap(worker, 0.3):
+                    return
                 continue
             if not nap(worker, self.tapp.runs_interval):
                 return

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from tuneterm.report.progress import step_text
+from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import PreflightRefused, RunLaunched, RunsListed, RunStopped
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap

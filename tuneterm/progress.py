@@ -1,4 +1,7 @@
-"""How far a run got, in one short cell: the same text in ``runs``, ``watch``, the app and ``doctor``.
+"""How far a run got, in one short cell: the same text in ``runs``, ``watch`` and the app.
+
+A module of its own at the top of the package (like :mod:`tuneterm.textsafe`): every layer may use
+it, and importing it costs nothing (the app's first frame imports it).
 
 A run that ended early (stopped, failed, died) shows the step it reached and the share of the
 planned steps, so ``stopped 4628/20000 (23%)`` never reads as complete.
