@@ -146,7 +146,7 @@ def test_supervisor_killed_run_stays_running_and_stop_stops_it(runs: Path) -> No
     assert stop.returncode == 0, stop.stderr
     assert "training process pid" in stop.stderr and "stopped at step" in stop.stderr
     out, err = watcher.communicate(timeout=60)
-    assert "sup: stopped" in err and "died" not in err, err
+    assert "sup: stopped at step" in err and "died" not in err, err
     assert "step" in out + err and "steps/s" in out + err  # the heartbeat line
     st = status(d)
     rows = [json.loads(x) for x in _lines(d)]

@@ -116,3 +116,13 @@ async def test_home_snapshot_80x24(tmp_path: Path, fake_nvml, sleeper) -> None:
 
 async def test_home_snapshot_200x50(tmp_path: Path, fake_nvml, sleeper) -> None:
     await _snapshot(tmp_path, fake_nvml, sleeper, (200, 50), "home-200x50")
+
+
+async def test_doctor_screen_accepts_a_run_name(tmp_path: Path) -> None:
+    from tests.tui.conftest import fill
+
+    write_run(tmp_path / "runs", "nan-sft", steps=30, nan_at=22)
+    app = make_app(runs_dir="runs", initial="doctor")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fill(pilot, "#doctor-path", "nan-sft")
+        await wait_for(pilot, lambda: "nan-or-inf" in screen_text(app))

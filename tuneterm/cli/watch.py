@@ -90,11 +90,26 @@ def watch_cmd(
         return exit_code_for(result)
     errors = sum(1 for f in result.fired if f.severity.value == "error")
     warnings = sum(1 for f in result.fired if f.severity.value == "warning")
-    _say(f"{path.name}: {result.state}; {errors} error(s), {warnings} warning(s)" + (" (stopped on error)" if result.stopped_on_error else ""))
+    _say(f"{path.name}: {result.state}{_reached(path, result.state)}; {errors} error(s), {warnings} warning(s)"
+         + (" (stopped on error)" if result.stopped_on_error else ""))
     code = exit_code_for(result)
     if code == ExitCode.NO_METRICS:
         _say(f"no training metrics or errors were read from {path}")
     return code
+
+
+def _reached(path: Path, state: str | None) -> str:
+    """`` at step 4628/20000 (23%)`` for a run directory that ended early; else empty."""
+    from tuneterm.progress import ENDED_EARLY, step_text
+    from tuneterm.watch.runs import read_status
+
+    if state not in ENDED_EARLY or not (path / "status.json").is_file():
+        return ""
+    st = read_status(path)
+    step, max_steps = st.get("step"), st.get("max_steps")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return ""
+    return f" at step {step_text(step, max_steps if isinstance(max_steps, int) else None, state)}"
 
 
 @app.command("runs")

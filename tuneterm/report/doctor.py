@@ -129,7 +129,11 @@ def facts_line(run: Run | None, result: CheckResult) -> str:
         parts.append(inert_line(model, 60) + (f" (vocab {f.vocab_size:,})" if f.vocab_size else ""))
     last = run.last_step
     if last is not None:
-        parts.append(f"step {last:,}" + (f"/{f.max_steps:,}" if f.max_steps else ""))
+        state = f.extra.get("state")
+        text = f"step {last:,}" + (f"/{f.max_steps:,}" if f.max_steps else "")
+        if state in ("stopped", "failed", "died") and f.max_steps and last < f.max_steps:
+            text = f"{state} at step {last:,}/{f.max_steps:,} ({100 * last // f.max_steps}%)"
+        parts.append(text)
     if f.epoch is not None:
         parts.append(f"epoch {f.epoch:.3g}" + (f" of {f.num_train_epochs:g}" if f.num_train_epochs else ""))
     if f.train_batch_size or f.total_train_batch_size:

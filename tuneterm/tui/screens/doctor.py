@@ -68,6 +68,9 @@ class DoctorScreen(MainScreen):
             self.query_one("#doctor-scroll").focus()
 
     def diagnose(self, path: str) -> None:
+        from tuneterm.watch.runs import run_or_path
+
+        path = run_or_path(path.strip(), self.tapp.runs_dir)  # a run name works as in `tuneterm doctor`
         self.path = path
         self.result = None
         self.query_one("#doctor-body", Static).update(Text(f"diagnosing {inert_line(path, 200)} ...", style="dim"))
