@@ -549,8 +549,11 @@ class ConsoleParser:
         if total and f.max_steps is None:
             f.max_steps = total
         last_n = self._bar_max.get(total) if total else None
-        if f.finished and total:
-            last_n = max(last_n or 0, total)
+        if f.finished and total and last_n is None:
+            # The end-of-training summary with no progress bar seen: assume it ran to the end.
+            # With a bar, its last position is the step reached: a run stopped at step 4,628 of
+            # 20,000 prints the same summary, and must not read as 20,000/20,000.
+            last_n = total
         if not self.explicit_steps and self.n_train:
             scale = f.logging_steps
             if scale is None and last_n:

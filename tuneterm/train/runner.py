@@ -284,8 +284,6 @@ def train(rd: RunDir, reporter: WorkerReporter | None = None) -> str:
         trainer.save_model(trainer.args.output_dir)
         final = "finished"
     step = int(trainer.state.global_step)
-    if reporter is not None:
-        reporter.end(final, step=step, exit_code=0, error="stopped on request" if final == "stopped" else None)
     if is_main:
         fields: dict[str, Any] = {"state": final, "ended": now_iso(), "step": step}
         if final == "stopped":
@@ -295,6 +293,8 @@ def train(rd: RunDir, reporter: WorkerReporter | None = None) -> str:
             # Nobody else will record this run's end: the supervisor is gone.
             fields["exit_code"] = 0
         rd.update_status(**fields)
+    if reporter is not None:  # after status.json: a reader never sees an ended worker and a live status
+        reporter.end(final, step=step, exit_code=0, error="stopped on request" if final == "stopped" else None)
     if _world_size() > 1 and not is_main:
         # Non-main ranks of a multi-process run are done once the model is saved (save_model ends
         # with a barrier). Freeing the trainer runs the gloo process group's destructor, which can

@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # rejected before training started: the user's config, not a crash
         line = config_error_line(exc, rd)
         print(f"tuneterm: error: {line}", file=sys.stderr, flush=True)
-        reporter.end("failed", exit_code=2, error=line)
         if is_main:
             _record(rd, state="failed", error=line, error_kind=CONFIG_ERROR, exit_code=2, ended=now_iso())
+        reporter.end("failed", exit_code=2, error=line)  # after status.json (see runner.train)
         return 2
     except BaseException as exc:  # noqa: BLE001 - the top level: record every way training can end
         if isinstance(exc, SystemExit) and exc.code in (0, None):
@@ -108,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         sys.stderr.flush()
         code = 130 if isinstance(exc, KeyboardInterrupt) else 1
-        reporter.end("failed", exit_code=code, error=error_line(exc))
         if is_main:
             _record(rd, state="failed", error=error_line(exc), exit_code=code, ended=now_iso())
+        reporter.end("failed", exit_code=code, error=error_line(exc))
         return code
-    reporter.end(final, exit_code=0)
     if is_main:
         _record(rd, exit_code=0)
+    reporter.end(final, exit_code=0)
     return 0 if final in ("finished", "stopped") else 1
 
 

@@ -112,8 +112,9 @@ def read_workers(run_dir: Path) -> list[WorkerRecord]:
 
 def record_alive(rec: WorkerRecord) -> bool:
     """True while the process ``rec`` names runs on this machine: same host, same boot, same pid
-    *and* start time. A record from another host is never judged (False: not known alive here)."""
-    if rec.pid is None or rec.state not in (None, "running"):
+    *and* start time, whatever state it recorded (a process that recorded its end may still be
+    finishing). A record from another host is never judged (False: not known alive here)."""
+    if rec.pid is None:
         return False
     if rec.host and rec.host != socket.gethostname():
         return False
