@@ -403,3 +403,24 @@ def test_logging_steps_from_training_arguments_dump(tmp_path: Path) -> None:
 def test_corpus_049_trainingarguments_logging_steps() -> None:
     run = load_run(corpus_file("049_"))
     assert run.facts.logging_steps == 10
+
+
+def test_stopped_run_dir_keeps_the_step_its_bar_reached(tmp_path: Path) -> None:
+    """The end-of-training log event comes after a stop too: a run directory stopped at step 32 of
+    400 (its progress bar at 32/400 in stderr.log) reads as step 32, not 400/400."""
+    from tuneterm.logs import load_run
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.yaml").write_text("model_name_or_path: tuneterm:tiny-llama\nmax_steps: 400\nlogging_steps: 1\n")
+    (d / "status.json").write_text(json.dumps({"state": "stopped", "step": 32, "max_steps": 400}))
+    rows = [{"loss": 2.5 - s * 0.01, "grad_norm": 1.0, "learning_rate": 0.001, "step": s, "epoch": s / 400} for s in range(1, 33)]
+    # the Trainer's end-of-training log event, written after a stop as after a full run
+    rows.append({"train_runtime": 16.5, "train_steps_per_second": 1.94, "train_loss": 2.6, "epoch": 0.08, "step": 32})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "stderr.log").write_text("".join(f"{100 * s // 400:3d}%|#         | {s}/400 [00:{s:02d}<03:10,  1.93it/s]\r"
+                                          for s in range(1, 33)) + "\n")
+    (d / "stdout.log").write_text("")
+    run = load_run(d)
+    assert run.facts.finished and run.facts.max_steps == 400
+    assert run.last_step == 32 and run.facts.global_step == 32
