@@ -175,7 +175,7 @@ def assert_clean_when_replayed(run_dir: Path, tmp_path: Path) -> None:
     rd.mkdir()
     status = json.loads((run_dir / "status.json").read_text())
     # A live run: its process (here: this test) is alive, nothing recorded how it ended.
-    status.update(state="running", pid=os.getpid(), pgid=None, worker_pid=None, exit_code=None, ended=None)
+    status.update(state="running", pid=os.getpid(), pid_start=None, pgid=None, worker_pid=None, exit_code=None, ended=None)
     (rd / "status.json").write_text(json.dumps(status))
     for name in ("config.yaml", "launch.json"):
         if (run_dir / name).is_file():
