@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, REPO, corpus_file, corpus_files
+from tests.conftest import CORPUS, corpus_file, corpus_files
 from tests.engine.test_corpus_labels import HEALTHY
 from tuneterm.engine import Finding, RuleSet, Severity, evaluate, load_rules
 from tuneterm.logs import load_run

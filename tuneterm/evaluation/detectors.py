@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tuneterm.engine.evaluate import fill_message
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
 from tuneterm.engine.registry import Param, detector, get_detector
 from tuneterm.evaluation.degenerate import detect_degenerate
@@ -121,7 +120,7 @@ def eval_catastrophic_forgetting(report: Any, params: Mapping[str, Any]) -> list
         elif ratio >= params["ppl_ratio_warning"]:
             rank = max(rank, 1)
         if ratio >= params["ppl_ratio_warning"]:
-            shown = f"x{ratio:.1f}" if math.isfinite(ratio) else "overflowed"
+            shown = (f"x{ratio:.1f}" if ratio < 1e6 else f"x{ratio:.3g}") if math.isfinite(ratio) else "overflowed"
             f_shown = f"{f_ppl:.3g}" if f_ppl is not None and math.isfinite(f_ppl) else "inf"
             signals.append(f"general-text perplexity {b_ppl:.3g} -> {f_shown} ({shown})")
     pb, pf = pr.pass_rate("base"), pr.pass_rate("finetuned")

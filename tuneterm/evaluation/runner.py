@@ -7,6 +7,8 @@ attached to it after the base has answered, so a 7B base is loaded once.
 
 from __future__ import annotations
 
+import contextlib
+
 import gc
 import warnings
 from collections.abc import Callable
@@ -66,25 +68,21 @@ def _run_config(target: Target) -> dict[str, Any]:
 
 def _quiet_transformers() -> None:
     # Progress bars and advisory warnings from transformers would interleave with our output.
-    try:
+    with contextlib.suppress(Exception):  # cosmetics only
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - cosmetics only
-        pass
 
 
 def _free(model: Any) -> None:
     del model
     gc.collect()
-    try:
+    with contextlib.suppress(Exception):  # cosmetics only
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - cosmetics only
-        pass
 
 
 def eval_rules() -> Any:

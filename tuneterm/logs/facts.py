@@ -212,6 +212,6 @@ def load_mapping(path: Path) -> Mapping[str, Any] | None:
             doc = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    except Exception:  # yaml.YAMLError and friends: a broken side file is not fatal
+    except Exception:  # noqa: BLE001 - yaml.YAMLError and friends: a broken side file is not fatal
         return None
     return doc if isinstance(doc, Mapping) else None

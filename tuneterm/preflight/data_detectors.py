@@ -62,7 +62,7 @@ def _rows_text(refs: Iterable[RowRef], limit: int = 5) -> str:
 
 def _token_text(an: DataAnalysis, tok_id: int) -> str:
     # Token strings shown to the user come from the tokenizer files: keep them inert.
-    assert an.tokenizer is not None
+    assert an.tokenizer is not None  # noqa: S101 - narrows the type; callers pass analysed data
     for name, tid in (("eos", an.tokenizer.eos_id), ("end_of_turn", an.tokenizer.end_of_turn_id)):
         if tid == tok_id:
             return (an.tokenizer.eos_token if name == "eos" else an.tokenizer.end_of_turn) or str(tok_id)
@@ -283,7 +283,7 @@ def chat_template(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection
             "template (a base model?): TRL stops with 'chat_template is not set'",
             Severity.ERROR,
             (Fix(why="use the instruct model's tokenizer, or give the base model a template whose special tokens "
-                 "exist in its vocabulary (trl.clone_chat_template)", command=f"tuneterm check DATA --model <instruct model>"),))
+                 "exist in its vocabulary (trl.clone_chat_template)", command="tuneterm check DATA --model <instruct model>"),))
     if tf.split_markers:
         markers = ", ".join(tf.split_markers[:4])
         add(f"the chat template ({fam}) emits {markers}, which this tokenizer splits into several ordinary tokens: "

@@ -94,7 +94,7 @@ def supervise(run_dir: Path) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     env["TUNETERM_RUN_DIR"] = str(rd.path)
     rd.update_status(pid=os.getpid(), pgid=os.getpgid(0), command=cmd)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)  # noqa: S603 - argv, no shell
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)  # argv, no shell
     stop_requested = False
 
     def on_term(signum: int, frame: Any) -> None:

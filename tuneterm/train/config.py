@@ -355,7 +355,7 @@ def _coerce(value: Any, desc: Descriptor, key: str, source: str) -> Any:
         raise ConfigError(f"{source}: key {key!r} expects {_type_name(desc)}, got {shown}") from None
 
 
-def _conv(value: Any, desc: Descriptor) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type family
+def _conv(value: Any, desc: Descriptor) -> Any:  # one branch per type family
     """``value`` converted to the type ``desc`` describes, as TRL's CLI would; raises _Mismatch."""
     kind = desc.get("t")
     if kind == "union":

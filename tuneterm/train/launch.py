@@ -110,7 +110,7 @@ def launch(
     env.update(config.env)
     env["PYTHONUNBUFFERED"] = "1"
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -298,6 +298,6 @@ def train(rd: RunDir) -> str:
     if callable(end):  # transformers >= 5.18: finish trackers, destroy the process group
         try:
             end()
-        except Exception:  # noqa: BLE001 - teardown trouble must not turn a finished run into a failure
+        except Exception:  # noqa: BLE001, S110 - teardown trouble must not turn a finished run into a failure
             pass
     return final

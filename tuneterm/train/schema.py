@@ -267,7 +267,7 @@ def _jsonable(value: Any) -> tuple[bool, Any]:
     return True, value
 
 
-def describe(tp: Any) -> Descriptor:  # noqa: PLR0911 - one return per type family
+def describe(tp: Any) -> Descriptor:  # one return per type family
     """The JSON type descriptor of annotation ``tp`` (see the module docstring).
 
     >>> describe(list[str] | str)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             rd.update_status(state="failed", error=line, error_kind=CONFIG_ERROR, exit_code=2, ended=now_iso())
         return 2
-    except BaseException as exc:  # noqa: BLE001 - the top level: record every way training can end
+    except BaseException as exc:  # the top level: record every way training can end
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
         traceback.print_exc()

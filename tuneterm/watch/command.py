@@ -89,7 +89,7 @@ def start_command(
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     with open(rd.stdout, "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        proc = subprocess.Popen(  # argv list, no shell
             sup,
             stdin=subprocess.DEVNULL,
             stdout=out,

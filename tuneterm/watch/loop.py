@@ -238,7 +238,7 @@ def watch(
             result.action = "detached"
         try:
             live.poll(force=True)
-        except Exception:  # noqa: BLE001 - best effort on the way out
+        except Exception:  # noqa: BLE001, S110 - best effort on the way out
             pass
     if has_status and live.findings is not None and (live.run.has_metrics() or live.run.events):
         write_findings(live)
