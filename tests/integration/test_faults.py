@@ -33,12 +33,7 @@ def _rules() -> Any:
 
 
 def _need(rule: str) -> None:
-    try:
-        found = _rules().get(rule)
-    except Exception as exc:  # noqa: BLE001 - rule tables still being written elsewhere
-        pytest.skip(f"rules not loadable yet: {exc}")
-    if found is None:
-        pytest.skip(f"rule {rule} not in rules/ yet")
+    assert _rules().get(rule) is not None, f"rule {rule} is missing from rules/"
 
 
 @pytest.fixture
