@@ -18,6 +18,8 @@ from tuneterm.evaluation.probes import load_probes
 from tuneterm.evaluation.results import build_report
 from tuneterm.evaluation.runner import eval_rules
 
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
+
 
 @pytest.fixture(scope="module")
 def rules() -> Any:

@@ -20,6 +20,8 @@ from tuneterm.errors import RuleFileError
 from tuneterm.train.config import parse_set, resolve
 from tuneterm.train.preflight import PreflightResult, preflight
 
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
+
 SEED_24B = """\
 model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503
 dataset_name: trl-lib/Capybara

@@ -21,6 +21,8 @@ from tuneterm.tui.screens.modals import PreflightScreen
 from tuneterm.tui.screens.run_view import RunScreen
 from tuneterm.tui.screens.runs import RunsScreen
 
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
+
 SEED_24B = """\
 model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503
 dataset_name: trl-lib/Capybara
