@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 
 def run_dirs(args: list[str]) -> list[Path]:
-    from tuneterm.watch.runs import is_run_dir
+    from tuneterm.runs.info import is_run_dir
 
     roots = [Path(a) for a in args] or [Path(os.environ.get("TUNETERM_RUNS_DIR", "runs"))]
     found: list[Path] = []

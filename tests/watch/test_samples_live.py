@@ -8,7 +8,7 @@ from typing import Any
 
 from tuneterm.engine import load_rules
 from tuneterm.logs.model import Run
-from tuneterm.watch.samples import samples_findings
+from tuneterm.engine.detectors.samples import samples_findings
 
 GOOD = "Paris is the capital of France."
 BAD = "is is is is is is is is is is is is"

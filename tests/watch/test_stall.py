@@ -21,8 +21,8 @@ import pytest
 from tests.train.conftest import TINY, metrics, run_cli, status, tiny_model  # noqa: F401 - fixture
 from tuneterm.engine import load_rules
 from tuneterm.watch.live import evaluate_all, load_checked
-from tuneterm.watch.runs import run_info
-from tuneterm.watch.stall import mark_progress
+from tuneterm.runs.info import run_info
+from tuneterm.runs.progress import mark_progress
 
 
 def _run_dir(root: Path, *, age_s: float, every_s: float, state: str = "running", pid: int | None = None) -> Path:

@@ -32,7 +32,7 @@ def _is_command(args: list[str], runs_dir: str | None) -> bool:
     if len(args) > 1:
         return True
     word = args[0]
-    from tuneterm.train.rundir import runs_root
+    from tuneterm.runs.layout import runs_root
 
     if "/" not in word and (runs_root(runs_dir) / word).is_dir():
         return False
@@ -60,7 +60,7 @@ def watch_cmd(
 
     from tuneterm.engine import load_rules
     from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
-    from tuneterm.watch.runs import resolve_target
+    from tuneterm.runs.info import resolve_target
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
@@ -104,7 +104,7 @@ def runs_cmd(
     """List runs: state (a dead process shows as 'died'), step, last loss, findings, start, duration."""
     import json
 
-    from tuneterm.watch.runs import list_runs
+    from tuneterm.runs.info import list_runs
 
     if runs_dir is None and not os.environ.get("TUNETERM_RUNS_DIR") and not Path("runs").is_dir():
         infos = []  # the default ./runs not made yet: nothing has run here (an explicit dir must exist)
@@ -133,7 +133,7 @@ def _run_cells(i: Any) -> list[Any]:
     """The table cells of one run (``RunInfo``), every text inert and a ``rich.text.Text``."""
     from rich.text import Text
 
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.runs.info import fmt_duration
 
     step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
     loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
@@ -208,8 +208,8 @@ def stop_cmd(
     """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
     from tuneterm.errors import InputError
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
-    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target
+    from tuneterm.runs.layout import RunDir
+    from tuneterm.runs.info import effective_state, is_run_dir, read_status, resolve_target
 
     try:
         path = resolve_target(run, runs_dir)

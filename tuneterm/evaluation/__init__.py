@@ -18,6 +18,6 @@ Modules (torch, transformers, peft, datasets and rouge-score are imported lazily
 
 from __future__ import annotations
 
-from tuneterm.evaluation.degenerate import check_generation, check_generations, detect_degenerate, summarize
+from tuneterm.engine.detectors.degenerate import check_generation, check_generations, detect_degenerate, summarize
 
 __all__ = ["check_generation", "check_generations", "detect_degenerate", "summarize"]

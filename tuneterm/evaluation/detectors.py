@@ -4,7 +4,7 @@ Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations alrea
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
 records in ``rules/eval.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
 report and returns findings; :func:`make_finding` builds a finding from any rule + detection (the
-live watcher uses it with :func:`tuneterm.evaluation.degenerate.detect_degenerate` on a run's
+live watcher uses it with :func:`tuneterm.engine.detectors.degenerate.detect_degenerate` on a run's
 ``samples.jsonl``).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from tuneterm.engine.evaluate import fill_message
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
 from tuneterm.engine.registry import Param, detector, get_detector
-from tuneterm.evaluation.degenerate import detect_degenerate
+from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.textsafe import inert_line
 
 _DEGENERATE_EVIDENCE = (

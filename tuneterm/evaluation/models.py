@@ -5,7 +5,7 @@
 
 ``run``
     a tuneterm run directory (``config.yaml`` with ``status.json``/``launch.json``, see
-    :mod:`tuneterm.train.rundir`). The model is the final save in its ``output_dir`` (an adapter
+    :mod:`tuneterm.runs.layout`). The model is the final save in its ``output_dir`` (an adapter
     or a full model at the top of ``output/``), else its newest ``checkpoint-N``; the base is the
     config's ``model_name_or_path``; its training data is ``dataset_name`` /
     ``dataset_train_split`` (held-out examples overlapping it are dropped).

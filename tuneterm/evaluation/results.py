@@ -17,7 +17,7 @@ from typing import Any
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Severity
 from tuneterm.evaluation.data import EvalExample, Selection
-from tuneterm.evaluation.degenerate import DegenerateSummary, GenerationCheck, check_generation, summarize
+from tuneterm.engine.detectors.degenerate import DegenerateSummary, GenerationCheck, check_generation, summarize
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.metrics import (
     ROUGE_TYPES,

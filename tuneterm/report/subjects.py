@@ -201,7 +201,7 @@ def _check_log(path: Path, options: CheckOptions) -> CheckResult:
         # A tuneterm run directory: also mark a run whose process vanished, and judge the sample
         # generations it recorded (degenerate-generations lives with the eval rules), exactly as
         # `tuneterm watch` does, so a later doctor sees what the watcher saw.
-        from tuneterm.watch.crash import final_crash
+        from tuneterm.engine.detectors.crash import final_crash
         from tuneterm.watch.live import evaluate_all, load_checked
 
         run = load_checked(str(path))

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from transformers import TrainerCallback
 
-from tuneterm.train.rundir import RunDir
+from tuneterm.runs.layout import RunDir
 
 _STATUS_EVERY_S = 2.0
 

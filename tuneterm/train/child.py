@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir, now_iso
 
 
 def worker_command(launch: dict[str, Any], run_dir: Path) -> list[str]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir, now_iso
 
 RUN_DIR_ENV = "TUNETERM_RUN_DIR"
 _PROC = Path("/proc")

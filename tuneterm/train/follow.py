@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from tuneterm.textsafe import inert_line
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, write_json_atomic
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir, write_json_atomic
 
 
 class MetricsTail:

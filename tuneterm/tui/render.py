@@ -526,7 +526,7 @@ def run_charts(run: Any, findings: Sequence[Finding], run_dir: Path | None, widt
 
 def headline(status: dict[str, Any], state: str, run: Any) -> str:
     """``sft · step 12/30 · loss 5.21 · epoch 0.55 · 1m02s`` plus the recorded error, inert."""
-    from tuneterm.watch.runs import fmt_duration, parse_time
+    from tuneterm.runs.info import fmt_duration, parse_time
 
     parts = [state]
     kind = run.facts.trainer_kind if run is not None else status.get("trainer")
@@ -567,7 +567,7 @@ def samples_view(samples: Sequence[dict[str, Any]], n: int = SAMPLES_SHOWN) -> t
 
 def snapshot(evaluator: Any, width: int, *, demo: bool = False) -> RunSnapshot:
     """Build the run view's :class:`RunSnapshot` from a polled :class:`~tuneterm.watch.live.LiveEvaluator`."""
-    from tuneterm.watch.runs import LIVE_STATES, effective_state, same_host
+    from tuneterm.runs.info import LIVE_STATES, effective_state, same_host
 
     path = Path(evaluator.path)
     run = evaluator.run

@@ -35,7 +35,7 @@ PROGRESS_EVERY_S = 15.0
 def evaluate_all(run: Run, rules: Iterable[Rule]) -> list[Finding]:
     """Every finding for a run: the log rules (crash rules included) and, when the run has
     samples, ``degenerate-generations`` on them. Sorted errors first, then by step and code."""
-    from tuneterm.watch.samples import samples_findings
+    from tuneterm.engine.detectors.samples import samples_findings
 
     rules = tuple(rules)
     found = list(evaluate(run, rules))
@@ -47,16 +47,16 @@ def evaluate_all(run: Run, rules: Iterable[Rule]) -> list[Finding]:
 
 def load_checked(path: str | os.PathLike[str], status: Mapping[str, Any] | None = None) -> Run:
     """:func:`tuneterm.logs.load_run`, plus the ``died`` mark for a run directory whose process is
-    gone (see :mod:`tuneterm.watch.runs`) and, for a live one, its progress facts (see
-    :mod:`tuneterm.watch.stall`).
+    gone (see :mod:`tuneterm.runs.info`) and, for a live one, its progress facts (see
+    :mod:`tuneterm.runs.progress`).
 
     Raises:
         InputError: as :func:`~tuneterm.logs.load_run`.
     """
     from tuneterm.logs import load_run
-    from tuneterm.watch.runs import mark_died, read_status
+    from tuneterm.runs.info import mark_died, read_status
 
-    from tuneterm.watch.stall import mark_progress
+    from tuneterm.runs.progress import mark_progress
 
     run = load_run(path)
     p = Path(path)
@@ -142,7 +142,7 @@ class LiveEvaluator:
     def _check_progress(self, run: Run) -> None:
         """Progress facts for ``run-stalled``, at most every ``PROGRESS_EVERY_S`` (a few stats and
         a 32 KiB tail read)."""
-        from tuneterm.watch.stall import mark_progress
+        from tuneterm.runs.progress import mark_progress
 
         now = time.monotonic()
         if now < self._next_progress:
@@ -151,7 +151,7 @@ class LiveEvaluator:
         mark_progress(run, self.path, self.status)
 
     def _state_sig(self, run: Run) -> tuple[Any, ...]:
-        from tuneterm.watch.stall import stalled_for
+        from tuneterm.runs.progress import stalled_for
 
         extra = run.facts.extra
         silent = stalled_for(extra) or 0.0
@@ -177,7 +177,7 @@ class LiveEvaluator:
         up = Update(points=self.follower.poll())
         run = self.follower.run
         if self.is_run_dir:
-            from tuneterm.watch.runs import mark_died, read_status
+            from tuneterm.runs.info import mark_died, read_status
 
             self._read_samples()
             run.samples = self._samples

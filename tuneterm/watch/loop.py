@@ -95,7 +95,7 @@ def write_findings(live: LiveEvaluator) -> None:
     """Write the run directory's findings.json (the JSON contract of ``check --format json``)."""
     from tuneterm.report.json_report import result_document
     from tuneterm.report.subjects import result_from_run
-    from tuneterm.train.rundir import write_json_atomic
+    from tuneterm.runs.layout import write_json_atomic
 
     run = live.run
     rules = tuple(r for r in live.rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
@@ -128,7 +128,7 @@ def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: Any = None
     Returns the final state (``stopped``, or ``finished``/``failed`` if it ended meanwhile).
     """
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
     from tuneterm.textsafe import inert_line
 
     rd = RunDir(path)
@@ -230,7 +230,7 @@ def watch(
         choice = on_interrupt() if on_interrupt is not None else "detach"
         if choice == "stop" and has_status:
             from tuneterm.train.control import stop_run
-            from tuneterm.train.rundir import RunDir
+            from tuneterm.runs.layout import RunDir
 
             result.action = "stopped"
             result.state = stop_run(RunDir(p), grace_s=options.grace_s, proc=proc)

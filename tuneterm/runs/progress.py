@@ -134,7 +134,7 @@ def mark_progress(run: Run, run_dir: str | os.PathLike[str], status: Mapping[str
     """Record on ``run.facts.extra`` the progress facts ``run-stalled`` reads (module docstring).
 
     Does nothing unless the run's shown state is ``running`` (see
-    :func:`tuneterm.watch.runs.effective_state`: process alive, this host).
+    :func:`tuneterm.runs.info.effective_state`: process alive, this host).
 
     Args:
         run: the loaded run directory.
@@ -142,7 +142,7 @@ def mark_progress(run: Run, run_dir: str | os.PathLike[str], status: Mapping[str
         status: its status.json.
         now: the time to judge at (tests; default: now).
     """
-    from tuneterm.watch.runs import effective_state
+    from tuneterm.runs.info import effective_state
 
     if effective_state(status) != "running":
         return
@@ -163,7 +163,7 @@ def stalled_for(extra: Mapping[str, Any]) -> float | None:
 
 
 def _fmt(seconds: float) -> str:
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.runs.info import fmt_duration
 
     return fmt_duration(seconds)
 

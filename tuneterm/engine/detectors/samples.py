@@ -2,7 +2,7 @@
 
 The rule record is the eval rule ``E102 degenerate-generations`` of ``rules/eval.yaml`` (same
 thresholds, same finding name); its detector reads an eval report, so the live path applies the
-same text analysis (:func:`tuneterm.evaluation.degenerate.detect_degenerate`) to the samples
+same text analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to the samples
 itself. What plays the part of the base model: the *first* sampling point of the run. A model
 that loops at step 400 but answered sanely at step 50 collapsed during training (an error or a
 warning by the rule's shares, and only when the degenerate share rose by ``min_increase``); a
@@ -50,7 +50,7 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
     if rule is None or not run.samples:
         return []
     try:
-        from tuneterm.evaluation.degenerate import detect_degenerate
+        from tuneterm.engine.detectors.degenerate import detect_degenerate
         from tuneterm.evaluation.detectors import make_finding
     except ImportError:  # pragma: no cover - the evaluation package ships with tuneterm
         return []
@@ -90,7 +90,7 @@ def _persistent(groups: list[tuple[int, list[dict[str, Any]]]], params: dict[str
     live finding once shown stays shown (and ``--stop-on error`` would kill the run). A finished
     run is judged on its last point alone.
     """
-    from tuneterm.evaluation.degenerate import detect_degenerate
+    from tuneterm.engine.detectors.degenerate import detect_degenerate
 
     if len(groups) < 3:
         return False

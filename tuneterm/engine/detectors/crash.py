@@ -89,7 +89,7 @@ def final_crash(run: Run) -> LogEvent | None:
     """The event that ended ``run``, or ``None`` when the run did not crash (or has not yet).
 
     Run directories (``run.format == "run_dir"``): only a run whose status says it failed (or that
-    :mod:`tuneterm.watch.runs` found dead) crashed; an exit by a non-stop signal is returned as a
+    :mod:`tuneterm.runs.info` found dead) crashed; an exit by a non-stop signal is returned as a
     ``signal`` event even when the log also holds a traceback. Other logs: the last fatal event,
     unless metric lines follow it in the same file (the run carried on).
     """

@@ -77,7 +77,7 @@ def resolve_target(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> 
     Raises:
         InputError: neither a run in the runs directory nor an existing path.
     """
-    from tuneterm.train.rundir import runs_root
+    from tuneterm.runs.layout import runs_root
 
     root = runs_root(runs_dir)
     if "/" not in arg and arg not in (".", ".."):
@@ -236,7 +236,7 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
     source = None
     summary = _findings_fresh(d) if state != "died" else None
     if summary is not None and state == "running":
-        from tuneterm.watch.stall import progress_marks
+        from tuneterm.runs.progress import progress_marks
 
         # A hung run writes nothing, so its findings.json stays "fresh" for ever; re-evaluate
         # once it has been silent long enough for run-stalled to have a say.
@@ -299,7 +299,7 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     Raises:
         InputError: the runs directory does not exist or cannot be listed.
     """
-    from tuneterm.train.rundir import runs_root
+    from tuneterm.runs.layout import runs_root
 
     root = runs_root(runs_dir)
     if not root.is_dir():

@@ -1,10 +1,10 @@
 """Crash detectors for ``rules/runtime.yaml``: why a run died, with fixes.
 
-Each detector looks at the event that ended the run (:func:`tuneterm.watch.crash.final_crash`)
+Each detector looks at the event that ended the run (:func:`tuneterm.engine.detectors.crash.final_crash`)
 and fires when it matches the rule's ``codes``/``texts``: CUDA out of memory, NCCL/distributed
 errors, a missing package, a model or dataset that could not be downloaded, a death by signal.
 ``run-vanished`` fires for a run directory whose process disappeared without recording an end
-(:mod:`tuneterm.watch.runs` marks such runs ``died``). The generic ``run-crashed`` rule defers to
+(:mod:`tuneterm.runs.info` marks such runs ``died``). The generic ``run-crashed`` rule defers to
 these through its ``defer_codes``/``defer_texts`` parameters.
 
 The module is listed in :data:`tuneterm.engine.registry.DETECTOR_MODULES` (``log`` scope), so
@@ -28,8 +28,8 @@ from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.logs.model import LogEvent, Run
 from tuneterm.textsafe import inert_line
-from tuneterm.watch.crash import final_crash, matches, event_code
-from tuneterm.watch.oomfix import oom_fixes
+from tuneterm.engine.detectors.crash import final_crash, matches, event_code
+from tuneterm.engine.detectors.oomfix import oom_fixes
 
 _MATCH_PARAMS = {
     "codes": Param("str_list", "event codes (exception class, cuda-oom, SIGKILL ...) this rule owns"),
@@ -64,7 +64,7 @@ def crash_oom(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ev = _crash(run, params)
     if ev is None:
         return []
-    from tuneterm.watch.oomfix import capacity_gib, planned_fixes
+    from tuneterm.engine.detectors.oomfix import capacity_gib, planned_fixes
 
     # The phase read from the traceback decides the advice: an OOM in the evaluation loop or in
     # GRPO's sampling is not cured by a smaller training batch (failure_modes.md FM-36, FM-38).
@@ -267,7 +267,7 @@ def crash_signal(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 def run_vanished(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """The run's status says running but its process is gone and nothing recorded an end.
 
-    Only :mod:`tuneterm.watch.runs` can tell (it checks the pid); it marks such a run
+    Only :mod:`tuneterm.runs.info` can tell (it checks the pid); it marks such a run
     ``facts.extra["state"] = "died"``.
     """
     extra = run.facts.extra
