@@ -59,8 +59,9 @@ def watch_cmd(
     import click
 
     from tuneterm.engine import load_rules
-    from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
     from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import STATUS
+    from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
@@ -84,7 +85,7 @@ def watch_cmd(
     if result.interrupted:
         if result.action == "stopped":
             _say(f"run {path.name} {result.state}")
-        elif (path / "status.json").is_file():
+        elif (path / STATUS).is_file():
             _say(f"the run keeps going; follow it again with: tuneterm watch {path}   stop it with: tuneterm stop {path}")
         return exit_code_for(result)
     errors = sum(1 for f in result.fired if f.severity.value == "error")
@@ -208,26 +209,27 @@ def stop_cmd(
     """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
     from tuneterm.errors import InputError
     from tuneterm.train.control import stop_run
-    from tuneterm.runs.layout import RunDir
-    from tuneterm.runs.info import effective_state, is_run_dir, read_status, resolve_target
+    from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import RunDir, is_run_dir
+    from tuneterm.runs.status import effective_state, load_status
 
     try:
         path = resolve_target(run, runs_dir)
     except InputError:
         raise InputError(f"no such run: {run}") from None
-    if not is_run_dir(path) or not (path / "status.json").is_file():
+    status = load_status(path) if is_run_dir(path) else None
+    if status is None:
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
-    status = read_status(path)
     state = effective_state(status)
     if state in ("finished", "failed", "stopped"):
         _say(f"run {path.name} already {state}")
         return int(ExitCode.OK)
     if state == "died":
-        _say(f"run {path.name}: its process (pid {status.get('pid')}) is already gone; see: tuneterm watch {path} --no-follow")
+        _say(f"run {path.name}: its process (pid {status.pid}) is already gone; see: tuneterm watch {path} --no-follow")
         return int(ExitCode.OK)
     if state.endswith("?"):
-        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
-    _say(f"stopping run {path.name} (pid {status.get('pid')}){' with SIGKILL' if force else ''} ...")
+        raise InputError(f"run {path.name} runs on host {status.host}; stop it there")
+    _say(f"stopping run {path.name} (pid {status.pid}){' with SIGKILL' if force else ''} ...")
     final = stop_run(RunDir(path), grace_s=0.0 if force else grace)
     _say(f"run {path.name} {final}")
     return int(ExitCode.OK)

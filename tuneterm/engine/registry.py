@@ -31,7 +31,7 @@ DetectorFunc = Callable[[Any, Mapping[str, Any]], list[Detection]]
 # the scopes being loaded (so `tuneterm check LOG` never imports the data checks' numpy), and a
 # module that does not exist yet is skipped. Other scopes add their module here.
 DETECTOR_MODULES: dict[str, list[str]] = {
-    "log": ["tuneterm.engine.detectors", "tuneterm.engine.detectors.runtime", "tuneterm.runs.progress"],
+    "log": ["tuneterm.engine.detectors"],
     "config": ["tuneterm.preflight.detectors"],
     "data": ["tuneterm.preflight.data_detectors"],
     "samples": [],

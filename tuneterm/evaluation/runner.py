@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
+from tuneterm.runs.layout import CONFIG
 from tuneterm.evaluation.data import select_examples, training_prompts
 from tuneterm.evaluation.models import (
     Target,
@@ -58,7 +59,7 @@ def _run_config(target: Target) -> dict[str, Any]:
     import yaml
 
     try:
-        cfg = yaml.safe_load((Path(target.run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        cfg = yaml.safe_load((Path(target.run_dir) / CONFIG).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return cfg if isinstance(cfg, dict) else {}

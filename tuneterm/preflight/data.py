@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding
 from tuneterm.errors import InputError
+from tuneterm.runs.layout import is_run_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -172,7 +173,7 @@ def looks_like_dataset(path: str) -> bool:
     try:
         p = Path(path)
         if p.is_dir():
-            if (p / "trainer_state.json").exists() or (p / "status.json").exists() or (p / "metrics.jsonl").exists():
+            if (p / "trainer_state.json").exists() or is_run_dir(p):
                 return False
             files = data_files(p)
             return bool(files) and _sniff_file(files[0])

@@ -67,9 +67,8 @@ def exception_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     interrupted = tuple(params["interrupted_codes"])
     is_run_dir = run.format == "run_dir"
-    extra = run.facts.extra
-    state = extra.get("state")
-    exit_code = extra.get("exit_code")
+    state = run.state
+    exit_code = run.exit_code
 
     def code_of(e: LogEvent) -> str:
         if e.code:
