@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tuneterm.evaluation.data import EvalExample, Selection
-from tuneterm.evaluation.detectors import evaluate_report, make_finding
+from tuneterm.engine.evaluate import make_finding
+from tuneterm.evaluation.detectors import evaluate_report
 from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.probes import load_probes

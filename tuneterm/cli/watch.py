@@ -210,7 +210,7 @@ def stop_cmd(
     from tuneterm.errors import InputError
     from tuneterm.train.control import stop_run
     from tuneterm.runs.info import resolve_target
-    from tuneterm.runs.layout import RunDir, is_run_dir
+    from tuneterm.runs.layout import TERMINAL_STATES, RunDir, is_run_dir
     from tuneterm.runs.status import effective_state, load_status
 
     try:
@@ -221,7 +221,7 @@ def stop_cmd(
     if status is None:
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
     state = effective_state(status)
-    if state in ("finished", "failed", "stopped"):
+    if state in TERMINAL_STATES:
         _say(f"run {path.name} already {state}")
         return int(ExitCode.OK)
     if state == "died":

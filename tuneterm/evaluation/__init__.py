@@ -10,8 +10,8 @@ Modules (torch, transformers, peft, datasets and rouge-score are imported lazily
     models       resolving run dirs / adapters / merged models; loading with transformers + peft
     generate     greedy batched generation and general-text perplexity
     results      scoring both models into an :class:`EvalReport` (the JSON contract)
-    detectors    eval-scope detectors (``eval_catastrophic_forgetting``,
-                 ``eval_degenerate_generations``) and findings
+    detectors    eval-scope detectors (``eval-catastrophic-forgetting``,
+                 ``eval-degenerate-generations``) and findings
     render       Rich terminal report and JSON
     runner       ``run_eval(EvalOptions) -> EvalReport``
 """

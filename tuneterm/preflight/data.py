@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding
 from tuneterm.errors import InputError
+from tuneterm.kinds import TRAINERS
 from tuneterm.runs.layout import is_run_dir
 
 if TYPE_CHECKING:
@@ -313,12 +314,12 @@ def check_dataset(
         raise InputError(f"--max-length must be a positive number of tokens, got {max_length}")
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of rows, got {sample}")
-    if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
+    if trainer is not None and trainer not in TRAINERS:
         raise InputError(f"--trainer must be sft, dpo or grpo, got {trainer!r}")
     rule_list = rules if rules is not None else _data_rules()
     near_sample = 10000
     for r in rule_list:
-        if r.detector == "data_duplicates" and isinstance(r.params.get("near_sample"), int):
+        if r.detector == "data-duplicates" and isinstance(r.params.get("near_sample"), int):
             near_sample = r.params["near_sample"]
 
     facts_tok = None

@@ -33,7 +33,8 @@ import yaml
 
 from tuneterm.errors import ConfigError
 from tuneterm.train import builtin
-from tuneterm.train.config import Trainer, instantiate
+from tuneterm.kinds import Trainer
+from tuneterm.train.config import instantiate
 from tuneterm.runs.layout import RunDir
 from tuneterm.runs.writer import now_iso
 

@@ -32,12 +32,12 @@ from typing import Any
 from tuneterm.engine.model import Finding, Rule, Severity
 from tuneterm.exit_codes import ExitCode
 from tuneterm.logs.model import RunStatus
-from tuneterm.runs.layout import FINDINGS, METRICS, STATUS
+from tuneterm.runs.layout import FINDINGS, METRICS, STATUS, TERMINAL_STATES
 from tuneterm.runs.processes import pid_alive
 from tuneterm.watch.live import LiveEvaluator
 from tuneterm.watch.view import PlainView
 
-TERMINAL = ("finished", "failed", "stopped")
+TERMINAL = TERMINAL_STATES
 
 
 @dataclass(frozen=True, slots=True)
