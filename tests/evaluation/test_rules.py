@@ -1,4 +1,4 @@
-"""The eval rule records (rules/eval.yaml) and their detectors on constructed evaluation results.
+"""The eval rule records (rules/diagnostics/generalization.yaml) and their detectors on constructed evaluation results.
 
 Generations are written out here as text (what a healthy and a collapsed model answer), scored by
 the real code path (ROUGE, degenerate checks, probe answer checks) and judged by the real rules.

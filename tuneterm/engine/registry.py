@@ -179,6 +179,7 @@ def detector(
 
         run_cached.__doc__ = func.__doc__
         run_cached.__qualname__ = func.__qualname__
+        run_cached.__module__ = func.__module__
         old = _REGISTRY.get(name)
         if old is not None and old.func is not func and old.func.__qualname__ != func.__qualname__:
             raise ValueError(f"detector {name!r} registered twice")

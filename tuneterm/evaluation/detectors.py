@@ -2,7 +2,7 @@
 
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
-records in ``rules/eval.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
+records in ``rules/diagnostics/generalization.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
 report and returns findings; :func:`make_finding` builds a finding from any rule + detection (the
 live watcher uses it with :func:`tuneterm.engine.detectors.degenerate.detect_degenerate` on a run's
 ``samples.jsonl``).

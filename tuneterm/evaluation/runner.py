@@ -93,7 +93,7 @@ def eval_rules() -> Any:
     imported).
 
     Raises:
-        RuleFileError: ``rules/eval.yaml`` is broken (exit 2).
+        RuleFileError: ``rules/diagnostics/generalization.yaml`` is broken (exit 2).
     """
     from tuneterm.engine import load_rules
 

@@ -1,4 +1,4 @@
-"""Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/config.yaml).
+"""Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/diagnostics/config.yaml).
 
 Each detector reads a :class:`~tuneterm.preflight.config_read.ConfigFacts` and its rule's params
 and returns :class:`~tuneterm.engine.model.Detection` objects; thresholds live in the rule records.

@@ -4,7 +4,7 @@ Entry points used by the ``check`` command:
 
 * :func:`looks_like_dataset` -- is this path (or hub id) a dataset rather than a log or a config?
 * :func:`check_dataset` -- read the data, render every example the way TRL trains it with the
-  model's tokenizer, run the ``data`` rules (``rules/data.yaml``) and return a :class:`DataReport`.
+  model's tokenizer, run the ``data`` rules (``rules/diagnostics/data.yaml``) and return a :class:`DataReport`.
 * :func:`render_data_report` -- the human summary (counts, token-length histogram with the
   max_length marked, worst examples with line numbers, findings with fixes).
 

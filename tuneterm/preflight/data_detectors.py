@@ -1,4 +1,4 @@
-"""Detectors for the ``data`` rules (``rules/data.yaml``) and their evaluation.
+"""Detectors for the ``data`` rules (``rules/diagnostics/data.yaml``) and their evaluation.
 
 Each detector is a pure function ``(analysis, params) -> list[Detection]`` over a
 :class:`~tuneterm.preflight.data_analysis.DataAnalysis`, registered with the engine's registry

@@ -6,7 +6,7 @@ its last fatal event (traceback, OOM, ``Killed``) is not followed by further met
 a signal recorded in the exit status (``-9``, ``137``) outranks any exception text in the log: a
 Python exception exits with status 1, so a signal exit means the signal ended the run.
 
-Crash rules (``rules/runtime.yaml``) name the events they own by event ``codes`` (the exception
+Crash rules (``rules/diagnostics/runtime.yaml``) name the events they own by event ``codes`` (the exception
 class or ``cuda-oom``/``SIGKILL`` codes the parsers assign) and by ``texts`` (case-insensitive
 substrings of the event line); the generic ``run-crashed`` rule lists the same codes and texts in
 its ``defer_codes``/``defer_texts`` so a crash is reported once (``tests/watch`` checks the two

@@ -1,4 +1,4 @@
-"""Crash detectors for ``rules/runtime.yaml``: why a run died, with fixes.
+"""Crash detectors for ``rules/diagnostics/runtime.yaml``: why a run died, with fixes.
 
 Each detector looks at the event that ended the run (:func:`tuneterm.engine.detectors.crash.final_crash`)
 and fires when it matches the rule's ``codes``/``texts``: CUDA out of memory, NCCL/distributed

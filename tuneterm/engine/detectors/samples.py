@@ -1,6 +1,6 @@
 """``degenerate-generations`` on a run's ``samples.jsonl`` (the training-time greedy samples).
 
-The rule record is the eval rule ``E102 degenerate-generations`` of ``rules/eval.yaml`` (same
+The rule record is the eval rule ``E102 degenerate-generations`` of ``rules/diagnostics/generalization.yaml`` (same
 thresholds, same finding name); its detector reads an eval report, so the live path applies the
 same text analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to the samples
 itself. What plays the part of the base model: the *first* sampling point of the run. A model
