@@ -12,7 +12,7 @@ import pytest
 
 from tuneterm.evaluation.data import EvalExample, Selection
 from tuneterm.engine.evaluate import make_finding
-from tuneterm.evaluation.detectors import evaluate_report
+from tuneterm.engine.detectors.eval_report import evaluate_report
 from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.probes import load_probes

@@ -35,7 +35,7 @@ DETECTOR_MODULES: dict[str, list[str]] = {
     "config": ["tuneterm.preflight.detectors"],
     "data": ["tuneterm.preflight.data_detectors"],
     "samples": [],
-    "eval": ["tuneterm.evaluation.detectors"],
+    "eval": ["tuneterm.engine.detectors.eval_report"],
 }
 
 

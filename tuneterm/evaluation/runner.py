@@ -114,7 +114,7 @@ def run_eval(opts: EvalOptions, progress: Progress | None = None) -> EvalReport:
 
 
 def _run_eval(opts: EvalOptions, progress: Progress | None) -> EvalReport:
-    from tuneterm.evaluation.detectors import evaluate_report
+    from tuneterm.engine.detectors.eval_report import evaluate_report
     from tuneterm.evaluation.generate import generate, perplexity
 
     say = progress or (lambda _msg: None)

@@ -3,9 +3,9 @@
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
 records in ``rules/diagnostics/generalization.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
-report and returns findings; :func:`make_finding` builds a finding from any rule + detection (the
-live watcher uses it with :func:`tuneterm.engine.detectors.degenerate.detect_degenerate` on a run's
-``samples.jsonl``).
+report and returns findings (the engine's one loop). The live watcher applies the same text
+analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's
+``samples.jsonl`` (:mod:`tuneterm.engine.detectors.samples`).
 """
 
 from __future__ import annotations
