@@ -108,7 +108,7 @@ def runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for d in root.iterdir():
             if (d / "status.json").is_file():
                 from tuneterm.train.control import stop_run
-                from tuneterm.train.rundir import RunDir
+                from tuneterm.runs.layout import RunDir
 
                 stop_run(RunDir(d), grace_s=0)
 
@@ -226,7 +226,7 @@ def test_corrupt_status_json(tmp_path: Path) -> None:
     assert stop.returncode == 0 and "already gone" in stop.stderr
     watch = run_cli(["watch", "torn", "--headless", "--no-follow", "--runs-dir", str(tmp_path)], cwd=tmp_path, timeout=60)
     assert "Traceback" not in watch.stderr
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
 
     RunDir(d).update_status(state="failed")  # a later writer keeps the torn file aside
     assert (d / "status.json.corrupt").read_text() == '{"state": "runn'
@@ -251,7 +251,7 @@ def test_run_from_another_host_is_never_judged_by_local_pids(tmp_path: Path) -> 
 
 
 def test_auto_names_in_the_same_second_do_not_collide(tmp_path: Path) -> None:
-    from tuneterm.train.rundir import create_run_dir
+    from tuneterm.runs.layout import create_run_dir
 
     names = {create_run_dir(tmp_path, None, "tiny").name for _ in range(3)}
     assert len(names) == 3

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         # stdout closed early (`tuneterm check ... | head`): not an error worth a message.
         _quiet_pipe_exit()
         code = ExitCode.OK
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
+    except Exception as exc:  # the one place that turns bugs into a clean line
         if os.environ.get("TUNETERM_DEBUG"):
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (set TUNETERM_DEBUG=1 for a traceback)")

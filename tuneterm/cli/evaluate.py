@@ -68,7 +68,7 @@ def eval_cmd(
     from tuneterm.engine.model import Severity
     from tuneterm.evaluation.runner import EvalOptions, run_eval
 
-    from tuneterm.watch.runs import run_or_path
+    from tuneterm.runs.info import run_or_path
 
     opts = EvalOptions(
         target=run_or_path(target), base=base, data=data, split=split, n=n, max_new_tokens=max_new_tokens,

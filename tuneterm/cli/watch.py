@@ -32,7 +32,7 @@ def _is_command(args: list[str], runs_dir: str | None) -> bool:
     if len(args) > 1:
         return True
     word = args[0]
-    from tuneterm.train.rundir import runs_root
+    from tuneterm.runs.layout import runs_root
 
     if "/" not in word and (runs_root(runs_dir) / word).is_dir():
         return False
@@ -60,8 +60,9 @@ def watch_cmd(
     import click
 
     from tuneterm.engine import load_rules
+    from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import STATUS
     from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
-    from tuneterm.watch.runs import resolve_target
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
@@ -85,7 +86,7 @@ def watch_cmd(
     if result.interrupted:
         if result.action == "stopped":
             _say(f"run {path.name} {result.state}")
-        elif (path / "status.json").is_file():
+        elif (path / STATUS).is_file():
             _say(f"the run keeps going; follow it again with: tuneterm watch {path}   stop it with: tuneterm stop {path}")
         return exit_code_for(result)
     errors = sum(1 for f in result.fired if f.severity.value == "error")
@@ -101,7 +102,7 @@ def watch_cmd(
 def _reached(path: Path, state: str | None) -> str:
     """`` at step 4628/20000 (23%)`` for a run directory that ended early; else empty."""
     from tuneterm.progress import ENDED_EARLY, step_text
-    from tuneterm.watch.runs import read_status
+    from tuneterm.runs.status import read_status
 
     if state not in ENDED_EARLY or not (path / "status.json").is_file():
         return ""
@@ -120,7 +121,7 @@ def runs_cmd(
     """List runs: state (a dead process shows as 'died'), step, last loss, findings, start, duration."""
     import json
 
-    from tuneterm.watch.runs import list_runs
+    from tuneterm.runs.info import list_runs
 
     if runs_dir is None and not os.environ.get("TUNETERM_RUNS_DIR") and not Path("runs").is_dir():
         infos = []  # the default ./runs not made yet: nothing has run here (an explicit dir must exist)
@@ -149,7 +150,7 @@ def _run_cells(i: Any) -> list[Any]:
     """The table cells of one run (``RunInfo``), every text inert and a ``rich.text.Text``."""
     from rich.text import Text
 
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.runs.info import fmt_duration
 
     from tuneterm.progress import step_text
 
@@ -272,36 +273,37 @@ def stop_cmd(
 ) -> int:
     """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
     from tuneterm.errors import InputError
+    from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import STATUS, TERMINAL_STATES, RunDir, is_run_dir
+    from tuneterm.runs.status import effective_state, parse_status, read_status, supervisor_lost
+    from tuneterm.runs.workers import alive_workers
     from tuneterm.train.control import run_processes, stop_run
-    from tuneterm.train.rundir import RunDir
-    from tuneterm.train.workers import alive_workers
-    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target, supervisor_lost
 
     try:
         path = resolve_target(run, runs_dir)
     except InputError:
         raise InputError(f"no such run: {run}") from None
-    if not is_run_dir(path) or not (path / "status.json").is_file():
+    if not is_run_dir(path) or not (path / STATUS).is_file():
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
-    status = read_status(path)
+    raw = read_status(path)  # {} when torn or unreadable: the processes decide then
+    status = parse_status(raw)
     state = effective_state(status, path)
     if state.endswith("?"):
-        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
+        raise InputError(f"run {path.name} runs on host {status.host}; stop it there")
     rd = RunDir(path)
-    if state in ("finished", "failed", "stopped"):
+    if state in TERMINAL_STATES:
         _say(f"run {path.name} already {state}")
         return int(ExitCode.OK)
-    if state in ("died", "unknown") and not run_processes(rd, status):
+    if state in ("died", "unknown") and not run_processes(rd, raw):
         what = "its processes are" if state == "died" else "no process of it is"
-        _say(f"run {path.name}: {what} already gone (pid {status.get('pid')}); see: tuneterm doctor {path}")
+        _say(f"run {path.name}: {what} already gone (pid {status.pid}); see: tuneterm doctor {path}")
         return int(ExitCode.OK)
-    who = f"pid {status.get('pid')}"
+    who = f"pid {status.pid}"
     if supervisor_lost(status, path):
         pids = ", ".join(str(w.pid) for w in alive_workers(path))
         who = f"supervisor gone; training process pid {pids}"
     _say(f"stopping run {path.name} ({who}){' with SIGKILL' if force else ''} ...")
     final = stop_run(rd, grace_s=0.0 if force else grace)
-    after = read_status(path)
-    at = after.get("step")
+    at = read_status(path).get("step")
     _say(f"run {path.name} {final}" + (f" at step {at}" if isinstance(at, int) and not isinstance(at, bool) else ""))
     return int(ExitCode.OK)

@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir
+from tuneterm.runs.processes import PROC as _PROC
+from tuneterm.runs.processes import ProcStat
+from tuneterm.runs.processes import has_proc as _has_proc
+from tuneterm.runs.processes import pid_alive
+from tuneterm.runs.processes import proc_stat as _stat
+from tuneterm.runs.status import parse_status, supervisor_alive
+from tuneterm.runs.workers import WorkerRecord, read_workers, record_alive
+from tuneterm.runs.writer import now_iso
 
 RUN_DIR_ENV = "TUNETERM_RUN_DIR"
-_PROC = Path("/proc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,36 +56,6 @@ class ProcRef:
 
     pid: int
     start: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Stat:
-    ppid: int
-    pgrp: int
-    start: int
-    zombie: bool
-
-
-def _has_proc() -> bool:
-    return sys.platform.startswith("linux") and _PROC.is_dir()
-
-
-def _stat(pid: int) -> _Stat | None:
-    """Parsed ``/proc/PID/stat`` (``None`` when the process is gone or unreadable).
-
-    The command name (field 2) is in parentheses and may itself contain spaces and ``)``, so the
-    fields are split after the *last* ``)``.
-    """
-    try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return None
-    try:
-        rest = raw[raw.rindex(b")") + 2 :].split()
-        # rest[0] is field 3 (state), so field N is rest[N - 3].
-        return _Stat(ppid=int(rest[1]), pgrp=int(rest[2]), start=int(rest[19]), zombie=rest[0] in (b"Z", b"X"))
-    except (ValueError, IndexError):
-        return None
 
 
 def _pids() -> list[int]:
@@ -149,7 +125,7 @@ def run_processes(rd: RunDir, status: dict[str, Any] | None = None) -> list[Proc
     values = _run_dir_values(rd, status)
     entries = {f"{RUN_DIR_ENV}={v}".encode() for v in values}
     me = os.getpid()
-    stats: dict[int, _Stat] = {}
+    stats: dict[int, ProcStat] = {}
     children: dict[int, list[int]] = {}
     found: set[int] = set()
     for pid in _pids():
@@ -172,27 +148,6 @@ def run_processes(rd: RunDir, status: dict[str, Any] | None = None) -> list[Proc
             found.add(p)
             stack.extend(c for c in children.get(p, ()) if c != me)
     return sorted((ProcRef(p, stats[p].start) for p in found if p in stats), key=lambda r: r.pid)
-
-
-def proc_start(pid: int | None) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux), or ``None``: with the
-    pid it pins the process (:class:`ProcRef`), so a reused pid is not mistaken for it."""
-    if not pid or pid <= 0 or not _has_proc():
-        return None
-    st = _stat(pid)
-    return None if st is None or st.zombie else st.start
-
-
-def supervisor_alive(status: dict[str, Any]) -> bool:
-    """True while the supervisor recorded in ``status`` (``pid``, pinned by ``pid_start`` when
-    recorded) runs on this machine."""
-    pid = status.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        return False
-    start = status.get("pid_start")
-    if isinstance(start, int) and not isinstance(start, bool) and _has_proc():
-        return proc_alive(ProcRef(pid, start))
-    return pid_alive(pid)
 
 
 def proc_alive(ref: ProcRef) -> bool:
@@ -225,28 +180,6 @@ def _signal_ref(ref: ProcRef, sig: int) -> None:
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when a process ``pid`` exists and has not exited.
-
-    On Linux a zombie (exited, not yet reaped by its parent) counts as gone: in a container whose
-    init does not reap orphans an exited supervisor stays a zombie for ever. Elsewhere a zombie
-    counts as alive until reaped.
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if _has_proc():
-        st = _stat(pid)
-        if st is not None and st.zombie:
-            return False
-    return True
 
 
 def group_alive(pgid: int | None) -> bool:
@@ -298,7 +231,7 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
         rd.update_status(stop_requested=True)
     except OSError:
         pass  # a full disk must not keep the run from being stopped
-    if supervisor_alive(status):
+    if supervisor_alive(parse_status(status)):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -334,16 +267,12 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
     return str(status["state"])
 
 
-def _records(rd: RunDir) -> list[Any]:
-    from tuneterm.train.workers import read_workers
-
+def _records(rd: RunDir) -> list[WorkerRecord]:
     return read_workers(rd.path)
 
 
 def _worker_refs(rd: RunDir) -> list[ProcRef]:
     """The live training processes recorded in the run's ``worker-<rank>.json`` files."""
-    from tuneterm.train.workers import record_alive
-
     return [ProcRef(w.pid, w.start) for w in _records(rd) if w.pid is not None and w.start is not None and record_alive(w)]
 
 

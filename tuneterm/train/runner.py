@@ -33,8 +33,10 @@ import yaml
 
 from tuneterm.errors import ConfigError
 from tuneterm.train import builtin
-from tuneterm.train.config import Trainer, instantiate
-from tuneterm.train.rundir import RunDir, now_iso
+from tuneterm.kinds import Trainer
+from tuneterm.runs.layout import RunDir
+from tuneterm.runs.writer import now_iso
+from tuneterm.train.config import instantiate
 from tuneterm.train.workers import WorkerReporter
 
 _LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -307,6 +309,6 @@ def train(rd: RunDir, reporter: WorkerReporter | None = None) -> str:
     if callable(end):  # transformers >= 5.18: finish trackers, destroy the process group
         try:
             end()
-        except Exception:  # noqa: BLE001 - teardown trouble must not turn a finished run into a failure
+        except Exception:  # noqa: BLE001, S110 - teardown trouble must not turn a finished run into a failure
             pass
     return final

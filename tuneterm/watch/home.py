@@ -7,16 +7,16 @@ never from memory, and cheaply: a home screen refreshes every run every two seco
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneterm.runs.files import tail_rows
+from tuneterm.runs.info import RunInfo
+from tuneterm.runs.layout import LIVE_STATES
 from tuneterm.textsafe import inert_line
-from tuneterm.watch.runs import LIVE_STATES, RunInfo
 
 _TAIL_BYTES = 32 * 1024
 RECENT = 8
@@ -45,30 +45,6 @@ class HomeRun:
     @property
     def live(self) -> bool:
         return self.info.state in LIVE_STATES
-
-
-def tail_rows(path: Path, limit: int = 60) -> list[dict[str, Any]]:
-    """The last ``limit`` JSON objects of a JSONL file (reads at most its last 32 KiB; a torn or
-    partial line is skipped)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - _TAIL_BYTES))
-            raw = fh.read().split(b"\n")
-    except OSError:
-        return []
-    if len(raw) > 1 and size > _TAIL_BYTES:
-        raw = raw[1:]  # the first piece may start mid-line
-    rows: list[dict[str, Any]] = []
-    for line in raw[-limit - 1 :]:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows[-limit:]
 
 
 def speed(rows: Sequence[dict[str, Any]]) -> float | None:
@@ -109,7 +85,7 @@ def verdict(info: RunInfo) -> str | None:
 def home_run(info: RunInfo) -> HomeRun:
     """The home-screen record of one run."""
     d = Path(info.path)
-    rows = tail_rows(d / "metrics.jsonl")
+    rows = tail_rows(d / "metrics.jsonl", _TAIL_BYTES)[-60:]
     losses = tuple(float(r["loss"]) for r in rows if isinstance(r.get("loss"), (int, float)) and not isinstance(r.get("loss"), bool) and math.isfinite(r["loss"]))
     rate = speed(rows)
     eta = None

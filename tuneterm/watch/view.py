@@ -21,6 +21,7 @@ import time
 from typing import IO, Any
 
 from tuneterm.engine.model import Finding, Fix
+from tuneterm.logs.model import RunStatus
 from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 
@@ -99,7 +100,8 @@ class PlainView:
 
 def _live_step(live: Any) -> int | None:
     step = live.run.last_step
-    st = live.status.get("step") if isinstance(getattr(live, "status", None), dict) else None
+    status = getattr(live, "status", None)
+    st = status.step if isinstance(status, RunStatus) else None
     if isinstance(st, int) and not isinstance(st, bool) and (step is None or st > step):
         step = st
     return step
@@ -110,12 +112,13 @@ def heartbeat_line(title: str, live: Any, step: int | None, rate: float | None) 
 
     ``rate`` is steps per second over the watch so far.
     """
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.engine.stats import fmt_duration
 
     run = live.run
-    status = live.status if isinstance(getattr(live, "status", None), dict) else {}
-    state = run.facts.extra.get("state") or status.get("state") or "following"
-    max_steps = status.get("max_steps") if isinstance(status.get("max_steps"), int) else run.facts.max_steps
+    status = getattr(live, "status", None)
+    status = status if isinstance(status, RunStatus) else RunStatus()
+    state = getattr(run, "state", None) or status.state or "following"
+    max_steps = status.max_steps if status.max_steps is not None else run.facts.max_steps
     parts = [f"{title} {state}".strip()]
     if step is not None:
         parts.append(f"step {step_text(step, max_steps, state)}")
@@ -191,10 +194,10 @@ class LiveView(PlainView):
         from rich.text import Text
 
         run = live.run
-        status = live.status or {}
-        state = run.facts.extra.get("state") or status.get("state") or "following"
+        status = live.status
+        state = run.state or "following"
         step = run.last_step
-        max_steps = run.facts.max_steps or status.get("max_steps")
+        max_steps = run.facts.max_steps or (status.max_steps if status is not None else None)
         loss = run.train.get("loss")
         last = loss.last() if loss is not None else None
         head = Text()

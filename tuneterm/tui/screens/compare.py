@@ -35,9 +35,9 @@ def _num(v: float | None) -> str:
 
 def _losses(d: Path) -> tuple[float | None, float | None, float | None]:
     """(last loss, lowest finite loss, last eval loss) from metrics.jsonl."""
-    from tuneterm.watch.home import tail_rows
+    from tuneterm.runs.files import JsonlRows
 
-    rows = tail_rows(d / "metrics.jsonl", limit=100_000)
+    rows = list(JsonlRows(d / "metrics.jsonl"))
     train = [float(r["loss"]) for r in rows if isinstance(r.get("loss"), (int, float)) and not isinstance(r.get("loss"), bool)]
     evals = [float(r["eval_loss"]) for r in rows if isinstance(r.get("eval_loss"), (int, float)) and not isinstance(r.get("eval_loss"), bool)]
     finite = [v for v in train if math.isfinite(v)]
@@ -54,7 +54,7 @@ def _config(d: Path) -> dict[str, Any]:
 
 def side_by_side(a: Path, b: Path) -> list[Row]:
     """``(what, run a, run b)`` rows comparing two run directories (all text inert)."""
-    from tuneterm.watch.runs import fmt_duration, run_info
+    from tuneterm.runs.info import fmt_duration, run_info
 
     ia, ib = run_info(a), run_info(b)
     rows: list[Row] = [("run", inert_line(ia.name, 60), inert_line(ib.name, 60)), ("state", ia.state, ib.state)]

@@ -68,7 +68,7 @@ class DoctorScreen(MainScreen):
             self.query_one("#doctor-scroll").focus()
 
     def diagnose(self, path: str) -> None:
-        from tuneterm.watch.runs import run_or_path
+        from tuneterm.runs.info import run_or_path
 
         path = run_or_path(path.strip(), self.tapp.runs_dir)  # a run name works as in `tuneterm doctor`
         self.path = path

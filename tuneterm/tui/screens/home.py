@@ -59,7 +59,7 @@ def gpu_lines(profile: Any) -> Text:
 
 
 def _eta(seconds: float | None) -> str:
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.runs.info import fmt_duration
 
     return fmt_duration(seconds) if seconds is not None else "-"
 
@@ -163,7 +163,7 @@ class HomeScreen(MainScreen):
 
         from tuneterm.errors import TunetermError
         from tuneterm.watch.home import home_runs
-        from tuneterm.watch.runs import list_runs, run_info
+        from tuneterm.runs.info import list_runs, run_info
 
         app = self.tapp
         for proc in list(app.procs.values()):
@@ -212,7 +212,7 @@ class HomeScreen(MainScreen):
                 _loss_cell(h.losses), _speed(h.steps_per_s), _eta(h.eta_s),
                 Text(h.latest or "-", style=_verdict_style(h.latest) if h.latest else "dim"), key=i.path,
             )
-        from tuneterm.watch.runs import fmt_duration
+        from tuneterm.runs.info import fmt_duration
 
         for h in message.recent:
             i = h.info
