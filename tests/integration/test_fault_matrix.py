@@ -75,7 +75,7 @@ def _runs(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def _alive(pid: int) -> bool:
-    from tuneterm.train.control import pid_alive
+    from tuneterm.runs.processes import pid_alive
 
     return pid_alive(pid)
 

@@ -7,7 +7,8 @@ directories and diagnoses sources through it. Modules (all light: no torch, no t
 ``layout``     file names (defined once), :class:`~tuneterm.runs.layout.RunDir`, :func:`~tuneterm.runs.layout.is_run_dir`
 ``writer``     atomic JSON writes (temp file + ``os.replace``)
 ``files``      the one tail reader and the one tolerant JSON Lines row reader
-``processes``  is a pid alive (``/proc``, zombies count as gone)
+``processes``  is a pid alive (``/proc``, zombies count as gone; pid + start time pin a process)
+``workers``    each training process's own record (``worker-<rank>.json``) and whether it runs
 ``status``     status.json as a typed :class:`~tuneterm.logs.model.RunStatus`; shown state, ``died``
 ``progress``   progress marks of a live run (for ``run-stalled``)
 ``memory``     the planner's estimate beside the measured CUDA peak

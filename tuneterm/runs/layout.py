@@ -48,7 +48,7 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
                     gpu lines could not be written (disk full) and were dropped; training went on
 
 ``worker-<rank>.json``
-    Each training process's own record (:mod:`tuneterm.train.workers`): pid, start time, boot id,
+    Each training process's own record (:mod:`tuneterm.runs.workers`; written by :mod:`tuneterm.train.workers`): pid, start time, boot id,
     host, state, step, end, ``supervisor_lost``. A run's shown state is derived from these and the
     supervisor (docs/fault-matrix.md).
 

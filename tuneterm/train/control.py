@@ -36,7 +36,7 @@ from tuneterm.runs.layout import TERMINAL_STATES, RunDir
 from tuneterm.runs.processes import PROC as _PROC
 from tuneterm.runs.processes import ProcStat
 from tuneterm.runs.processes import has_proc as _has_proc
-from tuneterm.runs.processes import pid_alive
+from tuneterm.runs.processes import pid_alive as pid_alive  # re-exported: callers check pids with it
 from tuneterm.runs.processes import proc_stat as _stat
 from tuneterm.runs.status import parse_status, supervisor_alive
 from tuneterm.runs.workers import WorkerRecord, read_workers, record_alive

@@ -274,6 +274,7 @@ def _restore(table: DataTable[Any], key: str | None) -> None:
     if key is None:
         return
     try:
-        table.move_cursor(row=table.get_row_index(key))
+        row = table.get_row_index(key)
     except Exception:  # noqa: BLE001 - the run is gone from this table
-        pass
+        return
+    table.move_cursor(row=row)
