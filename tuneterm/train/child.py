@@ -124,7 +124,11 @@ def supervise(run_dir: Path) -> int:
             fields["error"] = status.get("error") or _last_error_line(rd.stderr) or f"training process exited with code {rc}"
     elif state not in TERMINAL_STATES:
         fields["state"] = "stopped" if stop_requested else "finished"
-    rd.update_status(**fields)
+    try:
+        rd.update_status(**fields)
+    except OSError as exc:  # disk full: the training process's own records must tell
+        print(f"tuneterm: cannot record how the run ended in status.json: {exc}", file=sys.stderr, flush=True)
+        return 0 if fields.get("state", state) in ("finished", "stopped") else 1
     final = rd.read_status().get("state")
     return 0 if final in ("finished", "stopped") else 1
 
