@@ -49,7 +49,7 @@ def test_seed001_diagnosis_and_fixes() -> None:
         "learning_rate": 1e-4,
         "max_steps": 2000,
         "warmup_steps": 200,
-        "warmup_ratio": 0.1,
+        "warmup_steps": 0.1,  # a share of the steps: transformers 5 has no warmup_ratio
         "lr_scheduler_type": "cosine_with_min_lr",
         "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
     }

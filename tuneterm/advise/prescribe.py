@@ -43,6 +43,10 @@ BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps")
 SCHEDULER = ("lr_scheduler_type", "lr_scheduler_kwargs")
 _GROUPS: dict[str, tuple[str, ...]] = {k: g for g in (BATCH, SCHEDULER) for k in g}
 _OOM_CODES = {"X110"}
+EXPLAINED_BY: dict[str, tuple[str, str]] = {
+    "G101": ("R101", "grad_norm 0 follows from groups with identical rewards (zero advantages)"),
+}
+"""A finding that is the consequence of another: its fixes (aimed at other causes) are withheld."""
 _LOSS_FRAMES = re.compile(r"cross_entropy|log_softmax|lm_head|logits|loss_function|ForCausalLMLoss", re.IGNORECASE)
 _DIAGNOSTIC = re.compile(
     r"^(?:model\.print_trainable_parameters|print\(|batch = |dmesg|pgrep|nvidia-smi|pip list|python -c|python -X|"
@@ -71,15 +75,22 @@ def prescribe(run: Run, findings: Sequence[Finding], ctx: RunContext) -> Prescri
     """
     assumptions: list[str] = []
     blockers, blocked = _blockers(run, findings)
+    codes = {f.code for f in findings}
+    for code, (cause, why) in EXPLAINED_BY.items():
+        if code in codes and cause in codes:
+            blocked.add(code)
+            _note(assumptions, f"{code}'s own fixes left out: {why} ({cause})")
     candidates: list[_Candidate] = []
     raw_steps: list[tuple[tuple[int, int, int], str, str, str]] = []
     for i, f in enumerate(findings):
+        if f.code in blocked:
+            continue
         for j, fix in enumerate(f.fixes):
             rank = (-f.severity.rank, i, j)
             if fix.command is not None:
                 raw_steps.append((rank, fix.command, fix.why, f.code))
                 continue
-            if f.code in blocked or fix.key is None:
+            if fix.key is None:
                 continue
             fitted = fit_key(fix.key, fix.value, ctx)
             if fitted.key is None:
@@ -261,7 +272,10 @@ def _steps(raw: list[tuple[tuple[int, int, int], str, str, str]], ctx: RunContex
         if filled is None:
             _note(notes, f"left out `{_bare(command)}`: it needs a value the run does not state")
             continue
-        bare = _bare(filled)
+        bare, _, comment = filled.partition("  #")
+        bare, comment = bare.strip(), comment.strip()
+        if comment:
+            why = f"{comment}: {why}"
         if bare in seen:
             idx = seen[bare]
             r, s = steps[idx]
@@ -269,7 +283,7 @@ def _steps(raw: list[tuple[tuple[int, int, int], str, str, str]], ctx: RunContex
             continue
         diagnostic = command_prompt(bare) == ">>>" or bool(_DIAGNOSTIC.match(bare))
         seen[bare] = len(steps)
-        steps.append(((0 if diagnostic else 1, *rank), Step(filled, why, (code,))))
+        steps.append(((0 if diagnostic else 1, *rank), Step(bare, why, (code,))))
     return [s for _, s in sorted(steps, key=lambda x: x[0])]
 
 
