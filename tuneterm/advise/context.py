@@ -171,7 +171,7 @@ def read_context(run: Run, *, schema: KeySchema | None = None, model_size_b: flo
     config, config_path, kind = _find_config(src, run_dir)
     launch = load_mapping(run_dir / "launch.json") if run_dir is not None else None
     facts = run.facts
-    values = _values(facts, config if kind in ("tuneterm", "trl") else {})
+    values = _values(facts, config if kind in ("tuneterm", "trl") else {}, _peak_lr(run))
     method = _method(facts, config, kind, launch)
     trainer = facts.trainer_kind
     if isinstance(launch, Mapping) and launch.get("trainer") in ("sft", "dpo", "grpo"):
@@ -255,12 +255,14 @@ def config_kind(cfg: Mapping[str, Any]) -> ConfigKind | None:
     return "trl" if trl_keys & set(cfg) else None
 
 
-def _values(facts: RunFacts, config: Mapping[str, Any]) -> dict[str, Any]:
+def _values(facts: RunFacts, config: Mapping[str, Any], peak_lr: float | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for attr, key in FACT_KEYS.items():
         v = getattr(facts, attr)
         if v is not None:
             values[key] = list(v) if isinstance(v, tuple) else v
+    if "learning_rate" not in values and peak_lr is not None:
+        values["learning_rate"] = peak_lr  # the configured peak, as the scheduler logged it
     if "warmup_steps" not in values and facts.warmup_ratio is not None:
         values["warmup_steps"] = facts.warmup_ratio  # transformers 5: a float below 1 is a ratio
         values["warmup_ratio"] = facts.warmup_ratio
@@ -270,6 +272,13 @@ def _values(facts: RunFacts, config: Mapping[str, Any]) -> dict[str, Any]:
     if "warmup_ratio" in config and "warmup_steps" not in config:
         values["warmup_steps"] = config["warmup_ratio"]
     return values
+
+
+def _peak_lr(run: Run) -> float | None:
+    """The largest finite learning rate the run logged (its configured peak), or None."""
+    s = run.series("learning_rate")
+    vals = [v for _, v in s.finite()] if s is not None else []
+    return max(vals) if vals and max(vals) > 0 else None
 
 
 def _method(facts: RunFacts, config: Mapping[str, Any], kind: ConfigKind | None, launch: Mapping[str, Any] | None) -> Method:

@@ -31,13 +31,13 @@ class TableRate:
 def table_rate(ctx: RunContext) -> TableRate | None:
     """The table's default learning rate for the run's trainer, method and model size.
 
-    ``None`` when the method is unknown (a full-FT rate on an adapter run is 10x off, so no guess)
-    or the trainer has no rows.
+    ``None`` when the method is unknown (the two rows differ tenfold) or the trainer has no rows.
     """
-    if ctx.method == "unknown":
-        return None
+    return _row(ctx, "full" if ctx.method == "full" else "lora") if ctx.method != "unknown" else None
+
+
+def _row(ctx: RunContext, method: str) -> TableRate | None:
     trainer = ctx.trainer if ctx.trainer in ("sft", "dpo", "grpo") else "sft"
-    method = "full" if ctx.method == "full" else "lora"
     size = ctx.model_size_b if ctx.model_size_b is not None else ASSUMED_SIZE_B
     for r in load_yaml_table("recommend/learning_rate.yaml", "rows"):
         if r.get("trainer") == trainer and r.get("method") == method and r["min_b"] <= size < r["max_b"]:
@@ -56,11 +56,18 @@ def choose(proposed: float, current: Any, ctx: RunContext) -> tuple[float, str |
     >>> ctx = RunContext(source="x", trainer="sft", method="qlora")
     >>> choose(0.5, 5.0, ctx)[0]   # divergence at lr 5 on a QLoRA run: the table's 1e-4, not 0.5
     0.0001
+    >>> from dataclasses import replace
+    >>> choose(0.5, 5.0, replace(ctx, method="unknown"))[0]   # method unknown: the (lower) full-FT rate
+    1e-05
     """
+    cur = current if isinstance(current, int | float) and not isinstance(current, bool) else None
     row = table_rate(ctx)
+    if row is None and ctx.method == "unknown" and (cur is None or cur == 0 or proposed < cur):
+        # Method unknown and the rate must come down (or start): the full fine-tuning row, the
+        # lower of the two, cannot overshoot; an adapter run trains slower with it but safely.
+        row = _row(ctx, "full")
     if row is None:
         return proposed, None, None
-    cur = current if isinstance(current, int | float) and not isinstance(current, bool) else None
     if cur is None or cur == 0:
         return row.value, row.why, row
     down = proposed < cur

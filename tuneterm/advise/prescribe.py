@@ -99,8 +99,9 @@ def prescribe(run: Run, findings: Sequence[Finding], ctx: RunContext) -> Prescri
             candidates.append(_Candidate(fitted.key, fitted.value, fix.why, f.code, f.severity, rank))
         if f.code in _OOM_CODES:
             candidates.extend(_oom_candidates(run, f, i, ctx, assumptions))
+    candidates = _warmup_as_steps(candidates, ctx)
     changes, conflicts = _resolve(candidates)
-    changes = _apply_run_numbers(changes, ctx, assumptions)
+    changes, conflicts = _apply_run_numbers(changes, conflicts, ctx, assumptions)
     changes = [c for c in changes if not _in_effect(c, ctx)]
     changes = _drop_noop_batch(changes, ctx, assumptions)
     steps = _steps(raw_steps, ctx, assumptions)
@@ -176,6 +177,22 @@ def _resolve(candidates: list[_Candidate]) -> tuple[list[Change], list[Conflict]
     return changes, conflicts
 
 
+def _warmup_as_steps(candidates: list[_Candidate], ctx: RunContext) -> list[_Candidate]:
+    """A warmup share (float ``warmup_steps`` below 1) as whole steps of the max_steps the
+    prescription ends with, so "10% warmup" and "200 steps" of a 2000-step run agree."""
+    steps = [c for c in candidates if c.key == "max_steps" and isinstance(c.value, int)]
+    total = min(steps, key=lambda c: c.rank).value if steps else ctx.value("max_steps")
+    if not isinstance(total, int) or total <= 0:
+        return candidates
+    out = []
+    for c in candidates:
+        if c.key == "warmup_steps" and isinstance(c.value, float) and 0 < c.value < 1:
+            n = max(1, round(c.value * total))
+            c = _Candidate(c.key, n, f"{c.why.split(' (a float below 1')[0]} ({c.value:.0%} of max_steps {total})", c.code, c.severity, c.rank)
+        out.append(c)
+    return out
+
+
 def _reason(winner: _Candidate, other: _Candidate) -> str:
     if winner.severity.rank > other.severity.rank:
         return f"{winner.code} is an {winner.severity.value}, {other.code} a {other.severity.value}"
@@ -211,18 +228,40 @@ def _oom_candidates(run: Run, f: Finding, i: int, ctx: RunContext, notes: list[s
     return out
 
 
-def _apply_run_numbers(changes: list[Change], ctx: RunContext, notes: list[str]) -> list[Change]:
+def _apply_run_numbers(changes: list[Change], conflicts: list[Conflict], ctx: RunContext,
+                       notes: list[str]) -> tuple[list[Change], list[Conflict]]:
+    """The learning rate from the size table; findings that pushed the rate the same way then
+    agree with the table's value instead of conflicting over their own numbers."""
     out = []
     for c in changes:
         if c.key == "learning_rate" and isinstance(c.value, int | float) and not isinstance(c.value, bool):
-            value, why, row = choose(float(c.value), ctx.value("learning_rate"), ctx)
+            current = ctx.value("learning_rate")
+            value, why, row = choose(float(c.value), current, ctx)
             if row is not None and why is not None:
                 size = "size unknown: the 4-16B row" if row.assumed_size else f"{ctx.model_size_b:.2g}B"
-                c = Change(c.key, value, None, f"{why} (learning-rate table row {row.row}, {ctx.method}, {size})", c.findings)
+                method = ctx.method if ctx.method != "unknown" else "method unknown: the full fine-tuning row"
+                findings = list(c.findings)
+                kept: list[Conflict] = []
+                for x in conflicts:
+                    if x.key == c.key and _same_direction(x.dropped, value, current):
+                        findings.append(x.dropped_by)
+                    elif x.key == c.key:
+                        kept.append(Conflict(x.key, value, x.kept_by, x.dropped, x.dropped_by, x.reason))
+                    else:
+                        kept.append(x)
+                conflicts = kept
+                c = Change(c.key, value, None, f"{why} (learning-rate table row {row.row}, {method}, {size})",
+                           tuple(dict.fromkeys(findings)))
                 if row.assumed_size:
                     _note(notes, "model size unknown: the learning rate assumes a 4-16B model")
         out.append(c)
-    return out
+    return out, conflicts
+
+
+def _same_direction(a: Any, b: Any, current: Any) -> bool:
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b, current)):
+        return False
+    return (a < current) == (b < current)
 
 
 def _in_effect(change: Change, ctx: RunContext) -> bool:
