@@ -65,5 +65,5 @@ def fix_document(p: Prescription, ctx: RunContext) -> str | None:
         lines.append(f"#   {c.key}: {show(c.was)} -> {show(c.value)}  (fixes {', '.join(c.findings)})")
     for s in p.steps:
         lines.append(f"# before training again: {s.command.splitlines()[0][:200]}")
-    body = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, default_flow_style=None)
+    body = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return "\n".join(lines) + "\n" + body

@@ -45,6 +45,8 @@ _GROUPS: dict[str, tuple[str, ...]] = {k: g for g in (BATCH, SCHEDULER) for k in
 _OOM_CODES = {"X110"}
 EXPLAINED_BY: dict[str, tuple[str, str]] = {
     "G101": ("R101", "grad_norm 0 follows from groups with identical rewards (zero advantages)"),
+    "L103": ("S101", "a learning rate of 0 keeps the loss flat"),
+    "O102": ("S101", "a learning rate of 0 keeps the eval loss frozen"),
 }
 """A finding that is the consequence of another: its fixes (aimed at other causes) are withheld."""
 _LOSS_FRAMES = re.compile(r"cross_entropy|log_softmax|lm_head|logits|loss_function|ForCausalLMLoss", re.IGNORECASE)
@@ -52,7 +54,9 @@ _DIAGNOSTIC = re.compile(
     r"^(?:model\.print_trainable_parameters|print\(|batch = |dmesg|pgrep|nvidia-smi|pip list|python -c|python -X|"
     r"py-spy|tuneterm check|tuneterm doctor|huggingface-cli download)"
 )
-_PLACEHOLDER = re.compile(r"\b(CONFIG|MODEL|GIB|RUN_DIR|RUN|N|SIZE|METHOD|TRAINER|TASK)\b")
+_PLACEHOLDER = re.compile(r"\b(DATA|CONFIG|MODEL|GIB|RUN_DIR|RUN|N|SIZE|METHOD|TRAINER|TASK)\b")
+_UNFILLED = re.compile(r"(?<![\w/.:-])[A-Z][A-Z0-9_]{2,}(?![\w/.:-])")
+"""An all-capitals word left in a tuneterm command: a placeholder nothing known fills."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,7 @@ def prescribe(run: Run, findings: Sequence[Finding], ctx: RunContext) -> Prescri
     candidates = _warmup_as_steps(candidates, ctx)
     changes, conflicts = _resolve(candidates)
     changes, conflicts = _apply_run_numbers(changes, conflicts, ctx, assumptions)
+    changes = _keep_micro_batch(changes, ctx)
     changes = [c for c in changes if not _in_effect(c, ctx)]
     changes = _drop_noop_batch(changes, ctx, assumptions)
     steps = _steps(raw_steps, ctx, assumptions)
@@ -264,6 +269,28 @@ def _same_direction(a: Any, b: Any, current: Any) -> bool:
     return (a < current) == (b < current)
 
 
+def _keep_micro_batch(changes: list[Change], ctx: RunContext) -> list[Change]:
+    """A batch change for noise, not memory, keeps the run's larger per-device batch and reaches
+    the same effective batch through accumulation (shrinking it would only slow the run)."""
+    keys = {c.key: c for c in changes}
+    cur = ctx.value(BATCH[0])
+    if not all(k in keys for k in BATCH) or _OOM_CODES & set(keys[BATCH[0]].findings) or not isinstance(cur, int):
+        return changes
+    pd, ga = keys[BATCH[0]].value, keys[BATCH[1]].value
+    if not isinstance(pd, int) or not isinstance(ga, int) or cur <= pd:
+        return changes
+    target = pd * ga
+    new_ga = max(1, -(-target // cur))
+    out = []
+    for c in changes:
+        if c.key == BATCH[0]:
+            continue  # the per-device batch stays as it was
+        if c.key == BATCH[1]:
+            c = Change(c.key, new_ga, None, f"effective batch {cur * new_ga} = per_device_train_batch_size {cur} (kept) x {new_ga}", c.findings)
+        out.append(c)
+    return out
+
+
 def _in_effect(change: Change, ctx: RunContext) -> bool:
     current = ctx.value(change.key)
     return current is not None and same_value(current, change.value)
@@ -346,7 +373,9 @@ def fill_placeholders(command: str, ctx: RunContext) -> str | None:
     code, sep, comment = command.partition("  #")
     if not re.search(r"(^|\s)tuneterm\s", " " + code):
         return command
+    dataset = ctx.config.get("dataset_name")
     values = {
+        "DATA": dataset if isinstance(dataset, str) and dataset else None,
         "CONFIG": str(ctx.config_path) if ctx.config_path is not None else None,
         "MODEL": ctx.model,
         "GIB": f"{ctx.gpu_memory_gib:g}GiB" if ctx.gpu_memory_gib else None,
@@ -369,7 +398,7 @@ def fill_placeholders(command: str, ctx: RunContext) -> str | None:
         return _quote(v)
 
     filled = _PLACEHOLDER.sub(sub, code)
-    if missing:
+    if missing or _UNFILLED.search(re.sub(r"\b[A-Z_][A-Z0-9_]*=\S*", "", filled)):
         return None
     return filled + sep + comment
 

@@ -7,11 +7,13 @@ from its JSON cache; TRL is imported only to build a missing cache, and only whe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from tuneterm.advise import KeySchema, Prescription, prescribe, read_context
 from tuneterm.advise.context import RunContext
+from tuneterm.advise.resume import ResumePoint, resume_point
 from tuneterm.report.result import CheckResult
 
 
@@ -76,3 +78,20 @@ def advise_results(results: Sequence[CheckResult], *, build_schema: bool = False
         p: Prescription = prescribe(r.run, r.findings, ctx)
         out.append(replace(r, prescription=p))
     return out
+
+
+def resume_checkpoint(run: str, new_values: Mapping[str, Any], runs_dir: str | None = None) -> ResumePoint:
+    """Diagnose ``run`` (a run name or directory) and find where ``new_values`` may resume it.
+
+    Raises:
+        InputError: ``run`` is neither a run in the runs directory nor a readable path.
+    """
+    from tuneterm.errors import InputError
+    from tuneterm.report import CheckOptions, check_subject
+    from tuneterm.watch.runs import resolve_target
+
+    result = check_subject(resolve_target(run, runs_dir), CheckOptions())
+    ctx = context_of(result, None)
+    if ctx is None:
+        raise InputError(f"--resume-from {run}: not a training run")
+    return resume_point(result.findings, ctx, new_values)
