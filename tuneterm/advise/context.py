@@ -64,12 +64,14 @@ class KeySchema:
 
     Built by the caller from the cached TRL schema (``tuneterm train``'s key check), so the
     advisor never imports TRL. ``keys`` holds every field of the dataclasses ``trl <trainer>``
-    parses (ScriptArguments, the trainer's config class, ModelConfig: the peft keys included).
+    parses (ScriptArguments, the trainer's config class, ModelConfig: the peft keys included);
+    ``defaults`` their default values (what a complete config leaves unset is in effect).
     """
 
     versions: Mapping[str, str]
     keys: Mapping[str, frozenset[str]]
     config_class: Mapping[str, str] = field(default_factory=dict)
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def accepts(self, trainer: str, key: str) -> bool:
         """Whether ``key`` is a field ``tuneterm train`` / ``trl <trainer>`` accepts."""
@@ -124,8 +126,16 @@ class RunContext:
     checkpoints: tuple[tuple[int, Path], ...] = ()
 
     def value(self, key: str) -> Any:
-        """The value of ``key`` in effect, ``None`` when the run does not say."""
-        return self.values.get(key)
+        """The value of ``key`` in effect, ``None`` when the run does not say.
+
+        A key a complete TRL config (a tuneterm run's, or one beside the logs) leaves unset has
+        the installed TRL's default, when the schema is known.
+        """
+        if key in self.values:
+            return self.values[key]
+        if self.config_kind in ("tuneterm", "trl") and self.schema is not None:
+            return self.schema.defaults.get(schema_trainer(self.trainer), {}).get(key)
+        return None
 
     @property
     def is_adapter(self) -> bool | None:

@@ -43,11 +43,13 @@ BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps")
 SCHEDULER = ("lr_scheduler_type", "lr_scheduler_kwargs")
 _GROUPS: dict[str, tuple[str, ...]] = {k: g for g in (BATCH, SCHEDULER) for k in g}
 _OOM_CODES = {"X110"}
-EXPLAINED_BY: dict[str, tuple[str, str]] = {
-    "G101": ("R101", "grad_norm 0 follows from groups with identical rewards (zero advantages)"),
-    "L103": ("S101", "a learning rate of 0 keeps the loss flat"),
-    "O102": ("S101", "a learning rate of 0 keeps the eval loss frozen"),
-}
+EXPLAINED_BY: tuple[tuple[str, str, str], ...] = (
+    ("G101", "R101", "grad_norm 0 follows from groups with identical rewards (zero advantages)"),
+    ("L103", "S101", "a learning rate of 0 keeps the loss flat"),
+    ("O102", "S101", "a learning rate of 0 keeps the eval loss frozen"),
+    ("L101", "L102", "the spike is part of the divergence"),
+    ("S102", "L102", "the schedule is not what kept a diverging loss from improving"),
+)
 """A finding that is the consequence of another: its fixes (aimed at other causes) are withheld."""
 _LOSS_FRAMES = re.compile(r"cross_entropy|log_softmax|lm_head|logits|loss_function|ForCausalLMLoss", re.IGNORECASE)
 _DIAGNOSTIC = re.compile(
@@ -80,7 +82,7 @@ def prescribe(run: Run, findings: Sequence[Finding], ctx: RunContext) -> Prescri
     assumptions: list[str] = []
     blockers, blocked = _blockers(run, findings)
     codes = {f.code for f in findings}
-    for code, (cause, why) in EXPLAINED_BY.items():
+    for code, cause, why in EXPLAINED_BY:
         if code in codes and cause in codes:
             blocked.add(code)
             _note(assumptions, f"{code}'s own fixes left out: {why} ({cause})")
@@ -131,12 +133,14 @@ def _note(notes: list[str], text: str | None) -> None:
 def _blockers(run: Run, findings: Sequence[Finding]) -> tuple[list[str], set[str]]:
     """What no config change cures, and the codes whose fixes are therefore withheld."""
     codes = {f.code for f in findings}
-    if "R101" not in codes or "R102" in codes:
-        return [], set()  # truncated completions are a config cause (max_completion_length)
+    if "R101" not in codes:
+        return [], set()
     reward = run.series("reward")
     values = [v for _, v in reward.finite()] if reward is not None else []
     if len(values) < 3 or max(values) - min(values) > 1e-9:
         return [], set()
+    if "R102" in codes and values[0] == 0:
+        return [], set()  # every completion cut off and scored 0: max_completion_length is a config cure
     blocked = {f.code for f in findings if f.category == "rl"}
     text = (
         f"the reward is {values[0]:g} for every completion at every step ({len(values)} logged steps): the reward "
@@ -292,8 +296,21 @@ def _keep_micro_batch(changes: list[Change], ctx: RunContext) -> list[Change]:
 
 
 def _in_effect(change: Change, ctx: RunContext) -> bool:
+    """The value is in effect already, or (warmup) the run already warms up at least as long."""
     current = ctx.value(change.key)
-    return current is not None and same_value(current, change.value)
+    if current is None:
+        return False
+    if change.key == "optim" and change.value == "adamw_torch":
+        return not re.search(r"8bit|bnb|paged", str(current))  # the fix replaces an 8-bit optimizer only
+    if change.key == "warmup_steps" and _num(current) and _num(change.value):
+        total = ctx.value("max_steps")
+        cur = current * total if current < 1 and isinstance(total, int) else current
+        return bool(change.value <= cur)  # a finding asks for warmup, never for less of it
+    return same_value(current, change.value)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _drop_noop_batch(changes: list[Change], ctx: RunContext, notes: list[str]) -> list[Change]:

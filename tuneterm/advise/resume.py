@@ -5,7 +5,8 @@ Resuming restores the checkpoint's weights *and* its optimizer, scheduler and RN
 
 * the checkpoint was saved **before the first bad step** of the diagnosed run: weights saved
   after a divergence, a NaN or a collapse carry the damage (never one saved after it);
-* the change leaves the restored state meaningful: the optimizer's param groups restore the old
+* the change leaves the restored state meaningful (a per-device batch halved with accumulation
+  doubled is fine; another effective batch would make the saved step count mean other data): the optimizer's param groups restore the old
   learning rate and betas, so a changed ``learning_rate``, optimizer or scheduler would silently not
   apply; a different model, method or adapter shape does not fit the saved weights at all.
 
@@ -68,6 +69,8 @@ def resume_point(findings: Sequence[Finding], ctx: RunContext, new_values: Mappi
     """Where ``new_values`` (the fixed config) may resume the run of ``ctx`` (see the module doc)."""
     bad = first_bad_step(findings)
     blocking = [k for k in sorted(STATE_KEYS | SHAPE_KEYS) if _changed(k, new_values, ctx)]
+    if _effective_batch(new_values, ctx) != ctx.effective_batch:
+        blocking.append("the effective batch")  # saved steps would count other amounts of data
     if blocking:
         what = ", ".join(blocking)
         return ResumePoint(None, None, bad, f"the change to {what} cannot resume: a checkpoint restores the old "
@@ -89,3 +92,9 @@ def _changed(key: str, new_values: Mapping[str, Any], ctx: RunContext) -> bool:
     if key == "model_name_or_path" and isinstance(old, str) and isinstance(new, str):
         return Path(old).name != Path(new).name and old != new
     return old is None or not same_value(old, new)
+
+
+def _effective_batch(new_values: Mapping[str, Any], ctx: RunContext) -> int | None:
+    b = new_values.get("per_device_train_batch_size", ctx.value("per_device_train_batch_size"))
+    ga = new_values.get("gradient_accumulation_steps", ctx.value("gradient_accumulation_steps"))
+    return b * ga if isinstance(b, int) and isinstance(ga, int) else None

@@ -35,6 +35,7 @@ def key_schema(*, build: bool = False) -> KeySchema | None:
         versions=dict(schema.versions),
         keys={name: frozenset(t.fields) for name, t in schema.trainers.items()},
         config_class={name: t.classes[1] for name, t in schema.trainers.items()},
+        defaults={name: {k: f["default"] for k, f in t.fields.items() if "default" in f} for name, t in schema.trainers.items()},
     )
 
 
