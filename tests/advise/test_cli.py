@@ -98,3 +98,25 @@ def test_no_bf16_on_a_t4(tmp_path: Path) -> None:
     p = doc["prescription"]
     assert "bf16" not in [c["key"] for c in p["changes"]]
     assert any("T4" in a and "bf16" in a for a in p["assumptions"])
+
+
+def test_empty_responses_one_liner_keeps_rows_with_an_empty_input(tmp_path: Path) -> None:
+    """The data rule's fix drops only rows whose response is empty, never Alpaca rows with "input": ""."""
+    import shlex
+
+    from tuneterm.engine import load_rules
+
+    rule = load_rules().get("empty-responses")
+    assert rule is not None
+    command = next(f.command for f in rule.fixes if f.command)
+    words = shlex.split(command.split("<")[0])
+    assert words[:2] == ["python", "-c"]
+    rows = [{"instruction": "Say hi", "input": "", "output": "Hi!"},
+            {"instruction": "Add", "input": "2+2", "output": "  "},
+            {"instruction": "Name a colour", "input": "", "output": ""},
+            {"instruction": "Echo", "input": "x", "output": "x"}]
+    data = "".join(json.dumps(r) + "\n" for r in rows)
+    proc = subprocess.run([sys.executable, "-c", words[2], *words[3:]], input=data, capture_output=True, text=True,
+                          check=True, timeout=60)
+    kept = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [r["instruction"] for r in kept] == ["Say hi", "Echo"]

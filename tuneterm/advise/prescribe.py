@@ -36,7 +36,7 @@ from tuneterm.advise.keys import fit_key, same_value
 from tuneterm.advise.learning_rate import choose
 from tuneterm.engine.model import Finding, Severity
 from tuneterm.logs.model import Run
-from tuneterm.report.prescription import Change, Conflict, Prescription, Step, show
+from tuneterm.report.prescription import Change, Conflict, Prescription, Step
 from tuneterm.report.result import command_prompt
 
 BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps")

@@ -15,11 +15,16 @@ import sys
 from enum import Enum
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 import typer
 
 from tuneterm.cli import app
 from tuneterm.exit_codes import ExitCode
+
+if TYPE_CHECKING:  # annotations only: the report package loads inside the commands
+    from tuneterm.report.result import CheckResult
 
 
 class OutputFormat(str, Enum):
@@ -247,14 +252,12 @@ def doctor_cmd(
     raise typer.Exit(int(ExitCode.FINDINGS if fails(results, Severity(fail_on.value)) else ExitCode.OK))
 
 
-def _write_fix(result: object, output: Path) -> None:
+def _write_fix(result: CheckResult, output: Path) -> None:
     """Write ``doctor --fix``'s config; say on stderr what was written, or why nothing was."""
     from tuneterm.advise.apply import fix_document
     from tuneterm.cli.advice import context_of, key_schema
     from tuneterm.errors import TunetermError
-    from tuneterm.report.result import CheckResult
 
-    assert isinstance(result, CheckResult)
     p = result.prescription
     ctx = context_of(result, key_schema(build=True))
     text = fix_document(p, ctx) if p is not None and ctx is not None else None
