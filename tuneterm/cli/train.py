@@ -180,7 +180,8 @@ def _resume(cfg: Any, run: str, runs_dir: str | None) -> Any:
     if point.checkpoint is None:
         raise ConfigError(f"--resume-from {run}: {point.reason}")
     _say(f"tuneterm: resuming from {point.checkpoint} ({point.reason})")
-    return dataclasses.replace(cfg, values={**cfg.values, "resume_from_checkpoint": str(point.checkpoint)})
+    # absolute: the training process runs in the new run's directory, not in the caller's
+    return dataclasses.replace(cfg, values={**cfg.values, "resume_from_checkpoint": str(point.checkpoint.resolve())})
 
 
 @app.command("train")
