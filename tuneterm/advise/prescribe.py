@@ -4,8 +4,8 @@ Every finding carries its own fixes, written for any run. A user needs one answe
 so the advisor reads all findings together:
 
 1. **Blockers first.** Where no config change cures what was found (a GRPO reward that is the
-   same for every completion at every step), the prescription says what must change and those
-   findings contribute no patch.
+   same for every completion at every step), the prescription says what must change and holds no
+   patch at all (a run trained again with any patch would still learn nothing); steps remain.
 2. **Fit each key to the run** (:func:`tuneterm.advise.keys.fit_key`): renamed keys, non-config
    arguments, adapter keys on a full fine-tune, bf16 on a GPU without it, keys the installed TRL
    does not accept.
@@ -141,7 +141,8 @@ def _blockers(run: Run, findings: Sequence[Finding]) -> tuple[list[str], set[str
         return [], set()
     if "R102" in codes and values[0] == 0:
         return [], set()  # every completion cut off and scored 0: max_completion_length is a config cure
-    blocked = {f.code for f in findings if f.category == "rl"}
+    # Every change is withheld: training again with any patch would still learn nothing.
+    blocked = {f.code for f in findings}
     text = (
         f"the reward is {values[0]:g} for every completion at every step ({len(values)} logged steps): the reward "
         "function never tells completions apart, so GRPO has no advantage to learn from and no config change "
