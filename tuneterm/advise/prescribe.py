@@ -27,15 +27,17 @@ so the advisor reads all findings together:
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tuneterm.advise.context import RunContext
 from tuneterm.advise.keys import fit_key, same_value
 from tuneterm.advise.learning_rate import choose
 from tuneterm.engine.model import Finding, Severity
-from tuneterm.logs.model import Run
+from tuneterm.logs.model import LogEvent, Run
 from tuneterm.report.prescription import Change, Conflict, Prescription, Step
 from tuneterm.report.result import command_prompt
 
@@ -218,16 +220,19 @@ def _oom_candidates(run: Run, f: Finding, i: int, ctx: RunContext, notes: list[s
     """Halve the per-device batch, double accumulation; fused cross-entropy when the loss OOMed."""
     out: list[_Candidate] = []
     rank = (-f.severity.rank, i, -1)  # computed from the run: before the finding's own fixes
+    ooms = [e for e in run.events if e.kind == "oom" or (e.kind == "exception" and "out of memory" in e.text.lower())]
+    if any(e.phase is not None for e in ooms[-1:]):
+        return out  # an OOM in evaluation or generation: a smaller training batch does not cure it
     b, ga = ctx.value("per_device_train_batch_size"), ctx.value("gradient_accumulation_steps")
     if isinstance(b, int) and b > 1:
         ga = ga if isinstance(ga, int) and ga > 0 else 1
         new_b = b // 2
         new_ga = ga * b // new_b if b % new_b == 0 else ga * 2
         out.append(_Candidate("per_device_train_batch_size", new_b, f"halves the activation memory of a step ({b} -> {new_b})", f.code, f.severity, rank))
-        out.append(_Candidate("gradient_accumulation_steps", new_ga, f"keeps the effective batch at {new_b * new_ga} (was {b * ga})", f.code, f.severity, rank))
+        out.append(_Candidate("gradient_accumulation_steps", new_ga, f"keeps the effective batch at {new_b * new_ga}", f.code, f.severity, rank))
     elif b is None:
         _note(notes, "the per-device batch of the crashed run is not known: no batch halving computed")
-    text = " ".join(e.text for e in run.events if e.kind in ("oom", "exception"))
+    text = " ".join([*(e.text for e in ooms), *(traceback_before(run, e) for e in ooms[-1:])])
     if _LOSS_FRAMES.search(text) and ctx.trainer in ("sft", "unknown"):
         fitted = fit_key("use_liger_kernel", True, ctx)
         if fitted.key is not None:
@@ -236,6 +241,32 @@ def _oom_candidates(run: Run, f: Finding, i: int, ctx: RunContext, notes: list[s
                 "the traceback ends in the loss: Liger's fused linear cross-entropy never holds the full-vocabulary "
                 "logits at once (pip install liger-kernel)", f.code, f.severity, (rank[0], i, 0)))
     return out
+
+
+def traceback_before(run: Run, event: LogEvent, lines: int = 60) -> str:
+    """The log lines just before ``event`` (its traceback's frames), read from the run's file.
+
+    The parser keeps only the exception line; which frames the out-of-memory struck in (the loss,
+    the logits) decides whether fused cross-entropy helps. Empty when the file is gone, not a
+    plain file, or larger than 64 MiB.
+    """
+    path = Path(run.source)
+    if path.is_dir():
+        path = path / "stderr.log"
+    if event.line is None or not path.is_file():
+        return ""
+    try:
+        if path.stat().st_size > 64 * 1024 * 1024:
+            return ""
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            window: deque[str] = deque(maxlen=lines)
+            for i, line in enumerate(fh, 1):
+                if i >= event.line:
+                    break
+                window.append(line)
+    except OSError:
+        return ""
+    return "".join(window)
 
 
 def _apply_run_numbers(changes: list[Change], conflicts: list[Conflict], ctx: RunContext,
