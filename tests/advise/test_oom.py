@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.advise.test_invariants import parse_tuneterm
 from tests.integration.test_oom_phase import GEN_TRACEBACK
-from tuneterm.advise import advise
+from tuneterm.advise import Prescription, advise
 from tuneterm.cli.advice import key_schema
 from tuneterm.engine import evaluate, load_rules
 from tuneterm.logs import load_run
@@ -17,7 +17,7 @@ from tuneterm.logs import load_run
 HERE = Path(__file__).resolve().parent
 
 
-def _advise(path: Path):  # noqa: ANN202 - a Prescription
+def _advise(path: Path) -> Prescription:
     run = load_run(str(path))
     return advise(run, evaluate(run, load_rules(scopes=["log"])), schema=key_schema(build=True))
 
