@@ -39,8 +39,9 @@ class Hardware:
     Attributes:
         gpu_name: the card's name as the run recorded it, or ``None``.
         compute_capability: e.g. ``7.5`` for a T4, or ``None`` when unknown.
-        source: where the name came from (``"gpu.jsonl"``, ``"log"``), ``"cpu"`` for a tuneterm run
-            that recorded no GPU at all, or ``"unknown"``.
+        source: where the name came from (``"gpu.jsonl"``, ``"log"``, ``"nvml"`` for this machine's
+            GPU when the run names none), ``"cpu"`` for a tuneterm run that recorded no GPU at
+            all, or ``"unknown"``.
     """
 
     gpu_name: str | None = None

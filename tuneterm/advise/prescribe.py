@@ -371,6 +371,8 @@ def _unknowns(changes: list[Change], ctx: RunContext) -> list[str]:
         out.append("method unknown (no adapter_config.json or training config found): adapter keys left out")
     if ctx.schema is None:
         out.append("keys not checked against the installed TRL (no cached config schema)")
+    if ctx.hardware.source == "nvml":
+        out.append(f"the run names no GPU: this machine's {ctx.hardware.describe()} is assumed to be the one it used")
     if any(c.key == "bf16" for c in changes) and ctx.hardware.bf16 is None:
         out.append("bf16 assumes an Ampere (sm_80) or newer GPU; the run does not name its GPU")
     return out

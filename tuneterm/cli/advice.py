@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from tuneterm.advise import KeySchema, Prescription, prescribe, read_context
+from tuneterm.advise import Hardware, KeySchema, Prescription, prescribe, read_context
 from tuneterm.advise.context import RunContext
 from tuneterm.advise.resume import ResumePoint, resume_point
 from tuneterm.report.result import CheckResult
@@ -53,11 +53,26 @@ def model_size_b(model: str | None) -> float | None:
     return facts.size_b
 
 
+def local_gpu() -> Hardware:
+    """This machine's first GPU through NVML, for a run that does not name its own (``doctor`` is
+    usually run on the box that trained); ``Hardware()`` when NVML finds none."""
+    from tuneterm.plan.gpu import probe
+
+    gpus = probe().gpus
+    if not gpus:
+        return Hardware()
+    g = gpus[0]
+    cc = None if g.compute_capability is None else g.compute_capability[0] + g.compute_capability[1] / 10
+    return Hardware(gpu_name=g.name, compute_capability=cc, source="nvml")
+
+
 def context_of(result: CheckResult, schema: KeySchema | None) -> RunContext | None:
     """The advisor's context of a log result (``None`` for other subjects)."""
     if result.subject != "log" or result.run is None:
         return None
     ctx = read_context(result.run, schema=schema)
+    if ctx.hardware.source == "unknown":
+        ctx = replace(ctx, hardware=local_gpu())
     if ctx.model_size_b is None:
         size = model_size_b(ctx.model)
         if size is not None:

@@ -30,7 +30,8 @@ def load_yaml_table(relpath: str, key: str) -> tuple[dict[str, Any], ...]:
 
     path = rules_dir() / relpath
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's safe loader when present: the same safe subset, ~10x faster on the model table
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except OSError as exc:
         raise RuleFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
