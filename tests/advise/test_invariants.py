@@ -134,3 +134,37 @@ def test_every_rule_fix_key_is_a_trl_field_or_fitted(schema: KeySchema) -> None:
         for fix in rule.fixes:
             if fix.key is not None:
                 assert schema.accepts(trainer, fix.key) or fix.key == "warmup_ratio", f"{rule.code}: {fix.key}"
+
+
+def _examples() -> list[object]:
+    return [pytest.param(r.code, r.example, id=r.code) for r in load_rules(scopes=["log"]).rules if r.example.strip()]
+
+
+@pytest.mark.parametrize(("code", "example"), _examples())
+def test_rule_examples(code: str, example: str, rules: RuleSet, schema: KeySchema, tmp_path: Path) -> None:
+    """Each rule's own example log excerpt, parsed as a console log."""
+    log = tmp_path / f"{code}.log"
+    log.write_text(example)
+    run = load_run(str(log))
+    if run.has_metrics():
+        check_all_contexts(run, rules, schema)
+
+
+def test_the_corpus_gets_advice_not_silence(rules: RuleSet, schema: KeySchema) -> None:
+    """The contract above is trivially kept by an advisor that says nothing: most corpus runs with
+    findings must get changes or steps, and repeated keys across findings must collapse."""
+    advised = with_fixes = repeated = 0
+    for path in corpus_files():
+        run = load_run(str(path))
+        if not run.has_metrics():
+            continue
+        findings = evaluate(run, rules)
+        keys = [x.key for f in findings for x in f.fixes if x.key]
+        if not keys:
+            continue
+        with_fixes += 1
+        repeated += len(keys) - len(set(keys))
+        p = prescribe(run, findings, read_context(run, schema=schema))
+        advised += bool(p.changes or p.steps or p.blockers)
+    assert with_fixes >= 20 and advised >= 0.9 * with_fixes, (advised, with_fixes)
+    assert repeated > 0  # the corpus does exercise one-value-per-key
