@@ -168,3 +168,17 @@ def test_the_corpus_gets_advice_not_silence(rules: RuleSet, schema: KeySchema) -
         advised += bool(p.changes or p.steps or p.blockers)
     assert with_fixes >= 20 and advised >= 0.9 * with_fixes, (advised, with_fixes)
     assert repeated > 0  # the corpus does exercise one-value-per-key
+
+
+def test_no_finding_repeats_a_cause(rules: RuleSet) -> None:
+    """A cause computed for the run and the rule's general form of it are not both listed."""
+    from tuneterm.engine.causes import same_cause
+
+    runs = [load_run(str(p)) for p in sample_runs()] + [load_run(str(p)) for p in corpus_files()]
+    for run in runs:
+        if not run.has_metrics():
+            continue
+        for f in evaluate(run, rules):
+            for i, a in enumerate(f.causes):
+                for b in f.causes[i + 1:]:
+                    assert not same_cause(a, b), (f.code, a, b)
