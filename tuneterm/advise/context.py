@@ -308,11 +308,12 @@ def _method(facts: RunFacts, config: Mapping[str, Any], kind: ConfigKind | None,
 
 
 def _hardware(run: Run, run_dir: Path | None) -> Hardware:
-    name = run.facts.extra.get("gpu_name")
-    if isinstance(name, str) and name:
-        return from_name(name, "gpu.jsonl")
-    if run_dir is not None and _device(run_dir) == "cpu":
-        return Hardware(source="cpu")
+    if run_dir is not None:
+        device, name = _gpu_record(run_dir)
+        if name:
+            return from_name(name, "gpu.jsonl")
+        if device == "cpu":
+            return Hardware(source="cpu")
     for event in run.events:
         found = find_gpu_name(event.text)
         if found:
@@ -330,14 +331,25 @@ def _hardware(run: Run, run_dir: Path | None) -> Hardware:
     return Hardware()
 
 
-def _device(run_dir: Path) -> str | None:
+def _gpu_record(run_dir: Path) -> tuple[str | None, str | None]:
+    """``(device, GPU name)`` from the first rows of a run directory's ``gpu.jsonl``."""
+    device = name = None
     try:
         with open(run_dir / "gpu.jsonl", encoding="utf-8") as fh:
-            row = json.loads(fh.readline() or "{}")
-    except (OSError, ValueError):
-        return None
-    dev = row.get("device") if isinstance(row, dict) else None
-    return dev if isinstance(dev, str) else None
+            for _, line in zip(range(20), fh, strict=False):
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(row, dict):
+                    continue
+                if device is None and isinstance(row.get("device"), str):
+                    device = row["device"]
+                if name is None and isinstance(row.get("name"), str) and row["name"]:
+                    name = row["name"][:100]
+    except OSError:
+        pass
+    return device, name
 
 
 def _gpu_capacity(run: Run) -> float | None:
