@@ -76,3 +76,24 @@ def test_resume_uses_the_last_checkpoint_before_the_first_bad_step(tmp_path: Pat
     assert same_eff.step == 20  # halving the micro-batch, doubling accumulation: still resumable
     early = resume_point([_finding("N101", 5)], ctx, {"max_steps": 80})
     assert early.checkpoint is None and "before step 5" in early.reason
+
+
+def test_llamafactory_config_beside_the_log(tmp_path: Path) -> None:
+    """A LLaMA-Factory run: its YAML gives the method, but its keys are not TRL's, so --fix writes
+    a marked fragment rather than patching a file in another tool's spelling."""
+    import shutil
+
+    from tests.conftest import corpus_file
+    from tuneterm.advise.apply import fix_document
+
+    shutil.copy(corpus_file("016_"), tmp_path / "trainer_log.jsonl")
+    (tmp_path / "train_lora.yaml").write_text(
+        "model_name_or_path: mistralai/Mistral-7B-v0.1\nstage: sft\nfinetuning_type: lora\nlora_rank: 8\n"
+        "per_device_train_batch_size: 2\ngradient_accumulation_steps: 4\nlearning_rate: 5.0e-5\ncutoff_len: 1024\n")
+    run = load_run(str(tmp_path / "trainer_log.jsonl"))
+    ctx = read_context(run)
+    assert ctx.config_kind == "llamafactory" and ctx.method == "lora" and ctx.model == "mistralai/Mistral-7B-v0.1"
+    p = advise(run, evaluate(run, load_rules(scopes=["log"])))
+    doc = fix_document(p, ctx)
+    if doc is not None:
+        assert "NOT a complete config" in doc and "stage:" not in doc

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from tuneterm.advise.hardware import Hardware, find_gpu_name, from_name
-from tuneterm.logs.facts import load_mapping
+from tuneterm.logs.facts import apply_config, load_mapping
 from tuneterm.logs.model import Run, RunFacts
 
 Method = Literal["full", "lora", "qlora", "dora", "unknown"]
@@ -181,12 +181,16 @@ def read_context(run: Run, *, schema: KeySchema | None = None, model_size_b: flo
     config, config_path, kind = _find_config(src, run_dir)
     launch = load_mapping(run_dir / "launch.json") if run_dir is not None else None
     facts = run.facts
+    if kind in ("llamafactory", "axolotl"):
+        # another tool's spelling: its values reach the facts the loader may not have read yet
+        facts = replace(facts, extra=dict(facts.extra))
+        apply_config(facts, config)
     values = _values(facts, config if kind in ("tuneterm", "trl") else {}, _peak_lr(run))
     method = _method(facts, config, kind, launch)
     trainer = facts.trainer_kind
     if isinstance(launch, Mapping) and launch.get("trainer") in ("sft", "dpo", "grpo"):
         trainer = str(launch["trainer"])
-    model = facts.model_name or _str(config.get("model_name_or_path"))
+    model = facts.model_name or _str(config.get("model_name_or_path")) or _str(config.get("base_model"))
     size = model_size_b
     if size is None and facts.total_params:
         size = facts.total_params / 1e9
@@ -299,6 +303,8 @@ def _method(facts: RunFacts, config: Mapping[str, Any], kind: ConfigKind | None,
             return "qlora"
         return "dora" if facts.use_dora or config.get("use_dora") is True else "lora"
     if kind == "llamafactory" and config.get("finetuning_type") == "full":
+        return "full"
+    if kind == "axolotl" and not config.get("adapter"):
         return "full"
     if kind in ("tuneterm", "trl"):
         return "full"  # a TRL config without use_peft trains every weight
