@@ -80,6 +80,18 @@ def check(p: Prescription, ctx: RunContext, schema: KeySchema) -> None:
             assert not (c.key == "bf16" and c.value is True), f"bf16 on {ctx.hardware.describe()}"
         assert schema.accepts(ctx.trainer, c.key), f"{c.key} is not a field trl {ctx.trainer} accepts"
         assert c.findings and c.why
+    if p.changes:
+        # `tuneterm train` would take the patch: known keys, values of the right type
+        from tuneterm.train.config import validate
+        from tuneterm.train.schema import load_schema
+
+        trainer = ctx.trainer if ctx.trainer in ("sft", "dpo", "grpo") else "sft"
+        values = {"model_name_or_path": "m", "dataset_name": "d", **p.patch()}
+        if trainer == "grpo":
+            values["reward_funcs"] = ["length_reward"]
+        if values.get("load_in_4bit") or values.get("load_in_8bit"):
+            values["use_peft"] = True
+        validate(values, trainer, source="patch", schema=load_schema(build=False))  # type: ignore[arg-type]
     for s in p.steps:
         words = s.command.split()
         if "tuneterm" in words:

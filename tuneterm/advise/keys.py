@@ -53,6 +53,13 @@ def fit_key(key: str, value: Any, ctx: RunContext) -> Fitted:
     """
     if key in NOT_CONFIG:
         return Fitted(None, value, f"{key} left out: {NOT_CONFIG[key]}")
+    if key == "resume_from_checkpoint" and not isinstance(value, str):
+        # Trainer.train(resume_from_checkpoint=True) finds the last checkpoint; the config field is a path
+        if ctx.run_dir is not None:
+            return Fitted(None, value, "resume_from_checkpoint left out: `tuneterm train --resume-from RUN` picks the checkpoint")
+        if not ctx.checkpoints:
+            return Fitted(None, value, "resume_from_checkpoint left out: the run shows no checkpoint directory")
+        return Fitted(key, str(ctx.checkpoints[-1][1].resolve()))
     major = ctx.transformers_major
     if key == "warmup_ratio" and (major is None or major >= 5):
         key = "warmup_steps"  # transformers 5: a float warmup_steps below 1 is a share of the steps
