@@ -183,7 +183,7 @@ def read_context(run: Run, *, schema: KeySchema | None = None, model_size_b: flo
     facts = run.facts
     if kind in ("llamafactory", "axolotl"):
         # another tool's spelling: its values reach the facts the loader may not have read yet
-        facts = replace(facts, extra=dict(facts.extra))
+        facts = replace(facts)
         apply_config(facts, config)
     values = _values(facts, config if kind in ("tuneterm", "trl") else {}, _peak_lr(run))
     method = _method(facts, config, kind, launch)

@@ -104,7 +104,7 @@ def resume_checkpoint(run: str, new_values: Mapping[str, Any], runs_dir: str | N
     """
     from tuneterm.errors import InputError
     from tuneterm.report import CheckOptions, check_subject
-    from tuneterm.watch.runs import resolve_target
+    from tuneterm.runs.info import resolve_target
 
     result = check_subject(resolve_target(run, runs_dir), CheckOptions())
     ctx = context_of(result, None)
