@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneterm.advise.hardware import Hardware, find_gpu_name, from_name
+from tuneterm.kinds import METHODS, TRAINERS
+from tuneterm.kinds import Method as KnownMethod
 from tuneterm.logs.facts import apply_config, load_mapping
 from tuneterm.logs.model import Run, RunFacts
 
-Method = Literal["full", "lora", "qlora", "dora", "unknown"]
+Method = Literal[KnownMethod, "unknown"]
+"""A run's method: one of :data:`tuneterm.kinds.METHODS`, or ``unknown`` when nothing says."""
 ConfigKind = Literal["tuneterm", "trl", "llamafactory", "axolotl"]
 
 #: RunFacts attribute -> the TRL/transformers config key that holds it.
@@ -80,7 +83,7 @@ class KeySchema:
 
 def schema_trainer(trainer: str) -> str:
     """The schema a trainer kind's keys are checked against (SFT for classification/unknown)."""
-    return trainer if trainer in ("sft", "dpo", "grpo") else "sft"
+    return trainer if trainer in TRAINERS else "sft"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +191,7 @@ def read_context(run: Run, *, schema: KeySchema | None = None, model_size_b: flo
     values = _values(facts, config if kind in ("tuneterm", "trl") else {}, _peak_lr(run))
     method = _method(facts, config, kind, launch)
     trainer = facts.trainer_kind
-    if isinstance(launch, Mapping) and launch.get("trainer") in ("sft", "dpo", "grpo"):
+    if isinstance(launch, Mapping) and launch.get("trainer") in TRAINERS:
         trainer = str(launch["trainer"])
     model = facts.model_name or _str(config.get("model_name_or_path")) or _str(config.get("base_model"))
     size = model_size_b
@@ -296,7 +299,7 @@ def _peak_lr(run: Run) -> float | None:
 
 
 def _method(facts: RunFacts, config: Mapping[str, Any], kind: ConfigKind | None, launch: Mapping[str, Any] | None) -> Method:
-    if isinstance(launch, Mapping) and launch.get("method") in ("full", "lora", "qlora", "dora"):
+    if isinstance(launch, Mapping) and launch.get("method") in METHODS:
         return launch["method"]  # type: ignore[no-any-return]
     if facts.is_peft or config.get("use_peft") is True:
         if facts.quantization in ("nf4", "fp4", "4bit") or config.get("load_in_4bit") is True:
