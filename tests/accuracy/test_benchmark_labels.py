@@ -51,7 +51,7 @@ def test_log_is_the_recorded_git_blob(entry: dict) -> None:
     """Each file is byte-for-byte the git blob named in its provenance (git's object hash)."""
     data = (ab.ACCURACY / "logs" / entry["file"]).read_bytes()
     assert len(data) == entry["bytes"]
-    blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False)  # git's object id.hexdigest()
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()  # git's object id
     assert blob == entry["blob"], f"{entry['file']} is not the blob of {entry['repository']}:{entry['path']}"
     assert len(entry["commit"]) == 40 and "/" in entry["repository"]
 
