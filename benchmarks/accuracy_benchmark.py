@@ -99,8 +99,8 @@ class Outcome:
 
     @property
     def correct(self) -> bool:
-        """Every labelled rule fired and nothing unacceptable did."""
-        return not self.missed and not self.false_alarms
+        """tuneterm read the file, every labelled rule fired and nothing unacceptable did."""
+        return self.error is None and not self.missed and not self.false_alarms
 
 
 @dataclass
@@ -286,7 +286,7 @@ def render(summary: Summary, outcomes: Sequence[Outcome], show_files: bool) -> s
         for o in outcomes:
             if o.log.clear and not o.correct:
                 lines.append(f"{o.log.name}: missed {sorted(o.missed)} false alarms {sorted(o.false_alarms)}"
-                             + (f" ({o.error})" if o.error else ""))
+                             + (" (unreadable: no training metrics found)" if o.error else ""))
     return "\n".join(lines)
 
 
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc = summary.to_dict()
         doc["seconds"] = round(time.perf_counter() - t0, 2)
         doc["wrong"] = [{"file": o.log.name, "missed": sorted(o.missed), "false_alarms": sorted(o.false_alarms),
-                         "error": o.error} for o in outcomes if o.log.clear and not o.correct]
+                         "unreadable": o.error is not None} for o in outcomes if o.log.clear and not o.correct]
         print(json.dumps(doc, indent=2))
     else:
         print(render(summary, outcomes, args.files))

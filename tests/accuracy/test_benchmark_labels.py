@@ -72,7 +72,7 @@ def test_known_misses_name_clear_files_with_reasons() -> None:
     clear = {log.name for log in CLEAR}
     for name, entry in KNOWN.items():
         assert name in clear, f"{name}: not a clear benchmark file"
-        assert entry["missed"] or entry["false_alarms"], name
+        assert entry["missed"] or entry["false_alarms"] or entry.get("unreadable"), name
         assert len(entry["reason"]) > 20, name
 
 
@@ -80,13 +80,14 @@ def test_known_misses_name_clear_files_with_reasons() -> None:
 def test_clear_label_is_reproduced(log: ab.Labelled) -> None:
     """The diagnosis matches the label, or goes wrong exactly as known_misses.yaml records."""
     outcome = ab.diagnose(log)
-    assert outcome.error is None, f"{log.name}: {outcome.error}"
-    got = {"missed": sorted(outcome.missed), "false_alarms": sorted(outcome.false_alarms)}
+    got = {"missed": sorted(outcome.missed), "false_alarms": sorted(outcome.false_alarms),
+           "unreadable": outcome.error is not None}
     known = KNOWN.get(log.name)
     if known is None:
         assert outcome.correct, f"{log.name}: {got} (label {sorted(log.problems) or 'healthy'})"
     else:
-        assert got == {"missed": known["missed"], "false_alarms": known["false_alarms"]}, (
+        assert got == {"missed": known["missed"], "false_alarms": known["false_alarms"],
+                       "unreadable": known.get("unreadable", False)}, (
             f"{log.name} changed against known_misses.yaml: now {got}; if it is fixed, remove or "
             f"shrink its entry"
         )
