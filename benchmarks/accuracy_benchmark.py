@@ -290,6 +290,58 @@ def render(summary: Summary, outcomes: Sequence[Outcome], show_files: bool) -> s
     return "\n".join(lines)
 
 
+_KNOWN_HEAD = """# Clear benchmark labels that tuneterm's current diagnosis does not reproduce, one entry per file.
+#
+# tests/accuracy/test_benchmark_labels.py asserts that exactly these files go wrong, and exactly in
+# these ways (missed: labelled rules that do not fire; false_alarms: warning/error rules that fire
+# outside the label and its also_ok list; unreadable: no training metrics found) and say why under
+# `why`, one line per missed rule, false alarm or `unreadable`. When a detector
+# fix makes a file right, the test fails and asks for its entry to be removed: shrink this list
+# (`python benchmarks/accuracy_benchmark.py --shrink-known-misses`), never grow it to hide a
+# regression.
+"""
+
+
+def shrink_known_misses(outcomes: Sequence[Outcome], path: Path = KNOWN_MISSES) -> tuple[list[str], list[str]]:
+    """Drop from ``path`` what tuneterm now gets right; never add anything.
+
+    An entry whose file is now right is removed; an entry that still goes wrong keeps only the
+    missed / false-alarm rules (and their reasons) that still apply. Files that go wrong in a way
+    the list does not record are not written: they are returned, to be looked at.
+
+    Returns:
+        (changed file names, new wrong file names).
+    """
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    known = {e["file"]: e for e in doc.get("known_misses") or []}
+    by_name = {o.log.name: o for o in outcomes if o.log.clear}
+    changed: list[str] = []
+    new_wrong = [n for n, o in by_name.items() if not o.correct and n not in known]
+    out = []
+    for name, entry in known.items():
+        o = by_name.get(name)
+        if o is None or o.correct:
+            changed.append(name)
+            continue
+        missed = sorted(set(entry["missed"]) & o.missed)
+        false_alarms = sorted(set(entry["false_alarms"]) & o.false_alarms)
+        unreadable = bool(entry.get("unreadable")) and o.error is not None
+        if (set(missed), set(false_alarms), unreadable) != (set(o.missed), set(o.false_alarms), o.error is not None):
+            new_wrong.append(name)
+        keys = {*missed, *false_alarms} | ({"unreadable"} if unreadable else set())
+        shrunk: dict[str, object] = {"file": name, "missed": missed, "false_alarms": false_alarms}
+        if unreadable:
+            shrunk["unreadable"] = True
+        shrunk["why"] = {k: v for k, v in entry["why"].items() if k in keys}
+        if shrunk != entry:
+            changed.append(name)
+        out.append(shrunk)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(_KNOWN_HEAD)
+        yaml.safe_dump({"known_misses": out}, f, sort_keys=False, width=100, allow_unicode=True)
+    return changed, sorted(new_wrong)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corpus", action="store_true", help="also score the shared corpus (INDEX.md labels)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--files", action="store_true", help="list the clear files tuneterm gets wrong")
+    ap.add_argument("--shrink-known-misses", action="store_true",
+                    help="remove from known_misses.yaml what is now right (adds nothing)")
     args = ap.parse_args(argv)
     logs = load_labels(args.labels)
     if args.corpus:
@@ -308,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     outcomes = run(logs)
     summary = summarise(outcomes)
+    if args.shrink_known_misses:
+        changed, new_wrong = shrink_known_misses(outcomes)
+        print(f"known_misses.yaml: {len(changed)} entries removed or shrunk: {', '.join(changed) or '-'}")
+        if new_wrong:
+            print("wrong in a way known_misses.yaml does not record (look at these, not written): "
+                  + ", ".join(new_wrong))
     if args.json:
         doc = summary.to_dict()
         doc["seconds"] = round(time.perf_counter() - t0, 2)
