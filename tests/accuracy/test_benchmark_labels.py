@@ -114,3 +114,18 @@ def test_shrink_known_misses_only_removes(tmp_path: Path) -> None:
     assert [e["file"] for e in kept] == [wrong.name]
     assert kept[0]["false_alarms"] == entry["false_alarms"]
     assert "zero-loss" not in kept[0]["why"]
+
+
+def test_benchmark_script_json() -> None:
+    """The script runs as a program and its --json figures agree with the known misses."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy_benchmark.py"), "--json"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["files"] == len(LOGS) and doc["clear"] == len(CLEAR)
+    assert sorted(w["file"] for w in doc["wrong"]) == sorted(KNOWN)
+    assert 0 < doc["recall"] <= 1 and 0 <= doc["false_alarm_rate"] <= 1
+    assert doc["rules"]["overfitting"]["tp"] > 0
