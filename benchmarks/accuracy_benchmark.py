@@ -18,7 +18,8 @@ INDEX.md (healthy, nan, zero-grad, plateau, and strong overfit only; the rest is
 
 Usage::
 
-    python benchmarks/accuracy_benchmark.py [--json] [--corpus] [--files] [--labels PATH]
+    python benchmarks/accuracy_benchmark.py [--json | --markdown] [--corpus] [--files] [--labels PATH]
+    python benchmarks/accuracy_benchmark.py --shrink-known-misses
 """
 
 from __future__ import annotations
@@ -260,6 +261,30 @@ def summarise(outcomes: Sequence[Outcome]) -> Summary:
     )
 
 
+def render_markdown(summary: Summary, outcomes: Sequence[Outcome]) -> str:
+    """The figures as the README records them (summary lines and the per-rule table)."""
+    s = summary
+    unreadable = sum(1 for o in outcomes if o.log.clear and o.error)
+    lines = [
+        f"On the benchmark ({s.files} files, {s.clear} clear: {s.clear_problem_files} with problems, "
+        f"{s.clear_healthy_files} healthy; {unreadable} of the clear files cannot be read):",
+        "",
+        f"- recall on clear problems: {s.problem_pairs_found}/{s.problem_pairs} labelled rules "
+        f"({100 * s.recall:.1f}%); problem files with a problem found {s.problem_files_any_found}/"
+        f"{s.clear_problem_files}, with every labelled problem found {s.problem_files_all_found}/"
+        f"{s.clear_problem_files};",
+        f"- healthy files with a warning or error: {s.healthy_with_false_alarm}/{s.clear_healthy_files} "
+        f"({100 * s.false_alarm_rate:.1f}%) outside `also_ok`, {s.healthy_with_any_warning}/"
+        f"{s.clear_healthy_files} with any.",
+        "",
+        "| rule | tp | fp | fn | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(s.rules.items()):
+        lines.append(f"| {name} | {r.tp} | {r.fp} | {r.fn} | {_pct(r.precision).strip()} | {_pct(r.recall).strip()} |")
+    return "\n".join(lines)
+
+
 def _pct(x: float | None) -> str:
     return "   -" if x is None else f"{100 * x:4.0f}%"
 
@@ -349,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corpus", action="store_true", help="also score the shared corpus (INDEX.md labels)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--files", action="store_true", help="list the clear files tuneterm gets wrong")
+    ap.add_argument("--markdown", action="store_true", help="print the figures as the README records them")
     ap.add_argument("--shrink-known-misses", action="store_true",
                     help="remove from known_misses.yaml what is now right (adds nothing)")
     args = ap.parse_args(argv)
@@ -374,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc["wrong"] = [{"file": o.log.name, "missed": sorted(o.missed), "false_alarms": sorted(o.false_alarms),
                          "unreadable": o.error is not None} for o in outcomes if o.log.clear and not o.correct]
         print(json.dumps(doc, indent=2))
+    elif args.markdown:
+        print(render_markdown(summary, outcomes))
     else:
         print(render(summary, outcomes, args.files))
         print(f"\n{time.perf_counter() - t0:.1f} s")

@@ -129,3 +129,15 @@ def test_benchmark_script_json() -> None:
     assert sorted(w["file"] for w in doc["wrong"]) == sorted(KNOWN)
     assert 0 < doc["recall"] <= 1 and 0 <= doc["false_alarm_rate"] <= 1
     assert doc["rules"]["overfitting"]["tp"] > 0
+
+
+def test_markdown_figures_match_the_summary() -> None:
+    """--markdown prints the recall and false-alarm figures and one table row per scored rule."""
+    logs = [next(log for log in CLEAR if log.healthy)] + [log for log in CLEAR if "overfitting" in log.problems][:2]
+    outcomes = [ab.diagnose(log) for log in logs]
+    summary = ab.summarise(outcomes)
+    text = ab.render_markdown(summary, outcomes)
+    assert f"{summary.problem_pairs_found}/{summary.problem_pairs} labelled rules" in text
+    assert f"{summary.healthy_with_false_alarm}/{summary.clear_healthy_files}" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
+    assert len(rows) == len(summary.rules) and any(row.startswith("| overfitting |") for row in rows)
