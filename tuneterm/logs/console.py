@@ -13,8 +13,10 @@ whole-file reader and the tailer. It recognises:
   a ``TrainingArguments(...)`` dump, ``***** train metrics *****`` blocks;
 * tqdm bars (``N/M``), tqdm postfix metrics (``loss=0.49``) when a log has no dicts, torchtune
   ``Step 1 | loss:2.08 lr:2e-05`` lines;
-* tracebacks (final ``SomeError: message`` line -> an ``exception``/``oom`` event) and known
-  warnings (stable codes, see :data:`WARNINGS`).
+* tracebacks (final ``SomeError: message`` line -> an ``exception``/``oom`` event; a log that
+  ends inside a traceback, before that line -> an ``exception`` event coded
+  ``TruncatedTraceback`` naming the last frame) and known warnings (stable codes, see
+  :data:`WARNINGS`).
 
 Steps. A dict's own ``step`` wins. Otherwise HF's console dicts carry no step, and the tqdm position
 printed next to a dict is *not* its step: stdout (dicts) is block-buffered when redirected while
@@ -52,6 +54,7 @@ _POSTFIX_PAIR: Final = re.compile(
     r"(?:^|,\s*)([A-Za-z_][\w/.-]{0,40})\s*[= :]\s*"
     r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?=,|$)"
 )
+_FIXED_POINT: Final = re.compile(r"^[-+]?\d{1,12}\.(\d{1,8})$")
 _TORCHTUNE_STEP: Final = re.compile(r"^\s*Step (\d{1,12}) \| (.{1,2000})$")
 _TORCHTUNE_DESC: Final = re.compile(r"^\s*(\d{1,6})\|(\d{1,12})\|Loss: ([-+0-9.eE]{1,40}|nan|inf):")
 _KV_COLON: Final = re.compile(r"([A-Za-z_][\w/.-]{0,60}):\s?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?)|nan|inf)")
@@ -197,6 +200,9 @@ class ConsoleParser:
         self._tb_lines = 0
         self._tb_junk = 0
         self._tb_phase: str | None = None
+        self._tb_start = 0
+        self._tb_last_frame = ""
+        self._tb_cut: LogEvent | None = None
         self._block: str | None = None
         self._header_left = 0
         self._events_dropped = 0
@@ -349,12 +355,23 @@ class ConsoleParser:
                     got = self.sink.add(entry, n, lineno)
                     self.postfix_points += 1 if got else 0
                     added += got
+                    self._note_resolution(entry)
         return added
+
+    def _note_resolution(self, entry: dict[str, str]) -> None:
+        """Record the rounding unit of fixed-point postfix values (``0.0000`` -> 1e-4): tqdm
+        postfixes are formatted strings, so a printed 0 is "below half a unit", not an exact 0."""
+        for key, text in entry.items():
+            m = _FIXED_POINT.match(text)
+            s = self.run.train.get(classify(key)[2]) if m else None
+            if s is not None and m is not None:
+                s.resolution = max(s.resolution, 10.0 ** -len(m.group(1)))
 
     def _triggered(self, lineno: int, seg: str) -> int:
         s = _RANK_PREFIX.sub("", seg)
         if "Traceback (most recent call last)" in s:
             self._in_tb, self._tb_lines, self._tb_junk, self._tb_phase = True, 0, 0, None
+            self._tb_start, self._tb_last_frame = lineno, ""
             return 0
         for needle, code in WARNINGS:
             if needle in s:
@@ -509,11 +526,14 @@ class ConsoleParser:
         if not s or s[0] in " \t^~" or s.startswith(
             ("Traceback (most", "During handling", "The above exception", "[")
         ):
-            if s and self._tb_phase != "eval" and s.lstrip().startswith("File "):
-                self._note_frame(s)
+            if s and s.lstrip().startswith("File "):
+                self._tb_last_frame = s.strip()[:300]
+                if self._tb_phase != "eval":
+                    self._note_frame(s)
             return True
         m = _EXC_LINE.match(s)
         if m and (m.group(2) is not None or m.group(1)[0].isupper()):
+            self._drop_cut()
             cls, msg = m.group(1), m.group(2) or ""
             short = cls.rsplit(".", 1)[-1]
             if "OutOfMemoryError" in short or "out of memory" in msg:
@@ -541,6 +561,31 @@ class ConsoleParser:
             return self._glued_totals.most_common(1)[0][0]
         return None
 
+    def _drop_cut(self) -> None:
+        """Remove the placeholder of a cut-off traceback added by an earlier :meth:`finish`
+        (by code and line: a rescale may have replaced the event object)."""
+        cut, self._tb_cut = self._tb_cut, None
+        if cut is not None:
+            self.run.events[:] = [e for e in self.run.events if not (e.code == cut.code and e.line == cut.line)]
+
+    def _cut_traceback(self) -> None:
+        """A log that ends inside a traceback (no exception line yet): an exception event coded
+        ``TruncatedTraceback`` naming the last frame, replaced on every call (a tailed log may
+        still print the exception line; then the real event is the only one)."""
+        self._drop_cut()
+        if not self._in_tb or len(self.run.events) >= _MAX_EVENTS:
+            return
+        where = f"; last frame: {self._tb_last_frame}" if self._tb_last_frame else ""
+        self._tb_cut = LogEvent(
+            kind="exception",
+            text=f"the log ends inside a traceback, before its exception line{where}"[:2000],
+            line=self._tb_start,
+            step=self._step_now(),
+            code="TruncatedTraceback",
+            phase=self._tb_phase,  # type: ignore[arg-type]
+        )
+        self.run.events.append(self._tb_cut)
+
     def finish(self) -> None:
         """Settle facts and steps from everything seen so far (idempotent; called per poll)."""
         self._flush_bar_seg()
@@ -564,6 +609,7 @@ class ConsoleParser:
             f.global_step = last_n
         elif f.global_step is None and self.sink.last_step is not None:
             f.global_step = self.sink.last_step
+        self._cut_traceback()
         self.sink.finish()
         # Idempotent: replace the notes this parser added on a previous call (tailing).
         notes = self.run.notes

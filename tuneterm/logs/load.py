@@ -505,6 +505,9 @@ def apply_status(run: Run, status: dict[str, Any] | Any) -> None:
             f.finished = True
     if isinstance(code, int) and not isinstance(code, bool):
         f.extra["exit_code"] = code
+    reason = status.get("stop_reason")
+    if isinstance(reason, str) and reason:
+        f.extra["stop_reason"] = reason  # tuneterm stopped the run on purpose (--stop-on error)
     failed = state == "failed" or (isinstance(code, int) and not isinstance(code, bool) and code != 0)
     if failed and not any(e.kind in ("exception", "oom", "signal") for e in run.events):
         err = status.get("error")

@@ -1,0 +1,105 @@
+"""Classes of misdiagnosis found on real logs, each on a real (corpus) or realistic series.
+
+Every test here failed before the detector or parser change it covers: a class of problem that
+nothing reported, or a report that was wrong for the run it described.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import corpus_file
+from tuneterm.engine import RuleSet, evaluate, load_rules
+from tuneterm.engine.model import Finding
+from tuneterm.logs import load_run
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleSet:
+    return load_rules(scopes=["log"])
+
+
+def _by_name(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.name: f for f in findings}
+
+
+def _dict_line(step: int, loss: float) -> str:
+    return f"{{'loss': {loss:.4f}, 'grad_norm': 1.2, 'learning_rate': 2e-05, 'epoch': {step / 1000:.3f}}}\n"
+
+
+# --------------------------------------------------------------------------- cut-off traceback
+def test_log_ending_inside_a_traceback_is_a_crash(tmp_path: Path, rules: RuleSet) -> None:
+    # The process died mid-backward while printing its traceback (killed by the host, output cut):
+    # no exception line follows the frames, far from max_steps. Nothing fired before.
+    log = tmp_path / "train.log"
+    log.write_text(
+        "***** Running training *****\n  Num examples = 20,000\n  Total optimization steps = 2,500\n"
+        + "".join(_dict_line(s, 2.0 - s / 1000) for s in range(1, 31))
+        + "Traceback (most recent call last):\n"
+        '  File "/home/u/train.py", line 141, in <module>\n'
+        "    trainer.train()\n"
+        '  File "/opt/venv/lib/python3.11/site-packages/transformers/trainer.py", line 2325, in train\n'
+        "    return inner_training_loop(\n"
+        '  File "/opt/venv/lib/python3.11/site-packages/torch/autograd/__init__.py", line 266, in backward\n'
+        "    Variable._execution_engine.run_backward(\n",
+        encoding="utf-8",
+    )
+    f = _by_name(evaluate(load_run(log), rules))["run-crashed"]
+    assert f.severity.value == "error"
+    assert f.evidence["exception"] == "TruncatedTraceback" and "backward" in f.evidence["text"]
+    assert f.line == 34  # the Traceback line
+
+
+def test_complete_traceback_is_not_reported_as_cut_off(tmp_path: Path, rules: RuleSet) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(
+        "".join(_dict_line(s, 2.0) for s in range(1, 4))
+        + "Traceback (most recent call last):\n  File \"train.py\", line 9, in <module>\n    trainer.train()\n"
+        "ValueError: too many dimensions 'str'\n",
+        encoding="utf-8",
+    )
+    run = load_run(log)
+    assert [e.code for e in run.events] == ["ValueError"]
+
+
+# ----------------------------------------------------------------------- wrong diagnoses: loss
+def test_negative_loss_is_its_own_finding_not_memorization(rules: RuleSet) -> None:
+    # Corpus 004 (Unsloth SFT): loss reaches ~0 then goes negative at 19 of 60 logs. More
+    # epochs would not be the problem; the logged number is not a cross-entropy.
+    found = _by_name(evaluate(load_run(corpus_file("004_")), rules))
+    assert "memorization" not in found
+    f = found["negative-loss"]
+    assert f.severity.value == "error" and f.evidence["count"] == 19 and f.evidence["min_value"] < 0
+    assert not any(x.key == "num_train_epochs" for x in f.fixes)
+
+
+def test_nan_hidden_as_zero_is_not_memorization(tmp_path: Path, rules: RuleSet) -> None:
+    # transformers' logging_nan_inf_filter logs a window of NaN steps as loss 0.0 while grad_norm
+    # shows nan: nan-or-inf reports it; memorisation it is not.
+    lines = [f"{{'loss': {2.2 - 0.02 * s:.4f}, 'grad_norm': 1.1, 'learning_rate': 2e-05, 'epoch': {s / 100:.2f}}}\n" for s in range(1, 41)]
+    lines += [f"{{'loss': 0.0, 'grad_norm': nan, 'learning_rate': 2e-05, 'epoch': {s / 100:.2f}}}\n" for s in range(41, 61)]
+    log = tmp_path / "train.log"
+    log.write_text("".join(lines), encoding="utf-8")
+    found = _by_name(evaluate(load_run(log), rules))
+    assert "memorization" not in found
+    assert found["nan-or-inf"].severity.value == "error" and found["nan-or-inf"].evidence["hidden"]
+
+
+def test_tqdm_rounded_zero_is_not_an_exact_zero(rules: RuleSet) -> None:
+    # Corpus 054: a tqdm postfix prints `loss 0.0000` for any loss below 5e-05. The loss going to
+    # ~0 is memorisation; "exactly 0" it is not.
+    run = load_run(corpus_file("054_"))
+    assert run.train["loss"].resolution == pytest.approx(1e-4)
+    found = _by_name(evaluate(run, rules))
+    assert "zero-loss" not in found and "memorization" in found
+
+
+# ------------------------------------------------------------------ wrong diagnoses: numerics
+def test_nan_grad_norm_in_the_first_steps_then_finite_is_the_scaler_calibrating(rules: RuleSet) -> None:
+    # Corpus 057 (Unsloth T4 fp16 reference): grad_norm NaN at steps 1-3, finite afterwards, the
+    # loss finite throughout: the loss scaler skipped its first steps. Not a persistent error.
+    f = _by_name(evaluate(load_run(corpus_file("057_")), rules))["nan-or-inf"]
+    assert f.severity.value == "info" and "persistent" not in f.message
+    assert "scaler" in f.message
