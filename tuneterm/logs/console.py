@@ -202,6 +202,7 @@ class ConsoleParser:
         self._tb_phase: str | None = None
         self._tb_start = 0
         self._tb_last_frame = ""
+        self._tb_tail_is_frame = False  # the last line read belonged to the traceback's frames
         self._tb_cut: LogEvent | None = None
         self._block: str | None = None
         self._header_left = 0
@@ -371,7 +372,7 @@ class ConsoleParser:
         s = _RANK_PREFIX.sub("", seg)
         if "Traceback (most recent call last)" in s:
             self._in_tb, self._tb_lines, self._tb_junk, self._tb_phase = True, 0, 0, None
-            self._tb_start, self._tb_last_frame = lineno, ""
+            self._tb_start, self._tb_last_frame, self._tb_tail_is_frame = lineno, "", True
             return 0
         for needle, code in WARNINGS:
             if needle in s:
@@ -526,6 +527,7 @@ class ConsoleParser:
         if not s or s[0] in " \t^~" or s.startswith(
             ("Traceback (most", "During handling", "The above exception", "[")
         ):
+            self._tb_tail_is_frame = True
             if s and s.lstrip().startswith("File "):
                 self._tb_last_frame = s.strip()[:300]
                 if self._tb_phase != "eval":
@@ -548,6 +550,7 @@ class ConsoleParser:
                 self._event("exception", seg, lineno, short, self._tb_phase)
             self._in_tb = False
             return True
+        self._tb_tail_is_frame = False
         self._tb_junk += 1  # interleaved output (tqdm, other ranks)
         if self._tb_junk > _TB_MAX_JUNK:
             self._in_tb = False
@@ -573,8 +576,8 @@ class ConsoleParser:
         ``TruncatedTraceback`` naming the last frame, replaced on every call (a tailed log may
         still print the exception line; then the real event is the only one)."""
         self._drop_cut()
-        if not self._in_tb or len(self.run.events) >= _MAX_EVENTS:
-            return
+        if not (self._in_tb and self._tb_tail_is_frame and self._tb_last_frame) or len(self.run.events) >= _MAX_EVENTS:
+            return  # other output after the frames: not a traceback cut off at the end of the log
         where = f"; last frame: {self._tb_last_frame}" if self._tb_last_frame else ""
         self._tb_cut = LogEvent(
             kind="exception",
