@@ -103,3 +103,59 @@ def test_nan_grad_norm_in_the_first_steps_then_finite_is_the_scaler_calibrating(
     f = _by_name(evaluate(load_run(corpus_file("057_")), rules))["nan-or-inf"]
     assert f.severity.value == "info" and "persistent" not in f.message
     assert "scaler" in f.message
+
+
+# ------------------------------------------------------------------------------ schedule / RL
+def _run_from(points: dict[str, list[tuple[int, float]]], trainer: str = "sft", **facts: object) -> "Run":
+    from tuneterm.logs.model import Run
+
+    run = Run("realistic", "fixture")
+    run.facts.trainer_kind = trainer  # type: ignore[assignment]
+    for k, v in facts.items():
+        setattr(run.facts, k, v)
+    for name, pts in points.items():
+        for st, v in pts:
+            run.add_train(name, st, v)
+    return run
+
+
+def test_lr_decay_reaching_zero_at_the_last_steps_is_the_designed_end(rules: RuleSet) -> None:
+    # Linear decay to 0 over 600 steps: below 1% of the peak only at the last 1% of the run.
+    # The loss barely moved (a plateau, reported by loss-plateau), but the schedule did not end early.
+    n = 600
+    run = _run_from({
+        "learning_rate": [(s, 2e-4 * (1 - s / n)) for s in range(10, n + 1, 10)],
+        "loss": [(s, 1.80 - 0.0001 * s) for s in range(10, n + 1, 10)],
+    }, finished=True)
+    assert "lr-decayed-early" not in _by_name(evaluate(run, rules))
+
+
+def test_lr_decayed_message_never_says_only_improved_by_a_lot(rules: RuleSet) -> None:
+    # The rate sat at ~0 for the last 40% of a run whose loss fell 90%: report the idle stretch,
+    # not a loss that "only improved 90%".
+    run = _run_from({
+        "learning_rate": [(s, max(1e-8, 2e-4 * (1 - s / 300))) for s in range(5, 501, 5)],
+        "loss": [(s, 2.0 * (1 - 0.9 * s / 500)) for s in range(5, 501, 5)],
+    }, finished=True)
+    f = _by_name(evaluate(run, rules))["lr-decayed-early"]
+    assert "only improved" not in f.message and "negligible rate" in f.message
+
+
+def test_grpo_capped_by_max_steps_is_not_low_data_coverage(rules: RuleSet) -> None:
+    # 250 GRPO steps drawing prompts from a 7,473-prompt pool: max_steps is the design.
+    run = _run_from({
+        "reward": [(s, 0.2 + s / 500) for s in range(1, 251)],
+        "epoch": [(s, s * 8 / 7473) for s in range(1, 251)],
+        "reward_std": [(s, 0.3) for s in range(1, 251)],
+    }, trainer="grpo", finished=True, max_steps=250, num_examples=7473)
+    assert "low-data-coverage" not in _by_name(evaluate(run, rules))
+
+
+def test_grpo_first_step_zero_grad_with_no_reward_variance_is_expected(rules: RuleSet) -> None:
+    run = _run_from({
+        "grad_norm": [(1, 0.0)] + [(s, 0.2) for s in range(2, 101)],
+        "reward_std": [(1, 0.0)] + [(s, 0.4) for s in range(2, 101)],
+        "reward": [(s, 0.1 + s / 200) for s in range(1, 101)],
+        "loss": [(s, 0.0) for s in range(1, 101)],
+    }, trainer="grpo", finished=True, max_steps=100)
+    assert "zero-grad-norm" not in _by_name(evaluate(run, rules))
