@@ -159,3 +159,37 @@ def test_grpo_first_step_zero_grad_with_no_reward_variance_is_expected(rules: Ru
         "loss": [(s, 0.0) for s in range(1, 101)],
     }, trainer="grpo", finished=True, max_steps=100)
     assert "zero-grad-norm" not in _by_name(evaluate(run, rules))
+
+
+# --------------------------------------------------------------------- multi-phase divergence
+def _noisy_loss(phases: list[tuple[float, float, int]], seed: int) -> "Run":
+    """A per-step loss through linear phases with the multiplicative batch noise of a small
+    batch (log-normal, sigma 0.35); a fixed seed keeps the series identical on every machine."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    pts: list[tuple[int, float]] = []
+    for a, b, n in phases:
+        for i in range(n):
+            pts.append((len(pts) + 1, (a + (b - a) * i / max(1, n - 1)) * math.exp(rng.gauss(0, 0.35))))
+    return _run_from({"loss": pts, "learning_rate": [(s, 3e-4) for s, _ in pts]}, finished=True)
+
+
+PHASES = [(4, 1.0, 300), (1.0, 3.5, 100), (3.5, 3.8, 500), (3.8, 1.3, 200), (1.3, 3.6, 150), (3.6, 3.4, 250),
+          (3.4, 1.2, 150), (1.2, 1.3, 120), (1.3, 3.2, 80)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multi_phase_divergence_in_a_noisy_loss(rules: RuleSet, seed: int) -> None:
+    # Twice back at 3-4x the best level for hundreds of steps, a dip between, ending 3x above the
+    # best and below a high start: the end-vs-start and "last stretch stays up" tests miss it.
+    f = _by_name(evaluate(_noisy_loss(PHASES, seed), rules))["divergence"]
+    assert f.evidence["pattern"] == "phases of divergence" and f.evidence["phase_share_pct"] >= 25
+    assert 250 <= f.evidence["min_step"] <= 320
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_noisy_healthy_loss_is_not_divergence(rules: RuleSet, seed: int) -> None:
+    healthy = [(2.5, 1.0, 300), (1.0, 2.8, 100), (2.8, 1.0, 200), (1.0, 0.9, 1000)]  # one bump, recovered
+    assert "divergence" not in _by_name(evaluate(_noisy_loss(healthy, seed), rules))
