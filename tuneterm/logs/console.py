@@ -12,7 +12,12 @@ whole-file reader and the tailer. It recognises:
 * the ``***** Running training *****`` header, the Unsloth banner, PEFT's ``trainable params`` line,
   a ``TrainingArguments(...)`` dump, ``***** train metrics *****`` blocks;
 * tqdm bars (``N/M``), tqdm postfix metrics (``loss=0.49``) when a log has no dicts, torchtune
-  ``Step 1 | loss:2.08 lr:2e-05`` lines;
+  ``Step 1 | loss:2.08 lr:2e-05`` lines, ``key=value`` lines of hand-written loops (``step 10/611
+  loss=12.1181 lr=1.97e-04``, ``[train] step=78290 loss=2.04``, ``epoch=3 train_loss=0.30``) when
+  a log has no dicts, and a step printed before a dict (``Step:      3 {'loss': ...}``,
+  text-generation-webui's Training_PRO);
+* ``logging_steps`` from a ``TrainingArguments`` dump, a CLI flag (``--logging_steps 2``) or a
+  config echo (``logging_steps: 2``);
 * tracebacks (final ``SomeError: message`` line -> an ``exception``/``oom`` event; a log that
   ends inside a traceback, before that line -> an ``exception`` event coded
   ``TruncatedTraceback`` naming the last frame) and known warnings (stable codes, see
@@ -23,8 +28,10 @@ printed next to a dict is *not* its step: stdout (dicts) is block-buffered when 
 tqdm writes to unbuffered stderr, so dicts arrive in bursts glued to a later bar (corpus 019: the
 step-10 dict sits next to ``50/160``; 049: next to ``200/8264``). So a dict's step is
 ``index x logging_steps``; logging_steps comes from the log (``TrainingArguments`` dump, config) or
-is inferred at the end from the training bar (``last N / number of train dicts``), and the already
-stored steps are rescaled then. Without either, steps are the 1-based logging index.
+is inferred at the end from the training bar (``last N / number of train dicts``; the training bar
+is the one whose total the header or the glued dicts name, else the bar redrawn last before most
+train dicts), and the already stored steps are rescaled then. Without either, steps are the
+1-based logging index.
 """
 
 from __future__ import annotations
@@ -55,6 +62,22 @@ _POSTFIX_PAIR: Final = re.compile(
     r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?=,|$)"
 )
 _FIXED_POINT: Final = re.compile(r"^[-+]?\d{1,12}\.(\d{1,8})$")
+# `Step:      3 {'loss': ...}` (text-generation-webui Training_PRO), `step 12 {...}`: a step printed
+# right before a metric dict.
+_STEP_PREFIX: Final = re.compile(r"(?i)\bstep\s*[:=]?\s*(\d{1,12})\s*$")
+# Hand-written loops: `step 10/611  loss=12.1181  lr=1.97e-04`, `[train] step=78290 loss=2.04 lr=1.97e-04`,
+# `[44/411 10.7%] loss= 1.8358  lr=1.97e-04`, `epoch=3 train_loss=0.30 val_loss=0.41`.
+_KV_PAIR: Final = re.compile(
+    r"(?:^|(?<=[\s,;|\[(]))([A-Za-z_][\w/.-]{0,40})\s*=\s*"
+    r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?![\w.%])"
+)
+_KV_STEP: Final = re.compile(
+    r"(?i)(?:^|[\s\[(|,])(?:global_)?(?:step|iter|iteration)\s*[=:]?\s*(\d{1,12})(?:\s*/\s*(\d{1,12}))?(?![\w.])"
+)
+_KV_BRACKET_STEP: Final = re.compile(r"^\s*\[\s*(\d{1,12})\s*/\s*(\d{1,12})[\s\]]")
+_KV_EPOCH: Final = re.compile(r"(?i)(?:^|[\s\[(|,:])epoch\s*[=:]?\s*(\d{1,7})(?:\s*/\s*(\d{1,7}))?(?![\w.])")
+# logging_steps as a CLI flag, YAML/JSON config echo or inside a config repr.
+_LOGGING_STEPS: Final = re.compile(r"""(?:--|\b|["'])logging_steps["']?\s*(?:=|:|\s)\s*["']?(\d{1,7})(?![\d.])""")
 _TORCHTUNE_STEP: Final = re.compile(r"^\s*Step (\d{1,12}) \| (.{1,2000})$")
 _TORCHTUNE_DESC: Final = re.compile(r"^\s*(\d{1,6})\|(\d{1,12})\|Loss: ([-+0-9.eE]{1,40}|nan|inf):")
 _KV_COLON: Final = re.compile(r"([A-Za-z_][\w/.-]{0,60}):\s?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?)|nan|inf)")
@@ -190,7 +213,10 @@ class ConsoleParser:
         self.n_train = 0
         self.explicit_steps = False
         self.postfix_points = 0
+        self.kv_points = 0
+        self.kv_lines = 0
         self.skipped_dicts = 0
+        self._train_votes: Counter[int] = Counter()  # bar totals seen right before a train dict
         self._decisions: dict[tuple[str, ...], bool] = {}
         self._bar_max: dict[int, int] = {}
         self._glued_totals: Counter[int] = Counter()
@@ -276,12 +302,20 @@ class ConsoleParser:
                     return added
                 added = 0
         tail_from = 0
-        if "|" in seg and "/" in seg and "[" in seg:
+        is_bar = "|" in seg and "/" in seg and "[" in seg
+        if is_bar:
             added += self._bars(lineno, seg)
             # a bar redraw holds no warning text except what is glued after its last `]`
             tail_from = seg.rfind("]") + 1
+        if "logging_steps" in seg:
+            self._logging_steps(seg)
         if _TRIGGER.search(seg, tail_from):
             added += self._triggered(lineno, seg)
+        elif "=" in seg and self.metrics and not (is_bar and _TQDM.search(seg)):
+            got = self._kv_line(lineno, seg)
+            if got < 0 and seg[:1].islower() and "=" in seg[:64]:
+                self._arg_line(seg)
+            added += max(got, 0)
         elif seg[:1].islower() and "=" in seg[:64]:
             self._arg_line(seg)
         return added
@@ -303,8 +337,15 @@ class ConsoleParser:
                 self._glued_totals[int(m)] += 1
                 self._note_bar(int(n), int(m))
         elif self._bar_seg is not None:
+            if has_train and not summary:
+                bars = _TQDM.findall(self._bar_seg)
+                if bars:
+                    self._train_votes[int(bars[-1][1])] += 1  # the bar redrawn last before a train dict
             self._flush_bar_seg()
         own = self.sink.step_of(d) if has_step else None
+        if own is None and start > 0:
+            pm = _STEP_PREFIX.search(seg, 0, start)
+            own = int(pm.group(1)) if pm else None
         if own is not None:
             self.explicit_steps = True
             step = own
@@ -315,6 +356,51 @@ class ConsoleParser:
         if summary:
             self.run.facts.finished = True
         return self.sink.add(d, step, lineno)
+
+    def _kv_line(self, lineno: int, seg: str) -> int:
+        """A ``key=value`` metric line of a hand-written loop; returns points added, or -1 when
+        the line is not one (fewer than one metric pair with a step/epoch marker, or two
+        without; a log with metric dicts keeps only its dicts)."""
+        if self.sink.entries > self.postfix_points + self.kv_points:
+            return -1
+        s = _RANK_PREFIX.sub("", seg)
+        pairs = _KV_PAIR.findall(s)
+        if not pairs:
+            return -1
+        entry: dict[str, str] = {}
+        metric = 0
+        for key, value in pairs:
+            dest, _, name = classify(key)
+            if dest in ("eval", "summary") or (dest == "train" and is_metric_name(name)):
+                metric += 1
+            if key.lower() not in ("step", "global_step", "iter", "iteration"):
+                entry[key] = value
+        step_m = _KV_STEP.search(s) or _KV_BRACKET_STEP.search(s)
+        epoch_m = _KV_EPOCH.search(s) if step_m is None else None
+        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None):
+            return -1
+        if step_m is not None:
+            step = int(step_m.group(1))
+            if step_m.group(2):  # `step 10/611`: the total is the training length, like a glued bar's
+                self._glued_totals[int(step_m.group(2))] += 1
+                self._note_bar(step, int(step_m.group(2)))
+        elif epoch_m is not None:
+            step = int(epoch_m.group(1))  # an epoch-level loop: the epoch is the x axis
+        else:
+            step = (self.kv_lines + 1) * self.scale
+        self.kv_lines += 1
+        self.explicit_steps = True
+        got = self.sink.add(entry, step, lineno)
+        self.kv_points += 1 if got else 0
+        return got
+
+    def _logging_steps(self, seg: str) -> None:
+        """``logging_steps`` from a CLI flag, a config echo or a config repr (first one wins)."""
+        m = _LOGGING_STEPS.search(seg)
+        if m and self.run.facts.logging_steps is None:
+            n = int(m.group(1))
+            if n >= 1:
+                self.run.facts.logging_steps = n
 
     def _note_bar(self, n: int, m: int) -> None:
         if n > self._bar_max.get(m, -1):
@@ -562,6 +648,9 @@ class ConsoleParser:
             return self.run.facts.max_steps
         if self._glued_totals:
             return self._glued_totals.most_common(1)[0][0]
+        if self._train_votes:
+            # dicts on their own lines: the bar redrawn last before most train dicts is training's
+            return self._train_votes.most_common(1)[0][0]
         return None
 
     def _drop_cut(self) -> None:
