@@ -142,10 +142,10 @@ def test_lr_decayed_message_never_says_only_improved_by_a_lot(rules: RuleSet) ->
 
 
 def test_grpo_capped_by_max_steps_is_not_low_data_coverage(rules: RuleSet) -> None:
-    # 250 GRPO steps drawing prompts from a 7,473-prompt pool: max_steps is the design.
+    # 250 GRPO steps drawing 4 prompts each from a 7,473-prompt pool (13% of it): max_steps is the design.
     run = _run_from({
         "reward": [(s, 0.2 + s / 500) for s in range(1, 251)],
-        "epoch": [(s, s * 8 / 7473) for s in range(1, 251)],
+        "epoch": [(s, s * 4 / 7473) for s in range(1, 251)],
         "reward_std": [(s, 0.3) for s in range(1, 251)],
     }, trainer="grpo", finished=True, max_steps=250, num_examples=7473)
     assert "low-data-coverage" not in _by_name(evaluate(run, rules))
