@@ -32,7 +32,7 @@ EXPECTED = {
     "010": ("grad-norm-spike", None),
     "013": ("zero-loss", None),
     "048": ("memorization", None),
-    "049": ("run-interrupted", "warning"),
+    "049": ("run-interrupted", "info"),
 }
 
 

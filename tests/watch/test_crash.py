@@ -193,7 +193,7 @@ def test_stopped_run_with_an_exception_is_interrupted_not_crashed(tmp_path: Path
     d = make_run_dir(tmp_path, "stopped", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "error": "stopped on request"},
                      stderr=traceback("ValueError: printed before the stop"))
     found = crash_findings(d, rules)
-    assert set(found) == {"run-interrupted"} and found["run-interrupted"].severity.value == "warning"
+    assert set(found) == {"run-interrupted"} and found["run-interrupted"].severity.value == "info"
     assert found["run-interrupted"].evidence["pattern"] == "interrupted"
 
 
@@ -232,7 +232,7 @@ def test_sigterm_and_stop_are_not_crashes(tmp_path: Path, rules: RuleSet) -> Non
     d = make_run_dir(tmp_path, "term", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "error": "stopped on request"})
     found = crash_findings(d, rules)
     assert "killed-by-signal" not in found and "run-crashed" not in found
-    assert found["run-interrupted"].severity.value == "warning"
+    assert found["run-interrupted"].severity.value == "info"
     d2 = make_run_dir(tmp_path, "forced", status={"state": "stopped", "exit_code": -9, "signal": "SIGKILL", "error": "stopped on request (forced: SIGKILL)"})
     assert "killed-by-signal" not in crash_findings(d2, rules)
 

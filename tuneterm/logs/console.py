@@ -71,6 +71,16 @@ _KV_PAIR: Final = re.compile(
     r"(?:^|(?<=[\s,;|\[(]))([A-Za-z_][\w/.-]{0,40})\s*=\s*"
     r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?![\w.%])"
 )
+# Looser separators (`Loss: 8.93`, `loss 4.57`, `train loss 6.06, val loss 6.05`) only for a short
+# vocabulary of metric names, and only on a line with a step marker (prose says "loss" too).
+_LOOSE_PAIR: Final = re.compile(
+    r"(?i)(?:^|(?<=[\s,;|\[(]))((?:train|training|val|valid|validation|eval|test)[ _/])?"
+    r"(loss|lr|learning[ _]rate|grad(?:[ _]?norm)?|ppl|perplexity|acc|accuracy)\s*[:=]?\s*"
+    r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?![\w.%/])"
+)
+# `Namespace(config=...`, `TrainingArguments(output_dir=...`: a config repr, not metrics.
+_CONFIG_REPR: Final = re.compile(r"\b[A-Za-z_]\w{0,60}\(\s*[A-Za-z_]\w{0,60}=")
+_LOOSE_HINT: Final = re.compile(r"(?i)\b(?:step|iter)\b[^\n]{0,400}?\b(?:loss|lr)\b")
 _KV_STEP: Final = re.compile(
     r"(?i)(?:^|[\s\[(|,])(?:global_)?(?:step|iter|iteration)\s*[=:]?\s*(\d{1,12})(?:\s*/\s*(\d{1,12}))?(?![\w.])"
 )
@@ -193,6 +203,23 @@ def parse_flat_dict(text: str, start: int) -> dict[str, Any] | None:
     return None
 
 
+def _loose_pairs(s: str) -> list[tuple[str, str]]:
+    """``(key, value)`` pairs of :data:`_LOOSE_PAIR` with normalised keys: ``Loss`` -> ``loss``,
+    ``val loss`` -> ``val_loss``, ``Grad`` -> ``grad_norm`` (a console's bare "grad" is its norm).
+
+    >>> _loose_pairs("step 250: train loss 2.5833 BPC, val loss 2.7931 BPC")
+    [('train_loss', '2.5833'), ('val_loss', '2.7931')]
+    """
+    out: list[tuple[str, str]] = []
+    for prefix, name, value in _LOOSE_PAIR.findall(s):
+        pre = prefix.strip(" _/").lower()
+        pre = {"training": "train", "valid": "val", "validation": "val"}.get(pre, pre)
+        key = name.lower().replace(" ", "_")
+        key = "grad_norm" if key in ("grad", "gradnorm", "grad norm") else key
+        out.append((f"{pre}_{key}" if pre else key, value))
+    return out
+
+
 class ConsoleParser:
     """Incremental parser for console logs; see the module docstring.
 
@@ -309,14 +336,17 @@ class ConsoleParser:
             tail_from = seg.rfind("]") + 1
         if "logging_steps" in seg:
             self._logging_steps(seg)
-        if _TRIGGER.search(seg, tail_from):
-            added += self._triggered(lineno, seg)
-        elif "=" in seg and self.metrics and not (is_bar and _TQDM.search(seg)):
-            got = self._kv_line(lineno, seg)
-            if got < 0 and seg[:1].islower() and "=" in seg[:64]:
-                self._arg_line(seg)
-            added += max(got, 0)
-        elif seg[:1].islower() and "=" in seg[:64]:
+        triggered = _TRIGGER.search(seg, tail_from) is not None
+        if triggered:
+            got = self._triggered(lineno, seg)
+            added += got
+            if got:
+                return added
+        kv = -1
+        if self.metrics and not (is_bar and _TQDM.search(seg)) and ("=" in seg or _LOOSE_HINT.search(seg)):
+            kv = self._kv_line(lineno, seg)
+            added += max(kv, 0)
+        if kv < 0 and not triggered and seg[:1].islower() and "=" in seg[:64]:
             self._arg_line(seg)
         return added
 
@@ -365,11 +395,12 @@ class ConsoleParser:
             return -1
         s = _RANK_PREFIX.sub("", seg)
         pairs = _KV_PAIR.findall(s)
-        if not pairs:
+        loose = _loose_pairs(s) if not pairs else []
+        if not (pairs or loose):
             return -1
         entry: dict[str, str] = {}
         metric = 0
-        for key, value in pairs:
+        for key, value in pairs or loose:
             dest, _, name = classify(key)
             if dest in ("eval", "summary") or (dest == "train" and is_metric_name(name)):
                 metric += 1
@@ -377,8 +408,10 @@ class ConsoleParser:
                 entry[key] = value
         step_m = _KV_STEP.search(s) or _KV_BRACKET_STEP.search(s)
         epoch_m = _KV_EPOCH.search(s) if step_m is None else None
-        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None):
+        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None) or (loose and step_m is None):
             return -1
+        if step_m is None and (2 * metric < len(entry) or _CONFIG_REPR.search(s)):
+            return -1  # mostly settings (a config repr, an argument dump), not a metric line
         if step_m is not None:
             step = int(step_m.group(1))
             if step_m.group(2):  # `step 10/611`: the total is the training length, like a glued bar's

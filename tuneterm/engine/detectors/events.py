@@ -280,11 +280,12 @@ def interrupt_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Report a run that was stopped on purpose rather than crashed.
 
     The run ended with ``KeyboardInterrupt`` (Ctrl-C), a stop signal (SIGINT, SIGTERM, SIGHUP), or
-    a run directory whose state is ``stopped``, and did not go on training after it. A warning
-    with the advice to resume from the last checkpoint; but when tuneterm itself stopped the run
-    (``--stop-on error``: status.json records the finding in ``stop_reason``) it is info, without
-    resume advice: the finding it was stopped for is reported by its own rule, and resuming would
-    repeat it. A death by a signal that is not a stop (SIGKILL after a Ctrl-C) is
+    a run directory whose state is ``stopped``, and did not go on training after it. Info with the
+    advice to resume from the last checkpoint (the person who stopped it knows why; nothing is
+    wrong with the training), a warning for SIGHUP (an SSH session that closed under an attached
+    run, rarely meant). When tuneterm itself stopped the run (``--stop-on error``: status.json
+    records the finding in ``stop_reason``) it is info without resume advice: the finding it was
+    stopped for is reported by its own rule, and resuming would repeat it. A death by a signal that is not a stop (SIGKILL after a Ctrl-C) is
     ``killed-by-signal``'s.
 
     >>> from tuneterm.logs.model import LogEvent, Run
@@ -292,7 +293,7 @@ def interrupt_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run.events.append(LogEvent("exception", "KeyboardInterrupt", line=9, step=244, code="KeyboardInterrupt"))
     >>> d = interrupt_event(run, {"kinds": ["exception"], "interrupted_codes": ["KeyboardInterrupt"]})[0]
     >>> d.severity.value, d.evidence["how"]
-    ('warning', 'Ctrl-C (KeyboardInterrupt)')
+    ('info', 'Ctrl-C (KeyboardInterrupt)')
     """
     end = _ending(run, params["kinds"])
     interrupted = params["interrupted_codes"]
@@ -317,4 +318,6 @@ def interrupt_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     evidence = _evidence(ev, code, "interrupted", len(end.fatal))
     evidence["how"] = how
     fixes = (Fix(key="resume_from_checkpoint", value=True, why="continue from the last saved checkpoint instead of starting over"),)
-    return [Detection(ev.step, ev.step, evidence, Severity.WARNING, fixes)]
+    # A hang-up is the SSH session closing under an attached run: rarely what the user meant.
+    severity = Severity.WARNING if code == "SIGHUP" else Severity.INFO
+    return [Detection(ev.step, ev.step, evidence, severity, fixes)]

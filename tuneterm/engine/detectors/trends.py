@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.detectors._common import lr_warming_up, pct, steps_text, train
+from tuneterm.engine.detectors._common import lr_warming_up, pct, run_ended, steps_text, train
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, median, relative_change, rolling_median, series_blocks
@@ -266,7 +266,8 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     "Most of the run" is judged against the planned run: while ``max_steps`` (from the config or
     the log header) is known and not yet reached, the flat stretch must span at least
     ``min_plan_share`` of it. A live run that learned fast in its first 300 of 6,700 steps and
-    then held still for 400 steps has not plateaued; a finished run is unaffected.
+    then held still for 400 steps has not plateaued; a run that is over (finished, or interrupted
+    or crashed after its last metric line: :func:`run_ended`) is judged on what it did.
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
@@ -305,7 +306,7 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     else:
         return []
     planned = run.facts.max_steps
-    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned:
+    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned and not run_ended(run):
         return []  # too little of the planned run to call it a plateau yet
     lr = train(run, "learning_rate")
     peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
