@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneterm.engine.detectors._common import pct, steps_text, train
+from tuneterm.engine.detectors._common import eval_series, pct, steps_text, train
 from tuneterm.engine.model import Detection, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, index_runs, within
@@ -257,11 +257,19 @@ def negative_values(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "max_entropy": Param("float", "... or the tail median entropy is at most this", min=0),
         "min_token_accuracy": Param("float", "... or the tail median mean_token_accuracy is at least this", min=0, max=1),
         "min_points": Param("int", "points needed", min=2),
+        "max_evals": Param(
+            "int", "not judged when an eval set has more than this many evaluations: held-out loss then says whether "
+            "the fit generalises (overfitting's case), the train loss alone is no longer the only signal", 2, min=0
+        ),
     },
     evidence=("signal", "value", "loss_start", "loss_end", "epoch"),
 )
 def near_zero_loss(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find a language-model run that drove its training loss (or entropy) to ~0: memorisation.
+
+    Memorisation from the train loss alone is the signal of a run *without* held-out evaluations:
+    with more than ``max_evals`` evaluations of an eval set, the eval loss says whether the fit
+    generalises (``overfitting`` reports it when it does not), so this detector stays silent.
 
     Two look-alikes are left to their own rules: a loss of 0.0 logged at a step whose grad_norm is
     NaN/Inf is a hidden NaN (``nan-or-inf``; those points are dropped here), and a negative loss
@@ -273,13 +281,15 @@ def near_zero_loss(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> for s in range(1, 21):
     ...     run.add_train("loss", s, 4.0 / s ** 3)
     >>> p = dict(metric="loss", tail_fraction=0.1, max_loss=0.05, max_entropy=0.05,
-    ...          min_token_accuracy=0.99, min_points=10)
+    ...          min_token_accuracy=0.99, min_points=10, max_evals=2)
     >>> near_zero_loss(run, p)[0].evidence["signal"]
     'loss'
     """
     s = train(run, params["metric"])
     if s is None:
         return []
+    if any(len(loss) > params.get("max_evals", 2) for _, loss in eval_series(run, "loss")):
+        return []  # held-out evaluations judge generalisation: overfitting / eval rules
     steps, values = _without_hidden_nan(run, *finite_points(s))
     if len(values) < params["min_points"]:
         return []

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneterm.engine.detectors._common import nice_ceil, pct, train
-from tuneterm.engine.model import Detection, Fix
+from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, index_runs, peak_point, relative_change, within
 from tuneterm.logs.model import Run
@@ -178,6 +178,10 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "target_effective_batch": Param("int", "effective batch the suggestion assumes", min=1),
         "warmup_share": Param("float", "warmup_steps suggested as this share of the new max_steps", min=0, max=0.5),
         "min_points": Param("int", "logged epoch values an unfinished run needs before its coverage is extrapolated", 3, min=2),
+        "learned_improvement": Param(
+            "float", "info instead of the rule's severity when the loss improved at least this fraction (head vs tail "
+            "medians): the run learned from what it saw", 0.2, min=0
+        ),
         "capped_trainers": Param(
             "str_list", "trainer kinds whose max_steps is the design, not a shortfall (online RL samples prompts from a "
             "pool: a prompt pool is not an epoch); not judged when max_steps is known", ["grpo"]
@@ -192,7 +196,9 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     checkpoint of a long run in progress is projected to its scheduled end, not judged early).
     An online-RL run (``capped_trainers``: GRPO) capped by ``max_steps`` is not judged: it samples
     prompts from a pool for as many steps as the reward needs, and a fraction of that pool is
-    not under-training.
+    not under-training. When the loss came down anyway (at least ``learned_improvement``, medians
+    of the first and last tenth) the finding is info: the run learned from what it saw (a short
+    recipe or demo by design), and only more data would tell whether it generalises.
     The projection of an unfinished run uses the rate of its logged ``epoch`` values, from
     ``min_points`` of them on (see the comment in the code).
     The fixes are computed: ``max_steps`` to cover ``target_epochs`` at the target effective batch
@@ -204,7 +210,7 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run.facts.finished = True; run.facts.num_examples = 45000
     >>> run.facts.train_batch_size = 1; run.facts.gradient_accumulation_steps = 8
     >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1, min_points=3,
-    ...          capped_trainers=["grpo"])
+    ...          capped_trainers=["grpo"], learned_improvement=0.2)
     >>> data_coverage(run, p)[0].evidence["suggested_max_steps"]
     2000
     """
@@ -267,6 +273,7 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     fixes.insert(0, Fix(key="max_steps", value=new_steps, why=why))
     warm = max(1, round(params["warmup_share"] * new_steps))
     fixes.append(Fix(key="warmup_steps", value=warm, why=f"{params['warmup_share']:.0%} of max_steps {new_steps} as warmup"))
+    severity = Severity.INFO if _loss_improvement(run) >= params["learned_improvement"] else None
     evd = {
         "epoch": round(epoch, 4),
         "epochs": round(epochs, 4),
@@ -277,4 +284,17 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "effective_batch": eff,
         "suggested_max_steps": new_steps,
     }
-    return [Detection(None if not ep_series else ep_series.steps[0], step, evd, None, tuple(fixes))]
+    return [Detection(None if not ep_series else ep_series.steps[0], step, evd, severity, tuple(fixes))]
+
+
+def _loss_improvement(run: Run) -> float:
+    """Relative improvement of the training loss, first tenth vs last tenth (medians); 0.0 when
+    there is no loss series of at least 4 finite points."""
+    loss = train(run, "loss")
+    if loss is None:
+        return 0.0
+    _, values = finite_points(loss)
+    if len(values) < 4:
+        return 0.0
+    start, end = head_tail(values, 0.1, min_count=2)
+    return relative_change(start, end) if start > 0 else 0.0
