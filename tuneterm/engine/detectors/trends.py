@@ -247,6 +247,10 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "min_plan_share": Param(
             "float", "the flat stretch spans at least this share of max_steps (when known and not yet reached)", 0.2, min=0, max=1
         ),
+        "converged_improvement": Param(
+            "float", "a flat late stretch after the loss already fell by at least this fraction is convergence, not a plateau",
+            0.25, min=0,
+        ),
     },
     evidence=(
         "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
@@ -259,7 +263,9 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     Compares the median of the first ``head_fraction`` of points with the median of the last
     ``head_fraction``: fires when the relative change is within +-``min_improvement``; also when
     the stretch from ``late_start`` of the run to the end changed less than
-    ``min_late_improvement`` either way (a run that learned early, then stalled). A loss that got
+    ``min_late_improvement`` either way (a run that learned early, then stalled) -- unless the
+    loss had already fallen by ``converged_improvement`` or more: a run that cut its loss by a
+    quarter and then flattened has converged, the usual shape of a fine-tune. A loss that got
     clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
     for LoRA runs trained at a full-fine-tuning LR.
 
@@ -274,7 +280,8 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> for s in range(1, 21):
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
-    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2)
+    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2,
+    ...          converged_improvement=0.25)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
     >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
@@ -300,7 +307,7 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if abs(overall) < params["min_improvement"]:
         stretch = "the whole run"
         first = steps[0]
-    elif abs(late) < params["min_late_improvement"] and overall > -params["min_improvement"]:
+    elif abs(late) < params["min_late_improvement"] and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf):
         stretch = f"steps {steps[late_i]}-{steps[-1]}"
         first = steps[late_i]
     else:
