@@ -328,22 +328,26 @@ class ConsoleParser:
                 if added >= 0:
                     return added
                 added = 0
-        tail_from = 0
-        is_bar = "|" in seg and "/" in seg and "[" in seg
-        if is_bar:
+        if "|" in seg and "/" in seg and "[" in seg:
             added += self._bars(lineno, seg)
-            # a bar redraw holds no warning text except what is glued after its last `]`
-            tail_from = seg.rfind("]") + 1
+            # a bar redraw holds no warning text except what is glued after its last `]`; its
+            # postfix metrics were read by _bars
+            if _TRIGGER.search(seg, seg.rfind("]") + 1):
+                added += self._triggered(lineno, seg)
+            return added
         if "logging_steps" in seg:
             self._logging_steps(seg)
-        triggered = _TRIGGER.search(seg, tail_from) is not None
+        triggered = _TRIGGER.search(seg) is not None
         if triggered:
-            got = self._triggered(lineno, seg)
-            added += got
-            if got:
+            added += self._triggered(lineno, seg)
+            if added:
                 return added
         kv = -1
-        if self.metrics and not (is_bar and _TQDM.search(seg)) and ("=" in seg or _LOOSE_HINT.search(seg)):
+        if (
+            self.metrics
+            and self.sink.entries <= self.postfix_points + self.kv_points  # a dict log keeps its dicts
+            and ("=" in seg or (("oss" in seg or "lr" in seg or "LR" in seg) and _LOOSE_HINT.search(seg)))
+        ):
             kv = self._kv_line(lineno, seg)
             added += max(kv, 0)
         if kv < 0 and not triggered and seg[:1].islower() and "=" in seg[:64]:
@@ -367,11 +371,9 @@ class ConsoleParser:
                 self._glued_totals[int(m)] += 1
                 self._note_bar(int(n), int(m))
         elif self._bar_seg is not None:
-            if has_train and not summary:
-                bars = _TQDM.findall(self._bar_seg)
-                if bars:
-                    self._train_votes[int(bars[-1][1])] += 1  # the bar redrawn last before a train dict
-            self._flush_bar_seg()
+            last_bar = self._flush_bar_seg()
+            if last_bar is not None and has_train and not summary:
+                self._train_votes[last_bar] += 1  # the total of the bar redrawn last before a train dict
         own = self.sink.step_of(d) if has_step else None
         if own is None and start > 0:
             pm = _STEP_PREFIX.search(seg, 0, start)
@@ -440,11 +442,15 @@ class ConsoleParser:
             if len(self._bar_max) < 1000 or m in self._bar_max:
                 self._bar_max[m] = n
 
-    def _flush_bar_seg(self) -> None:
+    def _flush_bar_seg(self) -> int | None:
+        """Record the positions of the pending bar segment; returns the total of its last bar."""
         seg, self._bar_seg = self._bar_seg, None
+        last: int | None = None
         if seg is not None:
             for n_s, m_s, _ in _TQDM.findall(seg):
-                self._note_bar(int(n_s), int(m_s))
+                last = int(m_s)
+                self._note_bar(int(n_s), last)
+        return last
 
     def _bars(self, lineno: int, seg: str) -> int:
         if self.sink.entries > self.postfix_points or not self.metrics:
