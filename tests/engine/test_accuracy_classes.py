@@ -14,6 +14,7 @@ from tests.conftest import corpus_file
 from tuneterm.engine import RuleSet, evaluate, load_rules
 from tuneterm.engine.model import Finding
 from tuneterm.logs import load_run
+from tuneterm.logs.model import Run
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +107,7 @@ def test_nan_grad_norm_in_the_first_steps_then_finite_is_the_scaler_calibrating(
 
 
 # ------------------------------------------------------------------------------ schedule / RL
-def _run_from(points: dict[str, list[tuple[int, float]]], trainer: str = "sft", **facts: object) -> "Run":
-    from tuneterm.logs.model import Run
-
+def _run_from(points: dict[str, list[tuple[int, float]]], trainer: str = "sft", **facts: object) -> Run:
     run = Run("realistic", "fixture")
     run.facts.trainer_kind = trainer  # type: ignore[assignment]
     for k, v in facts.items():
@@ -162,7 +161,7 @@ def test_grpo_first_step_zero_grad_with_no_reward_variance_is_expected(rules: Ru
 
 
 # --------------------------------------------------------------------- multi-phase divergence
-def _noisy_loss(phases: list[tuple[float, float, int]], seed: int) -> "Run":
+def _noisy_loss(phases: list[tuple[float, float, int]], seed: int) -> Run:
     """A per-step loss through linear phases with the multiplicative batch noise of a small
     batch (log-normal, sigma 0.35); a fixed seed keeps the series identical on every machine."""
     import math

@@ -146,7 +146,11 @@ def read_json_doc(run: Run, doc: Any, path: Path) -> None:
 
 def _read_other_shape(run: Run, doc: dict[str, Any]) -> bool:
     """The history under another name, or series by metric (:mod:`tuneterm.logs.jsonshapes`)."""
-    from tuneterm.logs.jsonshapes import find_entry_list, find_series, merged_entry_lists
+    from tuneterm.logs.jsonshapes import (
+        find_entry_list,
+        find_series,
+        merged_entry_lists,
+    )
 
     found = find_entry_list(doc)
     if found is not None:

@@ -44,7 +44,7 @@ class Series:
     unit", not an exact zero.
     """
 
-    __slots__ = ("name", "steps", "values", "resolution")
+    __slots__ = ("name", "resolution", "steps", "values")
 
     def __init__(self, name: str) -> None:
         self.name = name

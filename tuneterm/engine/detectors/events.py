@@ -125,17 +125,24 @@ def _before_signal(run: Run, end: _Ending, sig: str, sig_ev: LogEvent | None, pa
     if not before or _handled(before[-1], params):
         return []
     ex = before[-1]
-    if sig_ev is not None and ex.line is not None and sig_ev.line is not None:
-        if any(ex.line < ln < sig_ev.line for ln in end.metric_lines):
-            return []  # training went on after it: unrelated to the death
+    if (
+        sig_ev is not None
+        and ex.line is not None
+        and sig_ev.line is not None
+        and any(ex.line < ln < sig_ev.line for ln in end.metric_lines)
+    ):
+        return []  # training went on after it: unrelated to the death
     if end.is_run_dir and ex.line is not None:
         later = run.events[run.events.index(ex) + 1 :]
         if any(e.line is not None and e.line > ex.line for e in later):
             return []  # more was printed after it in the same log: not the last thing
     code = "OutOfMemoryError" if ex.kind == "oom" else _code_of(ex)
     causes = (
-        f"the exception was the last thing the run printed before it was killed by {sig}: it may have started the "
-        "shutdown during which native code crashed or the process was killed; killed-by-signal (X114) has the cause and its fixes",
+        (
+            f"the exception was the last thing the run printed before it was killed by {sig}: it may have started the "
+            "shutdown during which native code crashed or the process was killed; killed-by-signal (X114) has the "
+            "cause and its fixes"
+        ),
     )
     ev = _evidence(ex, code, f"raised just before the process was killed by {sig}", len(end.fatal))
     return [Detection(ex.step, ex.step, ev, Severity.WARNING, (), causes)]

@@ -22,7 +22,13 @@ from typing import Any
 from tuneterm.engine.detectors._common import pct, train, train_points
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, median, rolling_median, series_blocks, slope
+from tuneterm.engine.stats import (
+    finite_points,
+    median,
+    rolling_median,
+    series_blocks,
+    slope,
+)
 from tuneterm.logs.model import Run, Series
 
 

@@ -9,7 +9,14 @@ from typing import Any
 from tuneterm.engine.detectors._common import nice_ceil, pct, train
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, head_tail, index_runs, peak_point, relative_change, within
+from tuneterm.engine.stats import (
+    finite_points,
+    head_tail,
+    index_runs,
+    peak_point,
+    relative_change,
+    within,
+)
 from tuneterm.logs.model import Run
 
 

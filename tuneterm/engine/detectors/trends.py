@@ -6,10 +6,23 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.detectors._common import lr_warming_up, pct, run_ended, steps_text, train
+from tuneterm.engine.detectors._common import (
+    lr_warming_up,
+    pct,
+    run_ended,
+    steps_text,
+    train,
+)
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, head_tail, median, relative_change, rolling_median, series_blocks
+from tuneterm.engine.stats import (
+    finite_points,
+    head_tail,
+    median,
+    relative_change,
+    rolling_median,
+    series_blocks,
+)
 from tuneterm.logs.model import Run
 
 
