@@ -120,7 +120,7 @@ def eval_rise(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         for d in found
     }
     ev["also"] = (
-        " (also " + ", ".join(f"{d.evidence['eval_set']} +{d.evidence['rise_pct']}%" for d in others) + ")"
+        " (also " + ", ".join(f"{d.evidence['eval_set']} +{d.evidence['rise_pct']:.4g}%" for d in others) + ")"
         if others else ""
     )
     set_name, best_step = head.evidence["eval_set"], head.evidence["best_step"]
