@@ -91,3 +91,19 @@ def test_logging_steps_sources(tmp_path: Path, text: str, expected: int) -> None
     run = load_run(log)
     assert run.facts.logging_steps == expected
     assert list(run.train["loss"].steps) == [expected, 2 * expected]
+
+
+def test_log_truncated_while_written_starts_with_nul_bytes(tmp_path: Path) -> None:
+    # `> train.log` while the trainer keeps writing at its old offset leaves a hole of NUL bytes
+    # before the new text; the shape of the lines is that of a hand-written loop (pipes, a bracketed
+    # block of other key=value numbers).
+    lines = "".join(
+        f"step {s:>6} | loss {4.5 - s / 1000:.4f} | ppl {math.exp(4.5 - s / 1000):.1f} | lr 2.99e-04 | 427 tok/s | NT[DA=0.80 NE=0.70]\r\n"
+        for s in range(700, 1000, 10)
+    )
+    log = tmp_path / "training.log"
+    log.write_bytes(b"\x00" * 11363 + lines.encode())
+    run = load_run(log)
+    loss = run.train["loss"]
+    assert len(loss) >= 29 and loss.steps[-1] == 990 and loss.values[-1] == pytest.approx(3.51)
+    assert run.train["learning_rate"].values[0] == pytest.approx(2.99e-4)

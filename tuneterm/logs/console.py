@@ -330,11 +330,12 @@ class ConsoleParser:
                 added = 0
         if "|" in seg and "/" in seg and "[" in seg:
             added += self._bars(lineno, seg)
-            # a bar redraw holds no warning text except what is glued after its last `]`; its
-            # postfix metrics were read by _bars
-            if _TRIGGER.search(seg, seg.rfind("]") + 1):
-                added += self._triggered(lineno, seg)
-            return added
+            if "%|" in seg or "it/s" in seg or "s/it" in seg:
+                # a tqdm redraw holds no warning text except what is glued after its last `]`;
+                # its postfix metrics were read by _bars
+                if _TRIGGER.search(seg, seg.rfind("]") + 1):
+                    added += self._triggered(lineno, seg)
+                return added
         if "logging_steps" in seg:
             self._logging_steps(seg)
         triggered = _TRIGGER.search(seg) is not None
@@ -397,20 +398,22 @@ class ConsoleParser:
             return -1
         s = _RANK_PREFIX.sub("", seg)
         pairs = _KV_PAIR.findall(s)
-        loose = _loose_pairs(s) if not pairs else []
+        step_m = _KV_STEP.search(s) or _KV_BRACKET_STEP.search(s)
+        # ':' and space separators only beside a step marker (prose says "loss" too)
+        loose = _loose_pairs(s) if step_m is not None else []
         if not (pairs or loose):
             return -1
         entry: dict[str, str] = {}
         metric = 0
-        for key, value in pairs or loose:
+        for key, value in [*pairs, *loose]:
+            if key in entry or key.lower() in ("step", "global_step", "iter", "iteration"):
+                continue
             dest, _, name = classify(key)
             if dest in ("eval", "summary") or (dest == "train" and is_metric_name(name)):
                 metric += 1
-            if key.lower() not in ("step", "global_step", "iter", "iteration"):
-                entry[key] = value
-        step_m = _KV_STEP.search(s) or _KV_BRACKET_STEP.search(s)
+            entry[key] = value
         epoch_m = _KV_EPOCH.search(s) if step_m is None else None
-        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None) or (loose and step_m is None):
+        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None):
             return -1
         if step_m is None and (2 * metric < len(entry) or _CONFIG_REPR.search(s)):
             return -1  # mostly settings (a config repr, an argument dump), not a metric line
