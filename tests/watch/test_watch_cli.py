@@ -86,10 +86,10 @@ def test_stop_on_error_stops_the_run(tmp_path: Path) -> None:
     assert took < 20  # stopped early: the fake trainer would have hung for 60 s
     assert "stopped on error" in res.stderr
     # Diagnosed afterwards, tuneterm's own stop is not a crash and gets no resume advice.
-    from tuneterm.engine import evaluate, load_rules
-    from tuneterm.logs import load_run
+    from tuneterm.engine import load_rules
+    from tuneterm.runs.diagnose import diagnose
 
-    found = {f.name: f for f in evaluate(load_run(runs / "nanrun"), load_rules(scopes=["log"]))}
+    found = {f.name: f for f in diagnose(runs / "nanrun", load_rules(scopes=["log"])).findings}
     assert "run-crashed" not in found
     assert found["run-interrupted"].severity.value == "info" and not found["run-interrupted"].fixes
 

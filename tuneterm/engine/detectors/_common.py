@@ -115,7 +115,7 @@ def run_ended(run: Run) -> bool:
     if run.facts.finished:
         return True
     if run.format == "run_dir":
-        return run.facts.extra.get("state") in ("finished", "failed", "stopped", "died")
+        return run.state in ("finished", "failed", "stopped", "died")
     fatal = [e for e in run.events if e.kind in ("exception", "oom", "signal") and e.line is not None]
     if not fatal:
         return False

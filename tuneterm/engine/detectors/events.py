@@ -40,16 +40,13 @@ class _Ending:
 
 
 def _ending(run: Run, kinds: Sequence[str]) -> _Ending:
-    extra = run.facts.extra
-    code = extra.get("exit_code")
-    reason = extra.get("stop_reason")
     is_run_dir = run.format == "run_dir"
     return _Ending(
         fatal=tuple(e for e in run.events if e.kind in kinds),
         is_run_dir=is_run_dir,
-        state=extra.get("state") if isinstance(extra.get("state"), str) else None,
-        exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-        stop_reason=reason if isinstance(reason, str) and reason else None,
+        state=run.state,
+        exit_code=run.exit_code,
+        stop_reason=run.status.stop_reason if run.status is not None else None,
         metric_lines=tuple(sorted(run.lines.values())) if run.lines and not is_run_dir else (),
     )
 
@@ -214,7 +211,7 @@ _EVENT_PARAMS = {
     "exception-event",
     params={
         **_EVENT_PARAMS,
-        "defer_codes": Param("str_list", "event codes a specific crash rule reports (rules/runtime.yaml): stay silent", []),
+        "defer_codes": Param("str_list", "event codes a specific crash rule reports (rules/diagnostics/runtime.yaml): stay silent", []),
         "defer_texts": Param("str_list", "case-insensitive error-line substrings a specific crash rule reports: stay silent", []),
         "handled_codes": Param("str_list", "exception classes that are printed and survived, never a cause of death (warning-ish)", []),
         "handled_texts": Param("str_list", "case-insensitive substrings of a handled exception's line (Python's 'Exception ignored in')", []),
