@@ -12,7 +12,8 @@ whole-file reader and the tailer. It recognises:
 * the ``***** Running training *****`` header, the Unsloth banner, PEFT's ``trainable params`` line,
   a ``TrainingArguments(...)`` dump, ``***** train metrics *****`` blocks;
 * tqdm bars (``N/M``), tqdm postfix metrics (``loss=0.49``) when a log has no dicts, torchtune
-  ``Step 1 | loss:2.08 lr:2e-05`` lines, ``key=value`` lines of hand-written loops (``step 10/611
+  ``Step 1 | loss:2.08 lr:2e-05`` lines, ``key=value`` lines of hand-written loops
+  (:mod:`tuneterm.logs.kvlines`: ``step 10/611
   loss=12.1181 lr=1.97e-04``, ``[train] step=78290 loss=2.04``, ``epoch=3 train_loss=0.30``) when
   a log has no dicts, and a step printed before a dict (``Step:      3 {'loss': ...}``,
   text-generation-webui's Training_PRO);
@@ -42,6 +43,7 @@ from collections import Counter
 from typing import Any, Final
 
 from tuneterm.logs.entries import EntrySink, LineIndex, to_float
+from tuneterm.logs.kvlines import may_be_kv_line, read_kv_line
 from tuneterm.logs.model import LogEvent, Run
 from tuneterm.logs.names import STEP_KEYS, classify, is_metric_name, is_summary_keys
 
@@ -65,27 +67,6 @@ _FIXED_POINT: Final = re.compile(r"^[-+]?\d{1,12}\.(\d{1,8})$")
 # `Step:      3 {'loss': ...}` (text-generation-webui Training_PRO), `step 12 {...}`: a step printed
 # right before a metric dict.
 _STEP_PREFIX: Final = re.compile(r"(?i)\bstep\s*[:=]?\s*(\d{1,12})\s*$")
-# Hand-written loops: `step 10/611  loss=12.1181  lr=1.97e-04`, `[train] step=78290 loss=2.04 lr=1.97e-04`,
-# `[44/411 10.7%] loss= 1.8358  lr=1.97e-04`, `epoch=3 train_loss=0.30 val_loss=0.41`.
-_KV_PAIR: Final = re.compile(
-    r"(?:^|(?<=[\s,;|\[(]))([A-Za-z_][\w/.-]{0,40})\s*=\s*"
-    r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?![\w.%])"
-)
-# Looser separators (`Loss: 8.93`, `loss 4.57`, `train loss 6.06, val loss 6.05`) only for a short
-# vocabulary of metric names, and only on a line with a step marker (prose says "loss" too).
-_LOOSE_PAIR: Final = re.compile(
-    r"(?i)(?:^|(?<=[\s,;|\[(]))((?:train|training|val|valid|validation|eval|test)[ _/])?"
-    r"(loss|lr|learning[ _]rate|grad(?:[ _]?norm)?|ppl|perplexity|acc|accuracy)\s*[:=]?\s*"
-    r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?![\w.%/])"
-)
-# `Namespace(config=...`, `TrainingArguments(output_dir=...`: a config repr, not metrics.
-_CONFIG_REPR: Final = re.compile(r"\b[A-Za-z_]\w{0,60}\(\s*[A-Za-z_]\w{0,60}=")
-_LOOSE_HINT: Final = re.compile(r"(?i)\b(?:step|iter)\b[^\n]{0,400}?\b(?:loss|lr)\b")
-_KV_STEP: Final = re.compile(
-    r"(?i)(?:^|[\s\[(|,])(?:global_)?(?:step|iter|iteration)\s*[=:]?\s*(\d{1,12})(?:\s*/\s*(\d{1,12}))?(?![\w.])"
-)
-_KV_BRACKET_STEP: Final = re.compile(r"^\s*\[\s*(\d{1,12})\s*/\s*(\d{1,12})[\s\]]")
-_KV_EPOCH: Final = re.compile(r"(?i)(?:^|[\s\[(|,:])epoch\s*[=:]?\s*(\d{1,7})(?:\s*/\s*(\d{1,7}))?(?![\w.])")
 # logging_steps as a CLI flag, YAML/JSON config echo or inside a config repr.
 _LOGGING_STEPS: Final = re.compile(r"""(?:--|\b|["'])logging_steps["']?\s*(?:=|:|\s)\s*["']?(\d{1,7})(?![\d.])""")
 _TORCHTUNE_STEP: Final = re.compile(r"^\s*Step (\d{1,12}) \| (.{1,2000})$")
@@ -201,23 +182,6 @@ def parse_flat_dict(text: str, start: int) -> dict[str, Any] | None:
         if end == "}":
             return out
     return None
-
-
-def _loose_pairs(s: str) -> list[tuple[str, str]]:
-    """``(key, value)`` pairs of :data:`_LOOSE_PAIR` with normalised keys: ``Loss`` -> ``loss``,
-    ``val loss`` -> ``val_loss``, ``Grad`` -> ``grad_norm`` (a console's bare "grad" is its norm).
-
-    >>> _loose_pairs("step 250: train loss 2.5833 BPC, val loss 2.7931 BPC")
-    [('train_loss', '2.5833'), ('val_loss', '2.7931')]
-    """
-    out: list[tuple[str, str]] = []
-    for prefix, name, value in _LOOSE_PAIR.findall(s):
-        pre = prefix.strip(" _/").lower()
-        pre = {"training": "train", "valid": "val", "validation": "val"}.get(pre, pre)
-        key = name.lower().replace(" ", "_")
-        key = "grad_norm" if key in ("grad", "gradnorm", "grad norm") else key
-        out.append((f"{pre}_{key}" if pre else key, value))
-    return out
 
 
 class ConsoleParser:
@@ -347,7 +311,7 @@ class ConsoleParser:
         if (
             self.metrics
             and self.sink.entries <= self.postfix_points + self.kv_points  # a dict log keeps its dicts
-            and ("=" in seg or (("oss" in seg or "lr" in seg or "LR" in seg) and _LOOSE_HINT.search(seg)))
+            and may_be_kv_line(seg)
         ):
             kv = self._kv_line(lineno, seg)
             added += max(kv, 0)
@@ -396,36 +360,19 @@ class ConsoleParser:
         without; a log with metric dicts keeps only its dicts)."""
         if self.sink.entries > self.postfix_points + self.kv_points:
             return -1
-        s = _RANK_PREFIX.sub("", seg)
-        pairs = _KV_PAIR.findall(s)
-        step_m = _KV_STEP.search(s) or _KV_BRACKET_STEP.search(s)
-        # ':' and space separators only beside a step marker (prose says "loss" too)
-        loose = _loose_pairs(s) if step_m is not None else []
-        if not (pairs or loose):
+        line = read_kv_line(_RANK_PREFIX.sub("", seg))
+        if line is None:
             return -1
-        entry: dict[str, str] = {}
-        metric = 0
-        for key, value in [*pairs, *loose]:
-            if key in entry or key.lower() in ("step", "global_step", "iter", "iteration"):
-                continue
-            dest, _, name = classify(key)
-            if dest in ("eval", "summary") or (dest == "train" and is_metric_name(name)):
-                metric += 1
-            entry[key] = value
-        epoch_m = _KV_EPOCH.search(s) if step_m is None else None
-        if metric == 0 or (metric < 2 and step_m is None and epoch_m is None):
-            return -1
-        if step_m is None and (2 * metric < len(entry) or _CONFIG_REPR.search(s)):
-            return -1  # mostly settings (a config repr, an argument dump), not a metric line
-        if step_m is not None:
-            step = int(step_m.group(1))
-            if step_m.group(2):  # `step 10/611`: the total is the training length, like a glued bar's
-                self._glued_totals[int(step_m.group(2))] += 1
-                self._note_bar(step, int(step_m.group(2)))
-        elif epoch_m is not None:
-            step = int(epoch_m.group(1))  # an epoch-level loop: the epoch is the x axis
+        if line.step is not None:
+            step = line.step
+            if line.total:  # `step 10/611`: the total is the training length, like a glued bar's
+                self._glued_totals[line.total] += 1
+                self._note_bar(step, line.total)
+        elif line.epoch is not None:
+            step = line.epoch  # an epoch-level loop: the epoch is the x axis
         else:
             step = (self.kv_lines + 1) * self.scale
+        entry = line.entry
         self.kv_lines += 1
         self.explicit_steps = True
         got = self.sink.add(entry, step, lineno)
