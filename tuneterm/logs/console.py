@@ -12,10 +12,9 @@ whole-file reader and the tailer. It recognises:
 * the ``***** Running training *****`` header, the Unsloth banner, PEFT's ``trainable params`` line,
   a ``TrainingArguments(...)`` dump, ``***** train metrics *****`` blocks;
 * tqdm bars (``N/M``), tqdm postfix metrics (``loss=0.49``) when a log has no dicts, torchtune
-  ``Step 1 | loss:2.08 lr:2e-05`` lines, ``key=value`` lines of hand-written loops
-  (:mod:`tuneterm.logs.kvlines`: ``step 10/611
-  loss=12.1181 lr=1.97e-04``, ``[train] step=78290 loss=2.04``, ``epoch=3 train_loss=0.30``) when
-  a log has no dicts, and a step printed before a dict (``Step:      3 {'loss': ...}``,
+  ``Step 1 | loss:2.08 lr:2e-05`` lines, the metric lines of hand-written loops when a log has no
+  dicts (``step 10/611 loss=12.1181 lr=1.97e-04``, nanoGPT's ``iter 10: loss 4.57``; read by
+  :mod:`tuneterm.logs.kvlines`), and a step printed before a dict (``Step:      3 {'loss': ...}``,
   text-generation-webui's Training_PRO);
 * ``logging_steps`` from a ``TrainingArguments`` dump, a CLI flag (``--logging_steps 2``) or a
   config echo (``logging_steps: 2``);
