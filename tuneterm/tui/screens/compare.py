@@ -1,8 +1,9 @@
 """Compare: two runs marked in the runs list (``m`` on each), side by side.
 
-The rows come from :func:`side_by_side`, which reads only the two run directories: the state and
-the step each reached, the last and lowest training loss, the last eval loss, the findings, the
-duration, and every config key whose value differs.
+Shown: what ``tuneterm compare A B`` prints (verdict, curves on a common axis, config and findings
+diffs; :func:`tuneterm_comparison`), then the rows of :func:`side_by_side`, which reads only the
+two run directories: the state and the step each reached, the last and lowest training loss, the
+last eval loss, the findings, the duration, and every config key whose value differs.
 """
 
 from __future__ import annotations
@@ -79,6 +80,34 @@ def side_by_side(a: Path, b: Path) -> list[Row]:
     return rows
 
 
+def rows_table(rows: list[Row]) -> Table:
+    """The :func:`side_by_side` rows as a table (values that differ in yellow)."""
+    t = Table(box=None, pad_edge=False, header_style="bold", show_header=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
+    t.add_column(overflow="fold")
+    for n, (what, va, vb) in enumerate(rows):
+        style = "yellow" if n > 2 and va != vb else ""
+        t.add_row(Text(what), Text(va, style=style), Text(vb, style=style))
+    return t
+
+
+def tuneterm_comparison(a: Path, b: Path, width: int) -> list[Any]:
+    """What ``tuneterm compare A B`` shows (verdict, curves, config and findings diffs), as
+    renderables; empty when this installation has no ``tuneterm compare``."""
+    try:
+        from tuneterm.report.compare import compare
+        from tuneterm.report.compare_text import comparison_renderables
+    except ImportError:
+        return []
+    from tuneterm.errors import TunetermError
+
+    try:
+        return list(comparison_renderables(compare([a, b]), width))
+    except (TunetermError, ValueError) as exc:
+        return [Text(inert_line(f"tuneterm compare: {exc}", 300), style="yellow")]
+
+
 class CompareScreen(Screen[None]):
     """Two runs side by side (module docstring); ``esc`` goes back to the runs list."""
 
@@ -96,16 +125,21 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.rows = side_by_side(self.a, self.b)
-        t = Table(box=None, pad_edge=False, header_style="bold", show_header=False)
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column(overflow="fold")
-        t.add_column(overflow="fold")
-        for n, (what, va, vb) in enumerate(self.rows):
-            style = "yellow" if n > 2 and va != vb else ""
-            t.add_row(Text(what), Text(va, style=style), Text(vb, style=style))
-        self.query_one("#compare-body", Static).update(t)
         self.query_one("#compare-scroll").focus()
+        width = max(40, self.app.size.width - 4)
+        self.run_worker(lambda: self._build(width), thread=True, exclusive=True, group="compare",
+                        exit_on_error=False, description="Comparing two runs.")
+
+    def _build(self, width: int) -> None:
+        """Compute the comparison (in a worker thread: both runs are read and diagnosed)."""
+        self.rows = side_by_side(self.a, self.b)
+        parts: list[Any] = [rows_table(self.rows)]
+        full = tuneterm_comparison(self.a, self.b, width)
+        if full:
+            parts = [*full, Text(), Text("run directories", style="bold"), rows_table(self.rows)]
+        from rich.console import Group
+
+        self.app.call_from_thread(self.query_one("#compare-body", Static).update, Group(*parts))
 
     def action_back(self) -> None:
         self.app.pop_screen()
