@@ -518,6 +518,14 @@ def reference_term(model: ModelFacts, s: TrainSetup) -> tuple[Component | None, 
     return None, None
 
 
+def activation_width(model: ModelFacts, m: LinearModule) -> int:
+    """Input width of ``m`` that one token's activations span: an expert projection of a mixture
+    of experts (modelled as one linear over every expert) sees only the routed experts."""
+    if model.experts > 1 and m.group == "mlp" and m.d_in == model.intermediate * model.experts:
+        return model.intermediate * max(1, model.experts_per_token)
+    return m.d_in
+
+
 def layer_bytes_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> float:
     """Bytes one decoder layer saves for backward per token (memory.md 2.5, Llama-style adaptation).
 
@@ -528,11 +536,11 @@ def layer_bytes_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> float:
     """
     norm_b = 8.0 if model.bias == "all" else st.norm_bytes_per_hidden
     per_token = norm_b * model.hidden + 4 * model.q_width + 4 * model.kv_width
-    per_token += (8 if model.mlp == "gated" else 4) * model.intermediate * max(1, model.experts_per_token)
+    per_token += (8 if model.mlp == "gated" else 4) * model.active_intermediate
     if s.method != "full":
         targets = selected_modules(model, s.lora_targets)
         if s.lora_dropout > 0:
-            per_token += sum(3 * m.d_in for m in targets)  # dropout(x) (2 B) + mask (1 B) per adapted module
+            per_token += sum(3 * activation_width(model, m) for m in targets)  # dropout(x) (2 B) + mask (1 B) per module
         if s.method == "dora":
             per_token += sum(4 * m.d_out for m in targets)  # base and LoRA outputs for the magnitude rescale
     return per_token
@@ -552,12 +560,12 @@ def kbit_kept_inputs_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> f
         return 0.0
     mods = model.linear_modules()
     if st.kbit_upcast:
-        return float(sum(2 * m.d_in for m in mods))
+        return float(sum(2 * activation_width(model, m) for m in mods))
     targeted = {m.name for m in selected_modules(model, s.lora_targets)} if s.method != "full" else set()
     groups: dict[str, tuple[int, bool]] = {}  # input tensor -> (width, kept by an adapter)
     for m in mods:
         key = _input_group(model, m)
-        width, kept = groups.get(key, (m.d_in, False))
+        width, kept = groups.get(key, (activation_width(model, m), False))
         groups[key] = (width, kept or m.name in targeted)
     return float(sum(2 * width for width, kept in groups.values() if not kept))
 

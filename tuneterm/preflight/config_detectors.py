@@ -286,7 +286,7 @@ def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
 
 @detector("config-does-not-fit", scope="config",
           params={"headroom": Param("float", "warn when the peak is within this fraction of the capacity", min=0.0, max=1.0)},
-          evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase"))
+          evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase", "facts_note"))
 def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """The memory estimate of this config exceeds the GPU memory (present or given)."""
     if cf.model is None or cf.gpu_memory_gib is None:
@@ -313,5 +313,7 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         fixes.append(Fix(key="load_in_4bit", value=True, why="QLoRA: NF4 weights take ~0.56 B/param instead of 2"))
     return [Detection(None, None, severity=sev, evidence=_ev(
         cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
-        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase),
+        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+        facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
+                    if cf.model.is_guess else "")),
         fixes=tuple(fixes))]
