@@ -208,7 +208,7 @@ def plan_cmd(
     stack: str = typer.Option("hf", "--stack", help="hf, hf-fused-ce, peft-kbit, hf-legacy or litgpt."),
     task: str = typer.Option("instruction", "--task", help="instruction, chat, classification, reasoning, code, domain ..."),
     dataset_size: int | None = typer.Option(None, "--dataset-size", min=1, help="Training samples (for epochs and steps)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="dataset_name written into -o FILE."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset for -o FILE: a hub id, a local directory, or a local .jsonl/.json/.csv/.parquet file (written as a TRL datasets: entry)."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write a TRL config (trl sft --config / tuneterm train)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (peak_gib at the top level, the breakdown beside it)."),
 ) -> None:
