@@ -216,15 +216,23 @@ def test_launcher_refuses_from_the_cache_without_importing_trl(tmp_path: Path) -
 
 
 def test_full_validation_runs_trl_post_init(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: true\nfp16: true\n")
-    assert resolve(cfg).values["bf16"] is True  # the launcher's schema check accepts the types
+    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: false\nuse_cpu: true\n"
+                            "load_best_model_at_end: true\neval_strategy: steps\nsave_strategy: epoch\n")
+    assert resolve(cfg).values["load_best_model_at_end"] is True  # the launcher's schema check accepts the types
     with pytest.raises(ConfigError, match=r"cfg\.yaml: rejected by trl sft: "):
         resolve(cfg, full=True)
 
 
-# bf16 and fp16 together are rejected by transformers' __post_init__ on any machine (on CPU the
-# bf16 check fires first); the launcher's schema check accepts both booleans.
-_POST_INIT = ["--set", "bf16=true", "--set", "fp16=true"]
+# load_best_model_at_end with save and eval strategies that differ is rejected only by
+# transformers' __post_init__ (the launcher's checks do not model it); bf16 with fp16, which this
+# used to be, is now refused by the launcher before any run directory exists.
+_POST_INIT = ["--set", "load_best_model_at_end=true", "--set", "eval_strategy=steps", "--set", "save_strategy=epoch"]
+
+
+def test_bf16_with_fp16_is_refused_before_a_run_directory(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: true\nfp16: true\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: bf16 and fp16 are both true"):
+        resolve(cfg)
 
 
 def _expect_config_failure(rd: Path) -> str:

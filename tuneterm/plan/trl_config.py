@@ -148,7 +148,8 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         r = why.get(key)
         if r is not None:
             lines.append(_comment(f"{r.why} [{r.row}; source: {r.source}]"))
-        lines.append(f"{key}: {_yaml_value(vals[key])}")
+        text = _yaml_value(vals[key])
+        lines.append(f"{key}:{text}" if text.startswith("\n") else f"{key}: {text}")
     return "\n".join(lines) + "\n"
 
 

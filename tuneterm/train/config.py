@@ -39,7 +39,6 @@ versions) import the training stack (trl, hence transformers and torch).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import typing
@@ -277,28 +276,22 @@ def validate(
     Raises:
         ConfigError: one line naming the offending key.
     """
+    from tuneterm.preflight.config_validate import schema_problems
+
     fields = (schema or load_schema()).trainers[trainer].fields
-    unknown = [k for k in values if k not in fields]
+    # The same checks `tuneterm check CONFIG` reports (tuneterm.preflight.config_validate): the
+    # unknown keys first (before any value is converted), then missing and conflicting keys.
+    unknown = [p for p in schema_problems(values, trainer, "trl", fields=fields) if p.kind == "unknown-key"]
     if unknown:
-        key = unknown[0]
-        near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
         more = f"; {len(unknown) - 1} more unknown key(s)" if len(unknown) > 1 else ""
-        raise ConfigError(f"{source}: unknown key {key!r} for trl {trainer}{hint}{more}")
+        raise ConfigError(f"{source}: {unknown[0].message}{more}")
     resolved: dict[str, Any] = {}
     for key, value in values.items():
         resolved[key] = _coerce(value, fields[key]["type"], key, source)
 
-    if not resolved.get("model_name_or_path"):
-        raise ConfigError(f"{source}: missing key 'model_name_or_path' (a hub id, a local path or tuneterm:tiny-llama)")
-    if not resolved.get("dataset_name") and not resolved.get("datasets"):
-        raise ConfigError(f"{source}: missing key 'dataset_name' (or a 'datasets' list)")
-    if (resolved.get("load_in_4bit") or resolved.get("load_in_8bit")) and not resolved.get("use_peft"):
-        raise ConfigError(
-            f"{source}: 'load_in_4bit'/'load_in_8bit' needs 'use_peft: true' (a quantized model can only train adapters)"
-        )
-    if trainer == "grpo" and not resolved.get("reward_funcs") and not resolved.get("reward_model_name_or_path"):
-        raise ConfigError(f"{source}: GRPO needs 'reward_funcs' (or 'reward_model_name_or_path')")
+    problems = schema_problems(resolved, trainer, "trl", fields=fields)
+    if problems:
+        raise ConfigError(f"{source}: {problems[0].message}")
     if trainer == "grpo":
         from tuneterm.train.rewards import check_reward_names
 
