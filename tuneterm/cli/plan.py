@@ -180,7 +180,7 @@ def fit_options(trainer: str) -> Any:
     liger = installed("liger_kernel")
     if liger:
         try:
-            from tuneterm.train.schema import load_schema
+            from tuneterm.preflight.schema import load_schema
 
             liger = "use_liger_kernel" in load_schema().trainers[trainer].fields
         except Exception:  # noqa: BLE001 - no schema (TRL missing or broken): do not propose the key

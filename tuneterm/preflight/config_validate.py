@@ -6,7 +6,7 @@ first problem, before a run directory exists).
   keys that are missing (no model, no dataset, GRPO without a reward), keys that need another
   (``load_in_4bit`` without ``use_peft``) and pairs that exclude each other (``bf16`` with
   ``fp16``). TRL configs are judged against the installed TRL's own fields (passed in as
-  ``fields``: the caller reads them from the schema cache, see :mod:`tuneterm.train.schema`);
+  ``fields``: the caller reads them from the schema cache, see :mod:`tuneterm.preflight.schema`);
   LLaMA-Factory and Axolotl configs against their own tools' required keys.
 * :func:`hardware_problems` -- mixed precision this machine cannot run: ``bf16`` (TRL turns it on
   by default when ``fp16`` is not set) without a GPU that supports it, which transformers refuses

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneterm.errors import ConfigError
+from tuneterm.resources import cache_dir  # re-exported: built assets live in the cache directory
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -72,16 +73,6 @@ def data_path(name: str) -> Path:
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise ConfigError(f"unknown built-in dataset {name!r} (known: {known})") from None
-
-
-def cache_dir() -> Path:
-    """Where built assets live: ``$TUNETERM_CACHE_DIR``, else ``$XDG_CACHE_HOME/tuneterm``, else
-    ``~/.cache/tuneterm``."""
-    env = os.environ.get("TUNETERM_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
 
 
 def built_model_dir(name: str) -> Path | None:

@@ -15,7 +15,7 @@ Validation happens in two places and refuses with one line naming the key
 (:class:`~tuneterm.errors.ConfigError`, exit 2):
 
 1. In the launcher, before any process starts (:func:`validate`), from the schema cache
-   (:mod:`tuneterm.train.schema`: TRL's field names, types and defaults recorded once per installed
+   (:mod:`tuneterm.preflight.schema`: TRL's field names, types and defaults recorded once per installed
    trl/transformers/peft versions), so it costs milliseconds and imports neither TRL nor torch:
 
    * unknown keys (with a "did you mean" suggestion),
@@ -51,7 +51,7 @@ import yaml
 
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.kinds import TRAINERS, Method, Trainer
-from tuneterm.train.schema import Descriptor, Schema, load_schema
+from tuneterm.preflight.schema import Descriptor, Schema, dataclass_types, load_schema
 
 
 # Keys whose presence alone says "GRPO" (GRPOScriptArguments and GRPO-only generation knobs).
@@ -177,7 +177,7 @@ def infer_trainer(values: Mapping[str, Any], explicit: str | None = None, *, sch
 
     ``reward_funcs`` (or another GRPO-only key) -> ``grpo``; a key that only DPOConfig has ->
     ``dpo``; otherwise ``sft``. The DPO key set comes from ``schema`` (default: the schema cache,
-    :func:`tuneterm.train.schema.load_schema`), read only when the cheap checks do not decide.
+    :func:`tuneterm.preflight.schema.load_schema`), read only when the cheap checks do not decide.
 
     Raises:
         ConfigError: ``explicit`` is not a known trainer.
@@ -204,18 +204,6 @@ def dpo_only_keys(schema: Schema | None = None) -> frozenset[str]:
     From ``schema``, else the schema cache (which imports TRL only when it must be built).
     """
     return (schema or load_schema()).dpo_only_keys()
-
-
-def dataclass_types(trainer: Trainer) -> tuple[type, ...]:
-    """TRL's dataclasses for ``trainer``, in the order ``trl <trainer>`` parses them."""
-    from trl import DatasetMixtureConfig, DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, SFTConfig
-
-    if trainer == "grpo":
-        from trl.scripts.grpo import GRPOScriptArguments
-
-        return (GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)
-    cfg = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]
-    return (ScriptArguments, cfg, ModelConfig, DatasetMixtureConfig)
 
 
 def method_of(values: Mapping[str, Any]) -> Method:
@@ -270,7 +258,7 @@ def validate(
         env: the config's ``env:`` mapping.
         full: also instantiate TRL's dataclasses here (their ``__post_init__`` checks); imports
             TRL. The launcher leaves this to the training process (see the module docstring).
-        schema: the schema to check against (default: :func:`tuneterm.train.schema.load_schema`,
+        schema: the schema to check against (default: :func:`tuneterm.preflight.schema.load_schema`,
             which reads the cache and imports TRL only to build a missing one).
 
     Raises:
