@@ -4,6 +4,7 @@ files ignored; TRL's own ``__post_init__`` checks moved to the training process 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -271,3 +272,22 @@ def test_detached_post_init_error_shows_in_runs(tmp_path: Path) -> None:
     doc = json.loads(listed.stdout)
     rows = doc if isinstance(doc, list) else doc["runs"]
     assert [(r["name"], r["state"], r["error"]) for r in rows] == [("bg", "failed", error)]
+
+
+def test_bf16_without_a_bf16_gpu_is_refused_before_a_run_directory(tmp_path: Path) -> None:
+    """What `tuneterm check` reports (C122) is what `tuneterm train` refuses: no failed run
+    directory from TRL's 'Your setup doesn't support bf16/gpu' (this test machine has no GPU)."""
+    load_schema()
+    # a machine whose NVML finds no driver (a fake pynvml first on the path: any machine behaves so)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "pynvml.py").write_text("class NVMLError(Exception):\n    pass\n\n\n"
+                                    "def nvmlInit():\n    raise NVMLError('Driver Not Loaded')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli(["train", str(TINY), "--headless", "--runs-dir", "runs", "--name", "nobf16", "--set", "bf16=true"],
+                   cwd=tmp_path, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "C122" in proc.stderr and "bf16" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "nobf16").exists()
+    check = run_cli(["check", str(TINY)], cwd=tmp_path, env=env)
+    assert "C122" not in check.stdout  # the shipped tiny config trains in fp32 on the CPU
