@@ -9,7 +9,13 @@ from dataclasses import replace
 import pytest
 
 from tuneterm.plan.facts import resolve_model, table_facts
-from tuneterm.plan.fit import FitOptions, batch_for_effective, choose_batch, fit_table, to_fit
+from tuneterm.plan.fit import (
+    FitOptions,
+    batch_for_effective,
+    choose_batch,
+    fit_table,
+    to_fit,
+)
 from tuneterm.plan.memory import TrainSetup, estimate
 from tuneterm.plan.recommend import recommend
 

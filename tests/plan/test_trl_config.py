@@ -16,7 +16,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.train]
 @pytest.mark.parametrize("trainer,method", [("sft", "qlora"), ("sft", "full"), ("dpo", "lora"), ("grpo", "dora")])
 def test_trl_parser_accepts_written_config(tmp_path: Path, trainer: str, method: str) -> None:
     trl = pytest.importorskip("trl")
-    from trl import DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+    from trl import (
+        DPOConfig,
+        GRPOConfig,
+        ModelConfig,
+        ScriptArguments,
+        SFTConfig,
+        TrlParser,
+    )
 
     plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method=method, trainer=trainer, dataset_size=2000, gpu_memory_gib=24.0)
     path = write_config(tmp_path / f"{trainer}.yaml", plan, dataset_name="trl-lib/Capybara", dataset_size=2000)
@@ -47,7 +54,15 @@ def test_local_jsonl_is_written_the_way_trl_loads_it(tmp_path: Path, trainer: st
     import json
 
     pytest.importorskip("trl")
-    from trl import DatasetMixtureConfig, DPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_dataset
+    from trl import (
+        DatasetMixtureConfig,
+        DPOConfig,
+        ModelConfig,
+        ScriptArguments,
+        SFTConfig,
+        TrlParser,
+        get_dataset,
+    )
 
     data = tmp_path / "data" / "train.jsonl"
     data.parent.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plan.conftest import fake_nvml  # noqa: F401 - the fake NVML fixture
+from tests.plan.conftest import make_fake_nvml
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.preflight.config import check_config, looks_like_config
 
@@ -291,9 +291,9 @@ def test_missing_dataset_and_conflicting_precision(tmp_path: Path) -> None:
     assert "C121" not in codes(write(tmp_path, GOOD, "ok.yaml"), gpu_memory_gib=24.0)
 
 
-def test_bf16_against_this_machine(tmp_path: Path, fake_nvml) -> None:
+def test_bf16_against_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # NVML answers but finds no driver: bf16, explicit or TRL's default, cannot run; train would refuse
-    fake_nvml([], init_error="Driver Not Loaded")
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", make_fake_nvml([], init_error="Driver Not Loaded"))
     p = write(tmp_path, GOOD)
     (f,) = [f for f in _findings(p) if f.code == "C122"]
     assert f.severity.value == "error" and "Your setup doesn't support bf16/gpu" in f.message and f.line is not None
@@ -334,6 +334,7 @@ output_dir: saves/qwen
 
 def test_llama_factory_judged_with_its_own_defaults(tmp_path: Path) -> None:
     facts, findings = check_config(write(tmp_path, LF), gpu_memory_gib=24.0)
+    assert facts["model"] == "Qwen/Qwen2.5-0.5B-Instruct"
     got = {f.code: f for f in findings}
     assert facts["dialect"] == "llama-factory"
     # LLaMA-Factory's lora_alpha defaults to 2 x lora_rank (TRL's 32 would be 4x r=8)

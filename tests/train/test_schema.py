@@ -16,8 +16,14 @@ import pytest
 from tests.train.conftest import TINY, needs_trl, run_cli, status
 from tuneterm.errors import ConfigError
 from tuneterm.preflight import schema as schema_mod
+from tuneterm.preflight.schema import (
+    FORMAT,
+    cache_path,
+    describe,
+    installed_versions,
+    load_schema,
+)
 from tuneterm.train.config import resolve
-from tuneterm.preflight.schema import FORMAT, cache_path, describe, installed_versions, load_schema
 
 pytestmark = needs_trl
 

@@ -264,7 +264,8 @@ def _smaller_model(model: ModelFacts, s: TrainSetup, capacity: float, headroom: 
     return None
 
 
-def to_fit(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float, opts: FitOptions = FitOptions()) -> tuple[FitChange, ...]:
+def to_fit(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float,
+           opts: FitOptions | None = None) -> tuple[FitChange, ...]:
     """The smallest changes that make ``s`` fit ``capacity`` GiB with ``headroom``, cheapest first.
 
     Each one-step change (a smaller micro-batch with more accumulation, fused cross-entropy,
@@ -275,6 +276,7 @@ def to_fit(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float, o
     """
     if _fits(model, s, capacity, headroom)[0]:
         return ()
+    opts = opts or FitOptions()
     found: list[FitChange] = []
     singles = _single_changes(model, s, opts)
     for kind, keys, cand, cmd in singles:

@@ -19,7 +19,15 @@ from typing import Any
 
 from tuneterm.errors import ConfigError
 from tuneterm.plan.facts import ModelFacts
-from tuneterm.plan.fit import BatchChoice, CardFit, FitChange, FitOptions, choose_batch, fit_table, to_fit
+from tuneterm.plan.fit import (
+    BatchChoice,
+    CardFit,
+    FitChange,
+    FitOptions,
+    choose_batch,
+    fit_table,
+    to_fit,
+)
 from tuneterm.plan.memory import MemoryEstimate, TrainSetup, estimate
 from tuneterm.plan.tables import load_yaml_table
 
@@ -147,7 +155,7 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
               dataset_size: int | None = None, gpu_memory_gib: float | None = None, gpus: int = 1,
               compute_capability: float | None = None, seq_len: int = 1024,
               base: TrainSetup | None = None, fixed: frozenset[str] = frozenset(),
-              options: FitOptions = FitOptions()) -> Plan:
+              options: FitOptions | None = None) -> Plan:
     """Recommend settings for ``model``, size them to the GPU and estimate their memory.
 
     Args:
@@ -164,7 +172,8 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
         seq_len: planned ``max_length``.
         base: a setup whose fields the user fixed on the command line (rank, batch ...).
         fixed: names of ``TrainSetup`` fields the user set explicitly: never changed here.
-        options: what the installed stack allows for the changes proposed when it does not fit.
+        options: what the installed stack allows for the changes proposed when it does not fit
+            (default: :class:`FitOptions`' defaults: no Liger kernel, bitsandbytes present).
 
     Returns:
         A :class:`Plan`; when it does not fit, :attr:`Plan.to_fit` ranks the changes that would.
@@ -185,7 +194,7 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
     recs += _schedule(model, setup, dataset_size)
     est = estimate(model, setup)
     fits = None if gpu_memory_gib is None else est.fits(gpu_memory_gib, headroom)
-    changes = to_fit(model, setup, gpu_memory_gib, headroom, options) if fits is False else ()
+    changes = to_fit(model, setup, gpu_memory_gib, headroom, options or FitOptions()) if fits is False else ()
     table = () if gpu_memory_gib is not None else fit_table(
         model, setup, headroom, effective, gc_fixed="gradient_checkpointing" in fixed, batch_fixed="batch_size" in fixed)
     if fits is False:

@@ -16,7 +16,13 @@ from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.preflight.config_read import ConfigFacts, default_lr, defaults_of, load_dtype, setup_from_config
+from tuneterm.preflight.config_read import (
+    ConfigFacts,
+    default_lr,
+    defaults_of,
+    load_dtype,
+    setup_from_config,
+)
 
 _DECAYING = ("cosine", "linear", "polynomial", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr")
 

@@ -318,7 +318,14 @@ def _from_doc(doc: Mapping[str, Any], path: Path | None, *, built: bool) -> Sche
 
 def dataclass_types(trainer: str) -> tuple[type, ...]:
     """TRL's dataclasses for ``trainer``, in the order ``trl <trainer>`` parses them (imports TRL)."""
-    from trl import DatasetMixtureConfig, DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, SFTConfig
+    from trl import (
+        DatasetMixtureConfig,
+        DPOConfig,
+        GRPOConfig,
+        ModelConfig,
+        ScriptArguments,
+        SFTConfig,
+    )
 
     if trainer == "grpo":
         from trl.scripts.grpo import GRPOScriptArguments

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneterm.errors import ConfigError
-from tuneterm.resources import cache_dir  # re-exported: built assets live in the cache directory
+from tuneterm.resources import (
+    cache_dir,  # re-exported: built assets live in the cache directory
+)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -140,7 +142,12 @@ def build_tiny_model(out: Path, *, vocab_size: int = 512, seed: int = 0) -> None
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     tok = Tokenizer(models.BPE(unk_token="<|unk|>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

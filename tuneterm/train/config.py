@@ -212,7 +212,9 @@ def method_of(values: Mapping[str, Any]) -> Method:
     >>> method_of({"use_peft": True, "load_in_4bit": True}), method_of({})
     ('qlora', 'full')
     """
-    from tuneterm.preflight.config_read import infer_method  # the one definition, shared with check
+    from tuneterm.preflight.config_read import (
+        infer_method,  # the one definition, shared with check
+    )
 
     return infer_method(values)  # type: ignore[return-value]
 
@@ -300,11 +302,11 @@ def instantiate(values: Mapping[str, Any], trainer: Trainer, *, source: str = "c
     Raises:
         ConfigError: a dataclass rejected a value (the message is TRL's, on one line).
     """
+    import warnings
+
     from trl.scripts._hf_argparser import HfArgumentParser
 
     from tuneterm.textsafe import inert_line
-
-    import warnings
 
     parser = HfArgumentParser(dataclass_types(trainer))
     try:
