@@ -196,3 +196,12 @@ def test_kbit_preparation_upcasts_head_and_residual_stream() -> None:
     w_gap = names["weights"].bytes - next(c.bytes for c in plain.components if c.name == "weights")
     assert abs(w_gap - 2 * f.param_counts().unquantized) < 1
     assert prep.peak_gib > plain.peak_gib
+
+
+def test_zero3_optimizer_label_matches_its_number() -> None:
+    f = table_facts(LLAMA8)
+    e = estimate(f, TrainSetup(method="full", gpus=4, sharding="zero3"))
+    opt = next(c for c in e.components if c.name == "optimizer states")
+    # DeepSpeed keeps fp32 states: 8 B/param before sharding, and the label says 8, not 4
+    assert abs(opt.bytes * 4 / f.params - 8.0) < 0.01
+    assert opt.detail.split(":")[1].strip().startswith("8 B/param")

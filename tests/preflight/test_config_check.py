@@ -351,3 +351,12 @@ def test_axolotl_needs_datasets(tmp_path: Path) -> None:
     ax = write(tmp_path, "base_model: Qwen/Qwen2.5-0.5B\nadapter: lora\nmicro_batch_size: 2\nsequence_len: 1024\nlearning_rate: 2.0e-4\n")
     msgs = [f.message for f in _findings(ax, gpu_memory_gib=24.0) if f.code == "C121"]
     assert any("missing key 'datasets'" in m for m in msgs)
+
+
+def test_fit_verdict_on_a_guessed_architecture_says_so(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("Qwen/Qwen2.5-0.5B-Instruct", "someorg/Mystery-70B"), "guess.yaml")
+    facts, findings = check_config(p, gpu_memory_gib=24.0)
+    (f,) = [f for f in findings if f.code == "C111"]
+    assert "GUESSED architecture" in f.message and facts["model_source"] == "guess"
+    known = write(tmp_path, GOOD.replace("Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.1-70B"), "known.yaml")
+    assert "GUESSED" not in next(f.message for f in check_config(known, gpu_memory_gib=24.0)[1] if f.code == "C111")

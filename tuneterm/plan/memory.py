@@ -1,11 +1,11 @@
 """Peak GPU memory of a fine-tuning run, as a breakdown a person can check.
 
-The model follows ``research/memory.md`` section 2.12: the peak is the static state (weights,
+The peak is the static state (weights,
 trainable copies, optimizer states, reference model, CUDA context) plus the **largest** transient
 phase (forward end with all saved activations and the logits/loss chain; backward with gradients
 and the recomputed layer; optimizer step with its temporaries), not the sum of every transient.
 
-Three numbers come out (memory.md section 1): ``allocated`` (what
+Three numbers come out (PyTorch's own metrics, PyTorch docs 'CUDA semantics'): ``allocated`` (what
 ``torch.cuda.max_memory_allocated`` would show), ``reserved`` (the caching allocator's segments)
 and ``device`` (reserved + CUDA context + NCCL + paged optimizer states + a vLLM pool: what
 ``nvidia-smi`` shows and what decides an OOM). ``peak_gib`` is the device number.
@@ -66,7 +66,7 @@ VARLEN_VOCAB_SETS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Stack:
-    """What the training framework does that changes memory (memory.md section 3).
+    """What the training framework does that changes memory (transformers/TRL, LLaMA-Factory, LitGPT ...).
 
     Attributes:
         name: preset key.
@@ -127,7 +127,7 @@ class TrainSetup:
         lora_targets: ``"all-linear"`` or module names (``("q_proj", "v_proj")``).
         lora_dropout: > 0 makes PEFT keep a dropped-out copy of each adapted module's input.
         batch_size: per-device micro-batch (``per_device_train_batch_size``).
-        seq_len: tokens of the longest padded sample (``max_length``; memory.md 2.11).
+        seq_len: tokens of the longest padded sample (``max_length``: the worst batch sets the peak).
         gradient_checkpointing: recompute activations layer by layer in backward.
         optimizer: TRL/transformers ``optim`` name.
         trainer: ``sft``, ``dpo`` or ``grpo``.
@@ -527,7 +527,8 @@ def activation_width(model: ModelFacts, m: LinearModule) -> int:
 
 
 def layer_bytes_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> float:
-    """Bytes one decoder layer saves for backward per token (memory.md 2.5, Llama-style adaptation).
+    """Bytes one decoder layer saves for backward per token (Korthikanti et al., arXiv:2205.05198, adapted to
+    Llama-style layers).
 
     The norms' inputs/outputs (and fp32 copies for HF-style RMSNorm; LayerNorm architectures save
     only their 16-bit input/output), q and the attention output (2 B each), k and v (2 B each of
