@@ -360,3 +360,13 @@ def test_fit_verdict_on_a_guessed_architecture_says_so(tmp_path: Path) -> None:
     assert "GUESSED architecture" in f.message and facts["model_source"] == "guess"
     known = write(tmp_path, GOOD.replace("Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.1-70B"), "known.yaml")
     assert "GUESSED" not in next(f.message for f in check_config(known, gpu_memory_gib=24.0)[1] if f.code == "C111")
+
+
+def test_does_not_fit_fixes_are_the_planners_ranked_changes(tmp_path: Path) -> None:
+    cfg = ("model_name_or_path: Qwen/Qwen2.5-7B\ndataset_name: trl-lib/Capybara\nuse_peft: true\nload_in_4bit: true\n"
+           "dtype: bfloat16\nmax_length: 2048\nper_device_train_batch_size: 8\nbf16: true\nlearning_rate: 1.0e-4\n")
+    (f,) = [f for f in _findings(write(tmp_path, cfg, "q.yaml"), gpu_memory_gib=24.0) if f.code == "C111"]
+    keys = [x.key for x in f.fixes if x.key]
+    assert keys[:2] == ["per_device_train_batch_size", "gradient_accumulation_steps"]
+    first = f.fixes[0]
+    assert first.value < 8 and "predicted peak" in first.why and "cost:" in first.why

@@ -321,7 +321,13 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         return []
     sev = Severity.ERROR if est.peak_gib > cap else Severity.WARNING
     biggest = max(est.components, key=lambda c: c.bytes)
-    fixes: list[Fix] = []
+    fixes = _fit_fixes(cf, setup, cap, head) if cf.dialect == "trl" else []
+    if fixes:
+        return [Detection(None, None, severity=sev, evidence=_ev(
+            cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
+            gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+            facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
+                        if cf.model.is_guess else "")), fixes=tuple(fixes))]
     if not setup.gradient_checkpointing:
         fixes.append(Fix(key="gradient_checkpointing", value=True, why="keeps one checkpoint per layer instead of every activation"))
     if setup.batch_size > 1:
@@ -337,6 +343,23 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
                     if cf.model.is_guess else "")),
         fixes=tuple(fixes))]
+
+
+def _fit_fixes(cf: ConfigFacts, setup: Any, cap: float, headroom: float) -> list[Fix]:
+    """The planner's ranked changes that make this config fit (``tuneterm plan``'s "to fit"), as
+    fixes: the cheapest change first, each key with the peak it predicts. TRL keys only, so only
+    for TRL configs; keys of a multi-key change share one reason."""
+    from tuneterm.plan.fit import FitOptions, to_fit
+
+    if cf.model is None:
+        return []
+    fixes: list[Fix] = []
+    # config-only changes (more GPUs also need another launch command: `tuneterm plan` shows it)
+    changes = [c for c in to_fit(cf.model, setup, cap, headroom, FitOptions(liger=False)) if not c.command]
+    for change in changes[:2]:
+        why = f"predicted peak {change.peak_gib:.1f} GiB of {cap:.1f} GiB; cost: {change.cost}"
+        fixes += [Fix(key=k, value=v, why=why) for k, v in change.set.items() if k not in {f.key for f in fixes}]
+    return fixes
 
 
 # ---------------------------------------------------------------- validation (what `train` refuses)
