@@ -148,3 +148,21 @@ def test_recommendation_sources_are_public() -> None:
     p = recommend(table_facts("Qwen/Qwen2.5-7B"), method="lora", dataset_size=5000, gpu_memory_gib=24.0)
     for r in p.recommendations:
         assert not re.search(r"seeds?/|issue \d|memory\.md|failure_modes", r.source + r.why), r
+
+
+def test_fused_experts_are_not_quantized_or_lora_targets() -> None:
+    # transformers 5 stores MoE experts as fused 3-D parameters: bitsandbytes (nn.Linear only)
+    # leaves them in 16-bit and LoRA target_modules cannot reach them
+    f = table_facts("Qwen/Qwen3-30B-A3B")
+    assert f.fused_experts and f.expert_params > 0.9 * f.params
+    q = estimate(f, TrainSetup(method="qlora"))
+    weights = next(c for c in q.components if c.name == "weights")
+    assert weights.bytes > f.expert_params * 2 and "not quantized" in weights.detail
+    assert any("fused" in n for n in q.notes)
+    lora = estimate(f, TrainSetup(method="lora", lora_targets="all-linear"))
+    attn_only = estimate(f, TrainSetup(method="lora", lora_targets=("q_proj", "k_proj", "v_proj", "o_proj")))
+    assert lora.trainable_params == attn_only.trainable_params
+    # a remote-code MoE keeps per-expert linears: quantized, and each expert gets its adapter
+    ds = table_facts("deepseek-ai/deepseek-moe-16b-base")
+    assert not ds.fused_experts
+    assert estimate(ds, TrainSetup(method="qlora")).peak_gib < 0.5 * estimate(ds, TrainSetup(method="lora")).peak_gib

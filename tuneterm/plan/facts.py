@@ -35,7 +35,10 @@ _PLAIN_MLP_TYPES = frozenset({"phi", "gpt_neox", "gpt2", "gptj", "gpt_bigcode", 
 # HF config classes whose default tie_word_embeddings is True (PretrainedConfig's default); the
 # Llama/Qwen2/Mistral/Phi3 classes default to False and say so explicitly in config.json anyway.
 _TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3", "gemma3_text", "smollm3")
-_MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config.json is a few KB; refuse to parse a huge file
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# MoE classes of transformers 5 whose experts are one fused nn.Parameter per projection
+# (modeling_<type>.py: `gate_up_proj = nn.Parameter(torch.empty(num_experts, ...))`).
+_FUSED_EXPERT_TYPES = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3", "olmoe"})  # a config.json is a few KB; refuse to parse a huge file
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,13 +195,15 @@ class ModelFacts:
                 LinearModule("v_proj", h, kv, "attn"),
                 LinearModule("o_proj", q, h, "attn"),
             ]
+            # a mixture of experts is modelled as one linear over every expert (group "expert")
+            g = "expert" if e > 1 else "mlp"
             if self.mlp == "plain":
-                mods += [LinearModule("up_proj", h, i * e, "mlp"), LinearModule("down_proj", i * e, h, "mlp")]
+                mods += [LinearModule("up_proj", h, i * e, g), LinearModule("down_proj", i * e, h, g)]
             else:
                 mods += [
-                    LinearModule("gate_proj", h, i * e, "mlp"),
-                    LinearModule("up_proj", h, i * e, "mlp"),
-                    LinearModule("down_proj", i * e, h, "mlp"),
+                    LinearModule("gate_proj", h, i * e, g),
+                    LinearModule("up_proj", h, i * e, g),
+                    LinearModule("down_proj", i * e, h, g),
                 ]
             if self.shared_intermediate:
                 si = self.shared_intermediate
@@ -227,7 +232,7 @@ class ModelFacts:
         linear = self.layers * sum(m.params for m in mods)
         if self.dense_layers:
             # leading dense layers: a gated MLP of dense_intermediate instead of experts + shared experts
-            moe_mlp = sum(m.params for m in mods if m.group == "mlp")
+            moe_mlp = sum(m.params for m in mods if m.group in ("mlp", "expert"))
             linear += self.dense_layers * (3 * h * self.dense_intermediate - moe_mlp)
         # Norms: two per layer (four in Gemma 2/3, still tiny) + the final one. LayerNorm has a bias.
         per_norm = 2 * h if self.bias == "all" else h
@@ -257,6 +262,19 @@ class ModelFacts:
         per_expert = (3 if self.mlp == "gated" else 2) * self.hidden * self.intermediate
         idle = (self.layers - self.dense_layers) * (self.experts - self.experts_per_token) * per_expert
         return self.params - idle
+
+    @property
+    def fused_experts(self) -> bool:
+        """The experts are fused 3-D parameters, not ``nn.Linear`` modules (transformers 5's own
+        MoE classes): bitsandbytes does not quantize them and LoRA ``target_modules`` cannot reach
+        them (PEFT's ``target_parameters`` can). Remote-code MoE models keep per-expert linears."""
+        return self.experts > 1 and self.model_type in _FUSED_EXPERT_TYPES
+
+    @property
+    def expert_params(self) -> int:
+        """Weight elements of every routed expert (0 for a dense model)."""
+        moe_layers = self.layers - self.dense_layers
+        return moe_layers * sum(m.params for m in self.linear_modules() if m.group == "expert")
 
     @property
     def active_intermediate(self) -> int:

@@ -337,7 +337,8 @@ def selected_modules(model: ModelFacts, targets: tuple[str, ...] | str) -> list[
     Explicit names match PEFT's suffix rule: ``q_proj`` selects ``...self_attn.q_proj``. Names that
     do not exist in the architecture select nothing (the config check reports them).
     """
-    mods = model.linear_modules()
+    # fused experts are parameters, not modules: target_modules never reaches them
+    mods = [m for m in model.linear_modules() if not (model.fused_experts and m.group == "expert")]
     if isinstance(targets, str):
         if targets == "all-linear":
             return mods
@@ -353,9 +354,13 @@ def lora_param_count(model: ModelFacts, targets: tuple[str, ...] | str, r: int, 
     >>> lora_param_count(table_facts("meta-llama/Llama-2-7b-hf"), ("q_proj", "v_proj"), 8)
     4194304
     """
-    mods = selected_modules(model, targets)
-    per_layer = sum(r * (m.d_in + m.d_out) + (m.d_out if dora else 0) for m in mods)
-    return model.layers * per_layer
+    def per_module(m: LinearModule) -> int:
+        if m.group == "expert":
+            # one adapter per expert (per-expert linears of remote-code MoE models)
+            return model.experts * (r * (model.hidden + model.intermediate) + (m.d_out // model.experts if dora else 0))
+        return r * (m.d_in + m.d_out) + (m.d_out if dora else 0)
+
+    return model.layers * sum(per_module(m) for m in selected_modules(model, targets))
 
 
 # ---------------------------------------------------------------------------- estimator
@@ -410,16 +415,20 @@ def weight_term(model: ModelFacts, s: TrainSetup, st: Stack) -> Component:
     load_b = _dtype_bytes(s.dtype)
     other_b = 4 if (s.quant and st.kbit_upcast) else load_b
     upcast = " (fp32 upcast by k-bit preparation)" if (s.quant and st.kbit_upcast) else ""
+    # bitsandbytes quantizes nn.Linear only: fused experts stay in the load dtype
+    experts = model.expert_params if model.fused_experts else 0
+    linear = pc.linear - experts
+    kept = f" + {experts / 1e9:.2f}B fused expert params at {load_b} B (not quantized)" if experts else ""
     if s.quant == "nf4":
         qb = _nf4_bytes_per_param(s.double_quant)
-        size = pc.linear * qb + pc.unquantized * other_b
-        detail = (f"{pc.linear / 1e9:.2f}B linear params in NF4 ({qb:.4f} B/param incl. absmax"
-                  f"{', double-quant' if s.double_quant else ''}) + {pc.unquantized / 1e9:.2f}B embeddings/head/norms "
+        size = linear * qb + experts * load_b + pc.unquantized * other_b
+        detail = (f"{linear / 1e9:.2f}B linear params in NF4 ({qb:.4f} B/param incl. absmax"
+                  f"{', double-quant' if s.double_quant else ''}){kept} + {pc.unquantized / 1e9:.2f}B embeddings/head/norms "
                   f"at {other_b} B{upcast}")
     elif s.quant == "int8":
-        row_scales = model.layers * sum(4 * m.d_out for m in model.linear_modules())
-        size = pc.linear * 1.0 + row_scales + pc.unquantized * other_b
-        detail = f"{pc.linear / 1e9:.2f}B linear params in int8 (+ row scales) + {pc.unquantized / 1e9:.2f}B at {other_b} B{upcast}"
+        row_scales = model.layers * sum(4 * m.d_out for m in model.linear_modules() if not (experts and m.group == "expert"))
+        size = linear * 1.0 + row_scales + experts * load_b + pc.unquantized * other_b
+        detail = f"{linear / 1e9:.2f}B linear params in int8 (+ row scales){kept} + {pc.unquantized / 1e9:.2f}B at {other_b} B{upcast}"
     else:
         size = pc.total * load_b
         detail = f"{pc.total / 1e9:.2f}B params x {load_b} B ({s.dtype})"
@@ -521,7 +530,7 @@ def reference_term(model: ModelFacts, s: TrainSetup) -> tuple[Component | None, 
 def activation_width(model: ModelFacts, m: LinearModule) -> int:
     """Input width of ``m`` that one token's activations span: an expert projection of a mixture
     of experts (modelled as one linear over every expert) sees only the routed experts."""
-    if model.experts > 1 and m.group == "mlp" and m.d_in == model.intermediate * model.experts:
+    if m.group == "expert" and m.d_in == model.intermediate * model.experts:
         return model.intermediate * max(1, model.experts_per_token)
     return m.d_in
 
@@ -752,6 +761,10 @@ def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
         notes.append(f"sequence length {b.seq} exceeds the model's max_position_embeddings {model.max_position}")
     if model.is_guess:
         notes.append("model shape GUESSED from its name: treat the estimate as rough")
+    if model.fused_experts and s.method != "full":
+        notes.append("the experts are fused parameters (transformers 5): LoRA target_modules reach attention and "
+                     "dense/shared MLPs only (lora_target_parameters reaches the experts)"
+                     + ("; bitsandbytes leaves the experts in 16-bit" if s.quant else ""))
     if shard != "ddp" and n == 1:
         notes.append(f"{shard} on one GPU shards nothing")
     return MemoryEstimate(setup=s, model=model, components=tuple(comps), phases=phases, peak_phase=peak_phase,
