@@ -133,7 +133,14 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         lines.append(f"# tuneterm-dataset-size: {dataset_size}")
     lines += [
         _comment(f"estimated peak {est.peak_gib:.1f} GiB per GPU (allocated {est.allocated_gib:.1f} GiB)"
-                 + (f" of {plan.capacity_gib:g} GiB: {'fits' if plan.fits else 'DOES NOT FIT'}" if plan.capacity_gib else "")),
+                 + (f" of {plan.capacity_gib:.1f} GiB: {'fits' if plan.fits else 'DOES NOT FIT'}" if plan.capacity_gib else "")),
+    ]
+    if plan.model.is_guess:
+        lines.append(_comment(f"WARNING: the architecture of {name} is GUESSED from its name: the estimate is rough"))
+    for i, ch in enumerate(plan.to_fit[:3], 1):
+        keys = ", ".join(f"{k}: {_yaml_value(v)}" for k, v in ch.set.items())
+        lines.append(_comment(f"to fit ({i}): {keys} -> {ch.peak_gib:.1f} GiB ({ch.cost})"))
+    lines += [
         "# run it with either of:",
         f"#   tuneterm train {{this file}} --trainer {trainer}",
         f"#   trl {trainer} --config {{this file}}" + ("" if dataset_name else " --dataset_name <your dataset>")
