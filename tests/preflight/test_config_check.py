@@ -370,3 +370,16 @@ def test_does_not_fit_fixes_are_the_planners_ranked_changes(tmp_path: Path) -> N
     assert keys[:2] == ["per_device_train_batch_size", "gradient_accumulation_steps"]
     first = f.fixes[0]
     assert first.value < 8 and "predicted peak" in first.why and "cost:" in first.why
+
+
+def test_llama_factory_unknown_keys_against_its_own_arguments(tmp_path: Path) -> None:
+    # the keys of LLaMA-Factory's own examples/train_lora/llama3_lora_sft.yaml are all known
+    example = LF + ("lora_target: all\nwarmup_ratio: 0.1\nlearning_rate: 1.0e-4\nper_device_train_batch_size: 1\n"
+                    "gradient_accumulation_steps: 8\nnum_train_epochs: 3.0\nlr_scheduler_type: cosine\nbf16: true\n"
+                    "logging_steps: 10\nsave_steps: 500\nplot_loss: true\noverwrite_cache: true\npreprocessing_num_workers: 16\n"
+                    "max_samples: 1000\nddp_timeout: 180000000\nreport_to: none\noverwrite_output_dir: true\n")
+    assert "C120" not in codes(write(tmp_path, example), gpu_memory_gib=24.0)
+    typo = write(tmp_path, LF.replace("lora_rank: 8", "lora_rnak: 8"), "typo.yaml")
+    (f,) = [f for f in _findings(typo, gpu_memory_gib=24.0) if f.code == "C120"]
+    # one LLaMA-Factory version's key table, not the installed tool: a warning, with its own names
+    assert f.severity.value == "warning" and "did you mean 'lora_rank'" in f.message

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
@@ -379,6 +380,11 @@ def unknown_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Keys the installed TRL does not know (TRL's parser and ``tuneterm train`` refuse them)."""
     from tuneterm.preflight.config_validate import schema_problems
 
+    if cf.dialect == "llama-factory":
+        # judged against a key table of one LLaMA-Factory version, not the installed one: a warning
+        dets = _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "llama-factory")
+                                        if p.kind == "unknown-key"])
+        return [replace(d, severity=Severity.WARNING) for d in dets]
     if cf.dialect != "trl" or cf.trl_fields is None:
         return []
     return _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "trl", fields=cf.trl_fields)

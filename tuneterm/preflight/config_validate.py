@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 
@@ -73,6 +74,26 @@ def did_you_mean(key: str, known: list[str]) -> str | None:
     return near[0] if near else None
 
 
+@cache
+def llama_factory_keys() -> frozenset[str]:
+    """Keys LLaMA-Factory's training parser accepts (``rules/dialects/llama_factory_keys.yaml``).
+
+    Raises:
+        RuleFileError: the table is missing or malformed.
+    """
+    import yaml
+
+    from tuneterm.errors import RuleFileError
+    from tuneterm.resources import rules_dir
+
+    path = rules_dir() / "dialects" / "llama_factory_keys.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return frozenset(str(k) for part in ("llamafactory", "transformers") for k in data[part])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise RuleFileError(f"{path}: cannot read the LLaMA-Factory key table ({type(exc).__name__})") from None
+
+
 def schema_problems(values: Mapping[str, Any], trainer: str, dialect: str = "trl", *,
                     fields: Mapping[str, Any] | None = None) -> list[Problem]:
     """Every schema problem of a config, in file order: unknown keys first, then missing and
@@ -97,6 +118,17 @@ def schema_problems(values: Mapping[str, Any], trainer: str, dialect: str = "trl
                                + ": TRL's parser refuses it",
                                fix_key=near, fix_value=values[key] if near else None,
                                fix_why=f"the {trainer} config field this looks like" if near else ""))
+    if dialect == "llama-factory":
+        lf = llama_factory_keys()
+        for key in values:
+            if key in lf:
+                continue
+            near = did_you_mean(key, sorted(lf))
+            out.append(Problem("unknown-key", key,
+                               f"unknown key {key!r} for LLaMA-Factory" + (f" (did you mean {near!r}?)" if near else "")
+                               + ": its parser refuses keys it does not know (unless ALLOW_EXTRA_ARGS is set)",
+                               fix_key=near, fix_value=values[key] if near else None,
+                               fix_why="the LLaMA-Factory argument this looks like" if near else ""))
     for alternatives in _REQUIRED.get(dialect, ()):
         if not any(values.get(k) not in (None, "", []) for k in alternatives):
             key = alternatives[0]
