@@ -166,3 +166,19 @@ def test_fused_experts_are_not_quantized_or_lora_targets() -> None:
     ds = table_facts("deepseek-ai/deepseek-moe-16b-base")
     assert not ds.fused_experts
     assert estimate(ds, TrainSetup(method="qlora")).peak_gib < 0.5 * estimate(ds, TrainSetup(method="lora")).peak_gib
+
+
+def test_cheap_changes_combined_when_none_fits_alone() -> None:
+    # full fine-tuning of 8B at batch 8 x 4096 without checkpointing on 80 GiB: no cheap change
+    # fits alone; fused cross-entropy + checkpointing together do, and beat truncating the data
+    f = table_facts("meta-llama/Llama-3.1-8B")
+    s = TrainSetup(method="full", seq_len=4096, batch_size=8, gradient_checkpointing=False)
+    changes = to_fit(f, s, 80.0, HEADROOM, FitOptions(liger=True))
+    combo = changes[0]
+    assert len(combo.set) >= 2 and combo.cost.startswith("together:")
+    assert combo.set.get("gradient_checkpointing") is True and combo.peak_gib * (1 + HEADROOM) <= 80.0
+    assert any("max_length" in c.set for c in changes[1:])
+    # minimal: without any one of its parts it would not fit
+    for key in combo.set:
+        if key == "gradient_checkpointing":
+            assert not estimate(f, replace(s, stack="hf-fused-ce")).fits(80.0, HEADROOM)

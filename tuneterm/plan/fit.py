@@ -14,7 +14,6 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -296,9 +295,11 @@ def to_fit(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float,
         ch = fn()
         if ch is not None:
             found.append(ch)
-    if not any(c.rank <= 6 for c in found):
+    # When no cheap change is enough alone, the cheap ones together may be (batch 1 + fused CE +
+    # checkpointing usually beats truncating the data or renting GPUs).
+    if not any(c.rank <= _COSTS["gc"][0] for c in found):
         combo = _combined(model, s, capacity, headroom, singles)
-        if combo is not None:
+        if combo is not None and len(combo.set) > 1 and combo.set not in [c.set for c in found]:
             found.append(combo)
     return tuple(sorted(found, key=lambda c: (c.rank, -c.peak_gib)))
 
@@ -306,28 +307,44 @@ def to_fit(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float,
 def _combined(model: ModelFacts, s: TrainSetup, capacity: float, headroom: float,
               singles: list[tuple[str, dict[str, Any], TrainSetup, str | None]]) -> FitChange | None:
     """Cheap changes applied together in cost order (batch 1, fused CE, checkpointing, 8-bit
-    optimizer, QLoRA) until the setup fits; None if even all of them do not."""
-    keys: dict[str, Any] = {}
-    cur = s
-    appliers: list[tuple[str, Callable[[TrainSetup], TrainSetup], dict[str, Any]]] = []
-    for kind, k, cand, _cmd in sorted(singles, key=lambda t: _COSTS[t[0]][0]):
-        if kind == "paged" or (kind == "qlora" and s.method == "full" and any(x[0] == "lora" for x in appliers)):
+    optimizer, LoRA/QLoRA) until the setup fits, then pruned of every part it fits without; None
+    if even all of them together do not fit."""
+    parts: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (kind, setup fields, config keys)
+    for kind, keys, cand, _cmd in sorted(singles, key=lambda t: _COSTS[t[0]][0]):
+        if kind == "paged" or (kind == "qlora" and any(p[0] == "lora" for p in parts)):
             continue
-        diff = {f: getattr(cand, f) for f in TrainSetup.__dataclass_fields__ if getattr(cand, f) != getattr(s, f)}
+        fields = {f: getattr(cand, f) for f in TrainSetup.__dataclass_fields__ if getattr(cand, f) != getattr(s, f)}
         if kind == "batch":
-            diff = {"batch_size": 1, "grad_accum": s.grad_accum * s.batch_size}
-            k = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": s.grad_accum * s.batch_size}
-        appliers.append((kind, lambda x, d=diff: replace(x, **d), k))
-    costs: list[str] = []
-    for kind, apply, k in appliers:
-        cur = apply(cur)
+            fields = {"batch_size": 1, "grad_accum": s.grad_accum * s.batch_size}
+            keys = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": s.grad_accum * s.batch_size}
+        parts.append((kind, fields, keys))
+
+    def fits_with(chosen: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> tuple[bool, MemoryEstimate]:
+        cur = s
+        for _kind, fields, _keys in chosen:
+            cur = replace(cur, **fields)
+        return _fits(model, cur, capacity, headroom)
+
+    chosen: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for part in parts:
+        chosen.append(part)
+        if fits_with(chosen)[0]:
+            break
+    else:
+        return None
+    for part in list(chosen):  # drop what the rest fits without (the most expensive kept last)
+        rest = [p for p in chosen if p is not part]
+        if rest and fits_with(rest)[0]:
+            chosen = rest
+    ok, e = fits_with(chosen)
+    cur = s
+    keys: dict[str, Any] = {}
+    for _kind, fields, k in chosen:
+        cur = replace(cur, **fields)
         keys.update(k)
-        costs.append(_COSTS[kind][1].split(":")[0])
-        ok, e = _fits(model, cur, capacity, headroom)
-        if ok:
-            rank = max(_COSTS[x[0]][0] for x in appliers[: len(costs)])
-            return FitChange(keys, e.peak_gib, "together: " + "; ".join(costs), rank, None, cur)
-    return None
+    rank = max(_COSTS[p[0]][0] for p in chosen)
+    cost = "together: " + "; ".join(_COSTS[p[0]][1] for p in chosen)
+    return FitChange(keys, e.peak_gib, cost, rank, None, cur) if ok else None
 
 
 def fit_table(model: ModelFacts, setup: TrainSetup, headroom: float, effective: int,
