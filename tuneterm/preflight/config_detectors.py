@@ -375,7 +375,7 @@ def _problem_detections(cf: ConfigFacts, problems: list[Any]) -> list[Detection]
     return out
 
 
-@detector("config_unknown_keys", scope="config", params={}, evidence=("key", "problem"))
+@detector("config-unknown-keys", scope="config", params={}, evidence=("key", "problem"))
 def unknown_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Keys the installed TRL does not know (TRL's parser and ``tuneterm train`` refuse them)."""
     from tuneterm.preflight.config_validate import schema_problems
@@ -391,7 +391,7 @@ def unknown_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
                                 if p.kind == "unknown-key"])
 
 
-@detector("config_missing_keys", scope="config", params={}, evidence=("key", "problem"))
+@detector("config-missing-keys", scope="config", params={}, evidence=("key", "problem"))
 def missing_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Keys the tool needs before it can train (model, dataset, GRPO reward) and pairs that
     exclude each other or need each other (bf16 with fp16, load_in_4bit without use_peft)."""
@@ -401,7 +401,7 @@ def missing_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
                                 if p.kind != "unknown-key"])
 
 
-@detector("config_precision_unsupported", scope="config", params={}, evidence=("key", "problem"))
+@detector("config-precision-unsupported", scope="config", params={}, evidence=("key", "problem"))
 def precision_unsupported(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """bf16 (TRL's default) on a machine whose GPUs lack it, or that has none."""
     from tuneterm.preflight.config_validate import hardware_problems
