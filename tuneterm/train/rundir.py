@@ -28,7 +28,7 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
                     (:func:`tuneterm.train.control.run_processes`), not by process group alone
         pgid        process group id (== pid: the supervisor is a session leader)
         worker_pid  pid of the training process (rank 0's when ``--gpus`` > 1)
-        step, max_steps, epoch   progress, updated at most every 2 s and on every log event
+        step, max_steps, epoch   progress, updated at most every 2 s and at train end
         started, ended           ISO-8601 UTC times
         exit_code   the training process's exit status; negative = killed by that signal
         signal      signal name when killed by a signal (e.g. "SIGKILL"), else null

@@ -1,0 +1,99 @@
+"""A user's own training script with TunetermCallback attached (run as a subprocess by the tests).
+
+``python -m tests.train.callback_script KIND LR RUNS_DIR NAME [--stop-on error] [--notify URL]
+[--wandb] [--steps N] [--peft]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
+tiny chat data) or ``sft`` (TRL's SFTTrainer). The model is tuneterm's built-in tiny Llama; no
+network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
+build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _texts() -> list[str]:
+    from tuneterm.train import builtin
+
+    path = Path(builtin.__file__).parent / "data" / "tiny_sft.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [" ".join(m["content"] for m in r["messages"]) for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["hf", "sft"])
+    ap.add_argument("lr", type=float)
+    ap.add_argument("runs_dir")
+    ap.add_argument("name")
+    ap.add_argument("--stop-on", default="never")
+    ap.add_argument("--notify", action="append", default=[])
+    ap.add_argument("--wandb", action="store_true")
+    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--peft", action="store_true")
+    a = ap.parse_args()
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneterm import TunetermCallback
+    from tuneterm.train.builtin import resolve_model
+
+    torch.manual_seed(0)
+    path = resolve_model("tuneterm:tiny-llama")
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if a.peft:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    common = dict(
+        output_dir=str(Path(a.runs_dir) / f".out-{a.name}"),
+        max_steps=a.steps,
+        per_device_train_batch_size=8,
+        learning_rate=a.lr,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=["wandb"] if a.wandb else [],
+        run_name=a.name,
+        seed=42,
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    cb = TunetermCallback(runs_dir=a.runs_dir, name=a.name, stop_on=a.stop_on, samples=True, notify=a.notify)
+    texts = _texts()
+    if a.kind == "hf":
+        from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+        ds = Dataset.from_dict({"text": texts}).map(
+            lambda b: tok(b["text"], truncation=True, max_length=64), batched=True, remove_columns=["text"]
+        )
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**common),
+            train_dataset=ds,
+            data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+        )
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(**common, max_length=64, bf16=False),
+            train_dataset=Dataset.from_dict({"text": texts}),
+            processing_class=tok,
+        )
+    trainer.add_callback(cb)
+    trainer.train()
+    print(f"TRAINED {trainer.state.global_step} {os.fspath(cb.run_dir)}")
+
+
+if __name__ == "__main__":
+    main()
