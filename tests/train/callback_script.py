@@ -1,7 +1,7 @@
 """A user's own training script with TunetermCallback attached (run as a subprocess by the tests).
 
 ``python -m tests.train.callback_script KIND LR RUNS_DIR NAME [--stop-on error] [--notify URL]
-[--wandb] [--steps N] [--peft]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
+[--wandb] [--steps N] [--peft] [--raise-at STEP]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
 tiny chat data) or ``sft`` (TRL's SFTTrainer). The model is tuneterm's built-in tiny Llama; no
 network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
 build.
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--wandb", action="store_true")
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--peft", action="store_true")
+    ap.add_argument("--raise-at", type=int, default=0, help="raise RuntimeError at this step (a crash)")
     a = ap.parse_args()
 
     import torch
@@ -91,6 +92,15 @@ def main() -> None:
             processing_class=tok,
         )
     trainer.add_callback(cb)
+    if a.raise_at:
+        from transformers import TrainerCallback
+
+        class Crash(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+                if state.global_step == a.raise_at:
+                    raise RuntimeError(f"injected failure at step {state.global_step}")
+
+        trainer.add_callback(Crash())
     trainer.train()
     print(f"TRAINED {trainer.state.global_step} {os.fspath(cb.run_dir)}")
 

@@ -71,7 +71,7 @@ def _preflight(config: Any, gpus: int, force: bool) -> dict[str, Any] | None:
     return result.memory_estimate
 
 
-def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
+def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0, notify: tuple[str, ...] = ()) -> int:
     """Follow a run in the terminal (the default of ``tuneterm train``); returns the exit code.
 
     Plug point for the watcher: today this prints the same plain progress lines as ``--headless``
@@ -88,7 +88,7 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
         except ImportError:
             watch_launched = None
     if watch_launched is not None:
-        code = watch_launched(launched, stop_on=stop_on, grace_s=grace_s)
+        code = watch_launched(launched, stop_on=stop_on, grace_s=grace_s, notify=notify)
         if code == int(ExitCode.FINDINGS):
             _raise_if_config_failure(launched.run)
         return code
@@ -98,7 +98,7 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
     rd, proc = launched.run, launched.proc
     while True:
         try:
-            outcome = follow(rd, proc, stop_on=stop_on, out=sys.stdout, grace_s=grace_s)
+            outcome = follow(rd, proc, stop_on=stop_on, out=sys.stdout, grace_s=grace_s, notify=notify)
         except KeyboardInterrupt:
             if _ask_stop():
                 _say(f"tuneterm: stopping run {rd.name} ...")
@@ -185,6 +185,7 @@ def train_cmd(
     ),
     sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
     force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
+    notify: list[str] = typer.Option([], "--notify", metavar="URL", help="Apprise URL to notify when the run ends, fails, dies, stalls or an error finding fires (repeatable; also $TUNETERM_NOTIFY and ~/.config/tuneterm/config.yaml)."),
 ) -> int:
     """Validate CONFIG and launch a training run that survives SSH drops; follow it live."""
     import click
@@ -216,6 +217,7 @@ def train_cmd(
         stop_on=stop_on,
         argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
         memory_estimate=estimate,
+        notify=tuple(notify),
     )
     rd = launched.run
     print(rd.name, flush=True)
@@ -227,9 +229,9 @@ def train_cmd(
         from tuneterm.train.follow import follow
 
         try:
-            outcome = follow(rd, launched.proc, stop_on=stop_on, out=sys.stdout)
+            outcome = follow(rd, launched.proc, stop_on=stop_on, out=sys.stdout, notify=tuple(notify))
         except KeyboardInterrupt:
             _say(f"tuneterm: interrupted; run {rd.name} keeps running in the background.\n{how_to_follow(rd)}")
             return int(ExitCode.INTERRUPTED)
         return _report(rd, outcome)
-    return live_view(launched, stop_on=stop_on)
+    return live_view(launched, stop_on=stop_on, notify=tuple(notify))

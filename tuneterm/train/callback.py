@@ -197,7 +197,7 @@ class TunetermCallback(TrainerCallback):
         from tuneterm.watch.notify import Notifier
 
         self._notifier = Notifier.configured(self.notify_urls)
-        self._unhook = install_crash_hooks(self.rd, self._notify_end)
+        self._unhook = install_crash_hooks(self.rd, self._crashed)
         self._rules = LiveRules(self.rd, self._on_finding)
         self._rules.start()
 
@@ -273,6 +273,14 @@ class TunetermCallback(TrainerCallback):
             self.rd.update_status(stop_reason=_finding_line(finding))
         if self._notifier is not None:
             self._notifier.finding(self.rd, finding)
+
+    def _crashed(self, state: str, error: str | None) -> None:
+        """The process is ending without on_train_end (recorded by the crash hooks): evaluate the
+        run once more (the crash rules read the traceback), notify, and let the message go out."""
+        findings: list[Any] = self._rules.final() if self._rules is not None else []
+        if self._notifier is not None:
+            self._notifier.run_ended(self.rd, state, error, findings)
+            self._notifier.close()
 
     def _notify_end(self, state: str, error: str | None) -> None:
         if self._notifier is not None:

@@ -128,7 +128,28 @@ def supervise(run_dir: Path) -> int:
         fields["state"] = "stopped" if stop_requested else "finished"
     rd.update_status(**fields)
     final = rd.read_status().get("state")
+    notify_end(rd)
     return 0 if final in ("finished", "stopped") else 1
+
+
+def notify_end(rd: RunDir) -> None:
+    """Notify the recorded end of the run (finished, failed, stopped) with its most severe finding,
+    when notification URLs are configured (:mod:`tuneterm.watch.notify`); never raises."""
+    try:
+        from tuneterm.watch.notify import Notifier
+
+        notifier = Notifier.configured()
+        if notifier is None:
+            return
+        from tuneterm.train.follow import evaluate_run
+
+        status = rd.read_status()
+        found = evaluate_run(rd) or []
+        error = status.get("error") if isinstance(status.get("error"), str) else None
+        notifier.run_ended(rd, str(status.get("state") or "failed"), error, found)
+        notifier.close()
+    except Exception:  # noqa: BLE001 - a notification must never change how the run ends
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,19 @@ def configured_urls(extra: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
+def _claim(run_dir: Path, key: str) -> bool:
+    """True when this process is the first to claim ``key`` for ``run_dir`` (or cannot tell)."""
+    marker = run_dir / ".notified" / re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:200]
+    try:
+        marker.parent.mkdir(exist_ok=True)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # a read-only run directory: better a duplicate than silence
+    return True
+
+
 def _with_timeouts(url: str) -> str:
     """Bound every delivery: apprise's connect (``cto``) and read (``rto``) timeouts."""
     if "cto=" in url or "rto=" in url:
@@ -168,10 +181,17 @@ class Notifier:
 
     # -- events -------------------------------------------------------------------------------
     def post(self, message: Message) -> None:
-        """Queue ``message`` unless one with the same key was queued before (never blocks)."""
+        """Queue ``message`` unless one with the same key was queued before (never blocks).
+
+        In a run directory the key is also claimed across processes (a marker file created with
+        ``O_EXCL`` under ``.notified/``), so the supervisor, a watcher and the callback that all
+        see the same end send one message, not three.
+        """
         if message.key in self._sent:
             return
         self._sent.add(message.key)
+        if message.log_dir is not None and not _claim(message.log_dir, message.key):
+            return
         self._queue.put(message)
 
     def finding(self, rd: Any, f: Any) -> None:
@@ -229,3 +249,14 @@ class Notifier:
         """Let queued messages go out, waiting at most ``timeout`` seconds."""
         self._queue.put(None)
         self._thread.join(timeout)
+
+
+def notify_findings(notifier: Notifier | None, run_dir: Path | None, run: str, found: Iterable[Any]) -> None:
+    """Notify the error findings among ``found`` and a stall (``run-stalled``, any severity)."""
+    if notifier is None:
+        return
+    for f in found:
+        if getattr(f, "name", "") == "run-stalled":
+            notifier.post(end_message(run, run_dir, "stalled", None, [f]))
+        elif f.severity.value == "error":
+            notifier.post(finding_message(run, run_dir, f))
