@@ -1,8 +1,9 @@
 """A user's own training script with TunetermCallback attached (run as a subprocess by the tests).
 
 ``python -m tests.train.callback_script KIND LR RUNS_DIR NAME [--stop-on error] [--notify URL]
-[--wandb] [--steps N] [--peft] [--raise-at STEP]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
-tiny chat data) or ``sft`` (TRL's SFTTrainer). The model is tuneterm's built-in tiny Llama; no
+[--wandb] [--steps N] [--peft] [--no-samples] [--raise-at STEP]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
+tiny chat data), ``sft`` (TRL's SFTTrainer), ``dpo`` (DPOTrainer with LoRA on the shipped
+preference pairs) or ``grpo`` (GRPOTrainer with LoRA and the built-in length reward). The model is tuneterm's built-in tiny Llama; no
 network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
 build.
 """
@@ -15,17 +16,22 @@ import os
 from pathlib import Path
 
 
-def _texts() -> list[str]:
+def builtin_dir() -> Path:
+    """Where tuneterm's shipped tiny datasets live."""
     from tuneterm.train import builtin
 
-    path = Path(builtin.__file__).parent / "data" / "tiny_sft.jsonl"
+    return Path(builtin.__file__).parent / "data"
+
+
+def _texts() -> list[str]:
+    path = builtin_dir() / "tiny_sft.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [" ".join(m["content"] for m in r["messages"]) for r in rows]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["hf", "sft"])
+    ap.add_argument("kind", choices=["hf", "sft", "dpo", "grpo"])
     ap.add_argument("lr", type=float)
     ap.add_argument("runs_dir")
     ap.add_argument("name")
@@ -34,6 +40,7 @@ def main() -> None:
     ap.add_argument("--wandb", action="store_true")
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--peft", action="store_true")
+    ap.add_argument("--no-samples", action="store_true")
     ap.add_argument("--raise-at", type=int, default=0, help="raise RuntimeError at this step (a crash)")
     a = ap.parse_args()
 
@@ -68,7 +75,7 @@ def main() -> None:
         use_cpu=True,
         dataloader_num_workers=0,
     )
-    cb = TunetermCallback(runs_dir=a.runs_dir, name=a.name, stop_on=a.stop_on, samples=True, notify=a.notify)
+    cb = TunetermCallback(runs_dir=a.runs_dir, name=a.name, stop_on=a.stop_on, samples=not a.no_samples, notify=a.notify)
     texts = _texts()
     if a.kind == "hf":
         from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
@@ -82,7 +89,7 @@ def main() -> None:
             train_dataset=ds,
             data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
         )
-    else:
+    elif a.kind == "sft":
         from trl import SFTConfig, SFTTrainer
 
         trainer = SFTTrainer(
@@ -91,6 +98,26 @@ def main() -> None:
             train_dataset=Dataset.from_dict({"text": texts}),
             processing_class=tok,
         )
+    else:
+        from peft import LoraConfig
+
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
+        data = Path(builtin_dir()) / ("tiny_dpo.jsonl" if a.kind == "dpo" else "tiny_prompts.jsonl")
+        rows = Dataset.from_json(str(data))
+        if a.kind == "dpo":
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(model=model, args=DPOConfig(**common, max_length=128, bf16=False, beta=0.1),
+                                 train_dataset=rows, processing_class=tok, peft_config=lora)
+        else:
+            from trl import GRPOConfig, GRPOTrainer
+
+            from tuneterm.train.rewards import length_reward
+
+            common["per_device_train_batch_size"] = 8
+            trainer = GRPOTrainer(model=model, reward_funcs=[length_reward],
+                                  args=GRPOConfig(**common, num_generations=4, max_completion_length=16, beta=0.0, bf16=False),
+                                  train_dataset=rows, processing_class=tok, peft_config=lora)
     trainer.add_callback(cb)
     if a.raise_at:
         from transformers import TrainerCallback

@@ -1,13 +1,14 @@
 """TunetermCallback in the user's own trainer, W&B runs, notifications, compare: on real tiny runs.
 
-Four real CPU trainings, made once per module by ``callback_runs``, each a user script
+Six real CPU trainings, made once per module by ``callback_runs``, each a user script
 (tests/train/callback_script.py) that adds ``TunetermCallback`` to its own trainer:
 
 * ``hf-a``: a transformers ``Trainer``, learning rate 1e-3, also logging to W&B offline;
 * ``hf-b``: the same at 4e-3 (the pair ``compare`` tells apart);
 * ``sft-lr0``: TRL's ``SFTTrainer`` at learning rate 0 with ``stop_on="error"``, notifying a local
   HTTP receiver;
-* ``hf-crash``: a Trainer whose script raises mid-training (a failing run), notifying the receiver.
+* ``hf-crash``: a Trainer whose script raises mid-training (a failing run), notifying the receiver;
+* ``dpo-lora``, ``grpo-lora``: TRL's DPOTrainer and GRPOTrainer with a LoRA ``peft_config``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _script(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def callback_runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Path:
-    """The module's four real trainings (see the module docstring); returns their working dir."""
+    """The module's real trainings (see the module docstring); returns their working dir."""
     cwd = tmp_path_factory.mktemp("callback")
     runs = str(cwd / "runs")
     dead = "json://127.0.0.1:9/"  # nothing listens on the discard port: a failing notifier
@@ -85,6 +86,8 @@ def callback_runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory, rec
         (["hf", "4e-3", runs, "hf-b"], 0),
         (["sft", "0", runs, "sft-lr0", "--stop-on", "error", "--steps", "80", "--notify", receiver.url, "--notify", dead], 0),
         (["hf", "1e-3", runs, "hf-crash", "--steps", "20", "--raise-at", "6", "--notify", receiver.url], 1),
+        (["dpo", "5e-4", runs, "dpo-lora", "--steps", "6", "--no-samples"], 0),
+        (["grpo", "5e-3", runs, "grpo-lora", "--steps", "4", "--no-samples"], 0),
     ]
     for args, code in plans:
         proc = _script(args, cwd, {})
@@ -204,3 +207,19 @@ def test_compare_findings_diff_names_the_step(callback_runs: Path) -> None:
     assert lr0["first_step"]["a"] is None and lr0["first_step"]["b"] >= 1
     assert doc["verdict"].startswith("lr-zero (S101) fired in b from step")
     assert "a did not" in doc["verdict"]
+
+
+@pytest.mark.parametrize(("name", "trainer", "metric"), [("dpo-lora", "dpo", "rewards/margins"), ("grpo-lora", "grpo", "reward")])
+def test_trl_preference_and_rl_trainers_through_the_callback(callback_runs: Path, name: str, trainer: str, metric: str) -> None:
+    d = callback_runs / "runs" / name
+    assert status(d)["state"] == "finished"
+    launch = json.loads((d / "launch.json").read_text())
+    assert launch["trainer"] == trainer and launch["method"] == "lora"
+    assert "lora_r: 8" in (d / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert any(metric in r for r in rows)
+    proc = run_cli(["check", str(d), "--format", "json"], cwd=callback_runs)
+    doc = json.loads(proc.stdout)
+    assert doc["summary"]["trainer"] == trainer
+    # GRPO's near-zero loss and DPO's ln 2 start are normal for these trainers: no error.
+    assert doc["summary"]["errors"] == 0 and proc.returncode == 0, doc["findings"]
