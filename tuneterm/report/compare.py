@@ -182,7 +182,7 @@ def compare_runs(runs: Sequence[Run], findings: Sequence[Sequence[Finding]], *, 
         for lab, r, name in zip(labels, runs, names, strict=True)
     )
     metrics = _metric_curves(runs, labels, x)
-    config = config_diff([r.facts for r in runs])
+    config = config_diff([effective_facts(r) for r in runs])
     fdiff = findings_diff(findings)
     return Comparison(compared, x, metrics, config, fdiff, verdict_line(compared, config, fdiff))
 
@@ -256,6 +256,18 @@ def _metric_curves(runs: Sequence[Run], labels: Sequence[str], x: str) -> tuple[
 
 
 # ------------------------------------------------------------------------------------------ diffs
+def effective_facts(run: Run) -> RunFacts:
+    """The run's facts, with the configured learning rate taken from the logged schedule's peak
+    when no config said it (a bare ``trainer_state.json`` or console log)."""
+    facts = run.facts
+    if facts.learning_rate is None:
+        s = run.train.get("learning_rate")
+        peak = max((v for v in s.values if math.isfinite(v)), default=None) if s is not None else None
+        if peak is not None:
+            return dataclasses.replace(facts, learning_rate=peak, extra=dict(facts.extra))
+    return facts
+
+
 def config_diff(facts: Sequence[RunFacts]) -> tuple[ConfigDiff, ...]:
     """The normalised config facts whose values differ between runs (unknown on every run: left
     out; known on some: shown, ``None`` where unknown)."""
@@ -328,6 +340,7 @@ def verdict_line(runs: Sequence[ComparedRun], config: Sequence[ConfigDiff], find
         parts.append(f"{top.name} ({top.code}) fired in {' and '.join(hit)}")
         parts.append(f"{' and '.join(missed)} did not")
     else:
+        parts.append("no finding tells the runs apart")
         losses = [(r.label, r.final.get("loss")) for r in runs if r.final.get("loss") is not None]
         if len(losses) >= 2:
             best = min(losses, key=lambda t: t[1])
@@ -335,8 +348,8 @@ def verdict_line(runs: Sequence[ComparedRun], config: Sequence[ConfigDiff], find
             if worst[1] > 0 and best[1] != worst[1]:
                 pct = 100.0 * (worst[1] - best[1]) / abs(worst[1])
                 parts.append(f"{best[0]} ends at loss {best[1]:.4g}, {pct:.0f}% below {worst[0]}'s {worst[1]:.4g}")
-        if not parts:
-            parts.append("no finding tells the runs apart")
+            elif best[1] == worst[1]:
+                parts.append(f"all end at loss {best[1]:.4g}")
     by_key = {c.key: c for c in config}
     for key in _PRIMARY_KEYS:
         if key in by_key:
@@ -345,9 +358,10 @@ def verdict_line(runs: Sequence[ComparedRun], config: Sequence[ConfigDiff], find
                 parts.append(text)
                 break
     else:
-        if config:
-            c = config[0]
-            parts.append(f"{c.key} differs (" + ", ".join(f"{lab}: {_fmt(v)}" for lab, v in zip(labels, c.values, strict=True)) + ")")
+        known = next((c for c in config if sum(v is not None for v in c.values) >= 2), None)
+        if known is not None:
+            shown = ", ".join(f"{lab}: {_fmt(v)}" for lab, v in zip(labels, known.values, strict=True) if v is not None)
+            parts.append(f"{known.key} differs ({shown})")
         else:
             parts.append("no config difference is known")
     return "; ".join(parts)
