@@ -22,7 +22,7 @@ needs_wandb = pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reas
 SCRIPT = Path(__file__).with_name("wandb_script.py")
 
 
-def _wait(pred, timeout: float = 90.0) -> bool:  # noqa: ANN001 - a test helper
+def _wait(pred, timeout: float = 90.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():

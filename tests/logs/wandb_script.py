@@ -9,6 +9,7 @@ import time
 
 os.environ["WANDB_MODE"] = "offline"; os.environ["WANDB_SILENT"] = "true"
 import wandb
+
 run = wandb.init(mode="offline", project="t", config={"learning_rate": 2e-4})
 for s in range(1, 6):
     wandb.log({"train/loss": 2.0 - 0.1 * s, "train/global_step": s * 10})

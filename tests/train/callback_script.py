@@ -78,7 +78,11 @@ def main() -> None:
     cb = TunetermCallback(runs_dir=a.runs_dir, name=a.name, stop_on=a.stop_on, samples=not a.no_samples, notify=a.notify)
     texts = _texts()
     if a.kind == "hf":
-        from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+        from transformers import (
+            DataCollatorForLanguageModeling,
+            Trainer,
+            TrainingArguments,
+        )
 
         ds = Dataset.from_dict({"text": texts}).map(
             lambda b: tok(b["text"], truncation=True, max_length=64), batched=True, remove_columns=["text"]
@@ -123,7 +127,7 @@ def main() -> None:
         from transformers import TrainerCallback
 
         class Crash(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == a.raise_at:
                     raise RuntimeError(f"injected failure at step {state.global_step}")
 

@@ -23,7 +23,13 @@ def test_axolotl_plugin_manager_adds_the_callback(tiny_model: str, tmp_path: Pat
     base = pytest.importorskip("axolotl.integrations.base", reason="Axolotl is not installed here")
     from axolotl.utils.dict import DictDefault
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     monkeypatch.chdir(tmp_path)
     manager = base.PluginManager.get_instance()

@@ -48,7 +48,7 @@ def receiver() -> Iterator[Receiver]:
     got: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             got.append(json.loads(body))
             self.send_response(200)

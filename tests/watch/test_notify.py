@@ -26,7 +26,7 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
     got: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
             self.send_response(200)
             self.end_headers()

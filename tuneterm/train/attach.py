@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import enum
+import logging
 import os
 import sys
 import traceback
@@ -33,7 +34,16 @@ from typing import Any
 
 import yaml
 
-from tuneterm.train.rundir import RunDir, create_run_dir, initial_status, now_iso, runs_root, write_json_atomic
+from tuneterm.train.rundir import (
+    RunDir,
+    create_run_dir,
+    initial_status,
+    now_iso,
+    runs_root,
+    write_json_atomic,
+)
+
+log = logging.getLogger("tuneterm.callback")
 
 # Read by the facts and the rules whatever their value, so written even when they are defaults.
 _ALWAYS = (
@@ -253,15 +263,15 @@ def install_crash_hooks(rd: RunDir, on_end: Callable[[str, str | None], None]) -
                 fh.write("".join(traceback.format_exception(etype, value, tb)))
             interrupted = issubclass(etype, KeyboardInterrupt)
             record("failed", error_line(value), 130 if interrupted else 1)
-        except Exception:  # noqa: BLE001 - the user's own excepthook must still run
-            pass
+        except Exception as exc:  # noqa: BLE001 - the user's own excepthook must still run
+            log.warning("could not record the crash in %s: %s", rd.path, exc)
         previous(etype, value, tb)
 
     def at_exit() -> None:
         try:
             record("failed", "the training process exited before training ended", None)
-        except Exception:  # noqa: BLE001 - never turn an exit into a traceback
-            pass
+        except Exception as exc:  # noqa: BLE001 - never turn an exit into a traceback
+            log.warning("could not record the end of %s: %s", rd.path, exc)
 
     sys.excepthook = hook
     atexit.register(at_exit)

@@ -92,6 +92,8 @@ class TunetermCallback(TrainerCallback):
 
     Raises:
         ValueError: ``stop_on`` is neither ``"error"`` nor ``"never"``.
+        InputError: ``name`` is unsafe or a run of that name exists already (raised here, before
+            any training time is spent, rather than at train begin).
     """
 
     def __init__(
@@ -112,6 +114,8 @@ class TunetermCallback(TrainerCallback):
     ) -> None:
         if stop_on not in ("error", "never"):
             raise ValueError(f"stop_on must be 'error' or 'never', not {stop_on!r}")
+        if run_dir is None and name is not None:
+            _check_new_name(runs_dir, name)
         self._own = run_dir is None
         self.rd: RunDir = run_dir if run_dir is not None else RunDir(Path())
         self.runs_dir = runs_dir
@@ -434,3 +438,12 @@ def _default_prompts(tokenizer: Any, loader: Any) -> list[SamplePrompt]:
         return sample_prompts(dataset if dataset is not None else [], tokenizer)
     except Exception:  # noqa: BLE001 - tokenized or unusual datasets: general prompts instead
         return sample_prompts([], tokenizer)
+
+
+def _check_new_name(runs_dir: str | os.PathLike[str] | None, name: str) -> None:
+    from tuneterm.errors import InputError
+    from tuneterm.train.rundir import check_name, runs_root
+
+    root = runs_root(runs_dir)
+    if (root / check_name(name)).exists():
+        raise InputError(f"run {name!r} already exists in {root}; choose another name")

@@ -148,8 +148,10 @@ def notify_end(rd: RunDir) -> None:
         error = status.get("error") if isinstance(status.get("error"), str) else None
         notifier.run_ended(rd, str(status.get("state") or "failed"), error, found)
         notifier.close()
-    except Exception:  # noqa: BLE001 - a notification must never change how the run ends
-        pass
+    except Exception as exc:  # noqa: BLE001 - a notification must never change how the run ends
+        import logging
+
+        logging.getLogger("tuneterm.notify").warning("end of run %s not notified: %s", rd.name, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,10 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
     tuneterm's own launch choices (they are not TRL fields, so they are kept out of config.yaml):
     ``{"trainer": "sft"|"dpo"|"grpo", "method": "full"|"lora"|"qlora"|"dora", "gpus": int,
     "accelerate_config": str|null, "sample_every": int, "stop_on": "error"|"never",
-    "config_source": str, "cwd": str, "argv": [str], "tuneterm_version": str}``.
+    "config_source": str, "cwd": str, "argv": [str], "tuneterm_version": str}``. A run written by
+    ``TunetermCallback`` inside the user's own trainer has ``"kind": "callback"`` (and no
+    ``config_source``/``gpus``); one started by ``tuneterm watch -- COMMAND`` has ``"kind":
+    "command"``.
 
 ``status.json``
     Kept current, always replaced atomically (temp file + ``os.replace``), so a reader never sees a
@@ -71,6 +74,11 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
 
 ``output/``
     The default ``output_dir``: checkpoints and the final model.
+
+``notify.log``, ``.notified/``
+    Notifications (:mod:`tuneterm.watch.notify`): one line per message that could not be
+    delivered, and one empty marker file per event already sent (so the supervisor, a watcher and
+    the callback send each event once).
 
 Writers: the launcher creates the directory, config.yaml, launch.json and the first status.json;
 the supervisor (``tuneterm.train.child``) records pid, the exit status and signal deaths; the
