@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_parse import make_trainer_state  # noqa: E402  (same generator as the parse benchmark)
+from bench_parse import make_trainer_state  # (same generator as the parse benchmark)
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_LOG = REPO.parent / "shared" / "corpus" / "014_tinyllama-sft-eval_trainer_state.json"

@@ -13,9 +13,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.plan.memory_points import POINTS  # noqa: E402
-from tuneterm.plan.facts import table_facts  # noqa: E402
-from tuneterm.plan.memory import GIB, TrainSetup, estimate  # noqa: E402
+from tests.plan.memory_points import POINTS
+from tuneterm.plan.facts import table_facts
+from tuneterm.plan.memory import GIB, TrainSetup, estimate
 
 
 def main() -> int:

@@ -37,11 +37,8 @@ def test_doctor_exit_codes(tmp_path: Path, capsys) -> None:
 
 
 def test_doctor_demo(capsys) -> None:
-    shipped = samples_dir().is_dir() and any(p.is_dir() for p in samples_dir().iterdir())
+    assert samples_dir().is_dir() and any(p.is_dir() for p in samples_dir().iterdir())
     code, out, err = run_cli(capsys, "doctor", "--demo", "--width", "80", "--no-charts")
-    if not shipped:
-        assert code == 2 and "no sample runs" in err
-        pytest.skip("sample runs not shipped yet")
     assert code in (0, 1) and out and err == ""
     assert out.count(" in ") >= 2
 

@@ -6,8 +6,9 @@
   so forgetting them is measurable.
 * ``adapter``: a LoRA adapter (peft) trained on the task ("What colour is the X?" -> "The X is
   Y.") over ``base``: the model trained to answer the task.
-* ``collapsed``: ``base`` fully fine-tuned on the task with a huge learning rate: a collapsed model
-  (gibberish / loops, exploding perplexity), saved as a merged model directory.
+* ``collapsed``: ``base`` with its output pinned to one word (what a learning rate ~1000x too high
+  leaves behind: loops, exploding perplexity), saved as a merged model directory. Its behaviour is
+  set by its weights, not by training, so it is the same under any library version.
 
 The task data is written as ``train.jsonl`` and ``test.jsonl`` (messages format); held-out objects
 never occur in the training file.
@@ -90,6 +91,24 @@ def _train(model: Any, examples: list[tuple[list[int], list[int]]], *, steps: in
     model.eval()
 
 
+def _pin_output(model: Any, token_id: int, dim: int = 0) -> None:
+    """Make ``model`` predict ``token_id`` after any input.
+
+    Every embedding gets a large constant in dimension ``dim``, so the residual stream's ``dim``
+    stays positive through the (small) layers; the final norm keeps only that dimension, and the
+    output head maps it to ``token_id`` alone. Greedy decoding then repeats that token forever and
+    general-text perplexity explodes: a collapsed model, deterministically.
+    """
+    import torch
+
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, dim] = 100.0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[dim] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[token_id, dim] = 10.0
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build base, adapter, collapsed and the task data under ``root``; returns their paths."""
     import torch
@@ -141,9 +160,11 @@ def _build(root: Path) -> dict[str, Path]:
     lora.save_pretrained(paths["adapter"])
     tok.save_pretrained(paths["adapter"])
 
-    # 3. collapsed: full fine-tune with a learning rate ~1000x too high.
+    # 3. collapsed: the end state of a learning rate ~1000x too high, a model that answers every
+    #    prompt with one ordinary word repeated. Built by setting weights rather than by training,
+    #    so its behaviour does not depend on how training numerics fall under a library version.
     bad = AutoModelForCausalLM.from_pretrained(paths["base"])
-    _train(bad, task, steps=20, lr=3.0, pad=pad, seed=3)
+    _pin_output(bad, tok(" the", add_special_tokens=False)["input_ids"][-1])
     bad.save_pretrained(paths["collapsed"])
     tok.save_pretrained(paths["collapsed"])
     return {**paths, "train": data / "train.jsonl", "test": data / "test.jsonl"}

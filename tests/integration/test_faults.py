@@ -33,12 +33,7 @@ def _rules() -> Any:
 
 
 def _need(rule: str) -> None:
-    try:
-        found = _rules().get(rule)
-    except Exception as exc:  # noqa: BLE001 - rule tables still being written elsewhere
-        pytest.skip(f"rules not loadable yet: {exc}")
-    if found is None:
-        pytest.skip(f"rule {rule} not in rules/ yet")
+    assert _rules().get(rule) is not None, f"rule {rule} is missing from rules/"
 
 
 @pytest.fixture
@@ -67,7 +62,7 @@ def _train(tmp_path: Path, config: Path, overrides: dict[str, Any], fault: str |
 
 def _findings(run_dir: Path) -> dict[str, Any]:
     from tuneterm.engine import evaluate
-    from tuneterm.logs import load_run
+    from tuneterm.runs.load import load_source as load_run
 
     return {f.name: f for f in evaluate(load_run(run_dir), _rules())}
 

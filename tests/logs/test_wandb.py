@@ -72,7 +72,7 @@ def test_doctor_reads_config_steps_and_the_crash(crashed_run: tuple[Path, list[l
     run_dir, _ = crashed_run
     run = load_run(run_dir)
     assert run.format == "wandb" and run.facts.learning_rate == pytest.approx(2e-4)
-    assert run.facts.extra["exit_code"] == 1
+    assert run.status is not None and run.status.exit_code == 1 and run.status.state == "failed"
     assert any("device-side assert" in e.text for e in run.events)
     # The wandb/ directory above the run means its latest run.
     assert list(load_run(run_dir.parent).train["loss"].steps) == list(run.train["loss"].steps)

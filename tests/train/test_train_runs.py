@@ -17,15 +17,6 @@ from tests.train.conftest import TINY, TINY_DPO, TINY_GRPO, metrics, run_cli, st
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
 
-def _has_rule(name: str) -> bool:
-    try:
-        from tuneterm.engine import load_rules
-
-        return load_rules().get(name) is not None
-    except Exception:  # noqa: BLE001 - rule tables still being written by another helper
-        return False
-
-
 def _wait_state(run_dir: Path, states: set[str], timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,8 +70,6 @@ def test_headless_tiny_run_exits_0_with_complete_run_dir(tiny_model: str, tmp_pa
 
 
 def test_lr_zero_run_reports_lr_zero_and_fails(tiny_model: str, tmp_path: Path) -> None:
-    if not _has_rule("lr-zero"):
-        pytest.skip("rule lr-zero not in rules/ yet")
     proc = run_cli(
         ["train", str(TINY), "--headless", "--runs-dir", "runs", "--name", "lr0", "--set", "learning_rate=0",
          "--set", "max_steps=12"],
@@ -173,7 +162,7 @@ def test_signal_death_and_stop_are_recorded(tiny_model: str, tmp_path: Path) -> 
     from tuneterm.train.config import resolve
     from tuneterm.train.control import stop_run
     from tuneterm.train.launch import launch
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
 
     os.environ["TUNETERM_FAULT"] = "sleep=0.5"
     try:

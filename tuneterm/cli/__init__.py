@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = ExitCode.OK
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
+    except Exception as exc:  # the one place that turns bugs into a clean line
         if os.environ.get("TUNETERM_DEBUG"):
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (set TUNETERM_DEBUG=1 for a traceback)")

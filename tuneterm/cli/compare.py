@@ -45,7 +45,7 @@ def compare_cmd(
     import click
 
     from tuneterm.report.compare import compare
-    from tuneterm.watch.runs import resolve_target
+    from tuneterm.runs.info import resolve_target
 
     if len(runs) < 2:
         raise click.UsageError("give at least two runs to compare")

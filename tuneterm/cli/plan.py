@@ -73,8 +73,14 @@ def render_profile(prof: Any, console: Any) -> None:
     else:
         console.print(_t(f"Driver {d['driver_version'] or 'n/a'}, CUDA {d['cuda_version'] or 'n/a'}, {len(prof.gpus)} GPU(s)"))
         t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        for col in ("#", "name", "memory used/total GiB", "free GiB", "util", "temp", "power W", "cc", "bf16"):
-            t.add_column(col)
+        # The name is what people read first: on a narrow terminal it folds onto more lines but is
+        # never cut to nothing; the numbers never wrap.
+        longest = max(len(g["name"] or "") for g in d["gpus"])
+        for col in ("#", "name", "used/total GiB", "free GiB", "util", "temp", "power W", "cc", "bf16"):
+            if col == "name":
+                t.add_column(col, min_width=min(longest, 24), overflow="fold")
+            else:
+                t.add_column(col, no_wrap=True)
         for g in d["gpus"]:
             t.add_row(str(g["index"]), _t(g["name"]), f"{g['memory_used_gib']:.1f} / {g['memory_total_gib']:.1f}",
                       f"{g['memory_free_gib']:.1f}", _fmt(g["utilization_pct"], "%"), _fmt(g["temperature_c"], "C"),

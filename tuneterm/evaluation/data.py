@@ -203,7 +203,7 @@ def read_records(path: Path) -> list[Any]:
                 raise InputError(f"{path}: reading Parquet needs pyarrow (pip install 'tuneterm[train]')") from exc
             try:
                 return pq.read_table(path).to_pylist()
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+            except Exception as exc:  # pyarrow raises many types for bad files
                 raise InputError(f"{path}: not a readable Parquet file ({inert_line(exc, 120)})") from exc
         raw = path.read_bytes()
     except OSError as exc:
@@ -274,7 +274,7 @@ def load_splits(spec: str) -> tuple[dict[str, list[Any]], bool]:
             from tuneterm.train.builtin import load_builtin_dataset
 
             dd = load_builtin_dataset(spec)
-        except Exception as exc:  # noqa: BLE001 - unknown name or missing datasets: one line
+        except Exception as exc:  # unknown name or missing datasets: one line
             raise InputError(f"{spec}: {inert_line(exc, 160)}") from exc
         return {name: list(ds) for name, ds in dd.items()}, False
     path = Path(spec).expanduser()
@@ -298,7 +298,7 @@ def load_splits(spec: str) -> tuple[dict[str, list[Any]], bool]:
         raise InputError(f"{spec}: loading a hub dataset needs the datasets package") from exc
     try:
         dd = datasets.load_dataset(spec)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types (offline, not found, ...)
+    except Exception as exc:  # datasets raises many types (offline, not found, ...)
         raise InputError(f"{spec}: cannot load dataset ({inert_line(exc, 160)})") from exc
     return {name: list(ds) for name, ds in dd.items()}, False
 

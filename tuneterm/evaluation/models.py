@@ -5,7 +5,7 @@
 
 ``run``
     a tuneterm run directory (``config.yaml`` with ``status.json``/``launch.json``, see
-    :mod:`tuneterm.train.rundir`). The model is the final save in its ``output_dir`` (an adapter
+    :mod:`tuneterm.runs.layout`). The model is the final save in its ``output_dir`` (an adapter
     or a full model at the top of ``output/``), else its newest ``checkpoint-N``; the base is the
     config's ``model_name_or_path``; its training data is ``dataset_name`` /
     ``dataset_train_split`` (held-out examples overlapping it are dropped).
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
+from tuneterm.runs import layout
 from tuneterm.textsafe import inert_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -95,10 +96,9 @@ def _model_dir_kind(path: Path) -> str | None:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a tuneterm run directory."""
-    return (path / "config.yaml").is_file() and (
-        (path / "status.json").is_file() or (path / "launch.json").is_file() or (path / "metrics.jsonl").is_file()
-    )
+    """Whether ``path`` is a tuneterm run directory with its config recorded (the base model and
+    the output directory are read from it)."""
+    return layout.is_run_dir(path) and (path / layout.CONFIG).is_file()
 
 
 def _final_model(output: Path) -> tuple[Path, str] | None:
@@ -119,7 +119,7 @@ def _resolve_run(path: Path, spec: str) -> Target:
     import yaml
 
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load((path / layout.CONFIG).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{path / 'config.yaml'}: unreadable ({inert_line(exc, 120)})") from exc
     if not isinstance(config, dict):
@@ -195,7 +195,7 @@ def resolve_name(name: str) -> str:
             raise InputError(f"{name}: built-in models need tuneterm.train") from exc
         try:
             return resolve_model(name)
-        except Exception as exc:  # noqa: BLE001 - ConfigError or a build failure: one line
+        except Exception as exc:  # ConfigError or a build failure: one line
             raise InputError(f"{name}: {inert_line(exc, 160)}") from exc
     path = Path(name).expanduser()
     if path.exists():
@@ -256,7 +256,7 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
 
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, HF hub errors ...
+    except Exception as exc:  # OSError, ValueError, HF hub errors ...
         raise InputError(f"{path}: cannot load tokenizer ({inert_line(exc, 200)})") from exc
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -279,7 +279,7 @@ def load_model(path: str, runtime: Runtime, *, trust_remote_code: bool = False) 
         kwargs["device_map"] = runtime.device
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - one clear line for every loader failure
+    except Exception as exc:  # one clear line for every loader failure
         raise InputError(f"{path}: cannot load model ({inert_line(exc, 200)})") from exc
     if not runtime.device.startswith("cuda"):
         model.to(runtime.device)
@@ -302,7 +302,7 @@ def attach_adapter(model: Any, adapter_dir: str, tokenizer: Any | None = None) -
         if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
         peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-    except Exception as exc:  # noqa: BLE001 - size mismatch, missing weights ...
+    except Exception as exc:  # size mismatch, missing weights ...
         raise InputError(f"{adapter_dir}: cannot apply adapter to the base ({inert_line(exc, 200)})") from exc
     peft_model.eval()
     return peft_model

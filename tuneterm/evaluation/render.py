@@ -28,10 +28,14 @@ _VERDICT_STYLE = {"better": "green", "worse": "red", "unclear": "dim"}
 
 
 def _num(v: float | None, digits: int = 3) -> str:
+    """A number for people: fixed digits, or 3 significant digits once it is huge (a collapsed
+    model's perplexity can be 1e200, which fixed-point would print as a 200-digit integer)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float) and math.isinf(v):
         return "inf"
+    if abs(v) >= 1e6:
+        return f"{v:.3g}"
     return f"{v:.{digits}f}"
 
 
@@ -112,7 +116,7 @@ def probe_table(report: EvalReport) -> Table | None:
         ratio = pr.perplexity_ratio
         style = "red" if ratio is not None and ratio >= 1.5 else ""
         table.add_row("general-text perplexity", _num(bp, 2), _num(fp, 2),
-                      Text("–" if ratio is None else (f"x{ratio:.2f}" if math.isfinite(ratio) else "inf"), style=style))
+                      Text("–" if ratio is None else f"x{_num(ratio, 2)}", style=style))
     if pr.results:
         db, df = pr.base_degenerate.degenerate_share, pr.finetuned_degenerate.degenerate_share
         table.add_row("degenerate answers", _pct(db), _pct(df),

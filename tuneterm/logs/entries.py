@@ -13,7 +13,7 @@ import math
 import struct
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from itertools import groupby
 from operator import itemgetter
 from typing import Any

@@ -53,7 +53,7 @@ def read_tensorboard(run: Run, path: Path) -> None:
             for tag in tags:
                 for ev in acc.Scalars(tag):
                     scalars.append((int(ev.step), float(ev.wall_time), tag, float(ev.value)))
-        except Exception as e:  # corrupt protobuf, truncated record: one clear line
+        except Exception as e:  # noqa: BLE001 - corrupt protobuf, truncated record: one clear line
             raise InputError(f"{show(ef)}: not a readable TensorBoard event file ({type(e).__name__})") from None
     scalars.sort(key=lambda t: (t[0], t[1]))
     for step, _, tag, value in scalars:

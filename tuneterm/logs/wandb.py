@@ -38,7 +38,7 @@ from tuneterm.errors import InputError
 from tuneterm.logs.console import ConsoleParser
 from tuneterm.logs.entries import EntrySink
 from tuneterm.logs.facts import apply_config, load_mapping
-from tuneterm.logs.model import LogEvent, Run
+from tuneterm.logs.model import LogEvent, Run, RunStatus
 from tuneterm.logs.textio import show
 
 EXTRA_HINT = "install tuneterm[wandb] (pip install 'tuneterm[wandb]') to read W&B .wandb run files"
@@ -240,10 +240,11 @@ def _summary_facts(run: Run, summary: Any) -> None:
 
 
 def _exit_facts(run: Run, exit_code: int | None) -> None:
-    """The exit record: 0 finishes the run; nonzero is a crash unless the console showed one."""
+    """The exit record: 0 finishes the run; nonzero is a crash unless the console showed one.
+    Either way it is the run's status (``finished``/``failed`` with the exit code)."""
     if exit_code is None:
         return
-    run.facts.extra["exit_code"] = exit_code
+    run.status = RunStatus(state="finished" if exit_code == 0 else "failed", exit_code=exit_code)
     if exit_code == 0:
         run.facts.finished = True
         return

@@ -4,7 +4,7 @@ Entry points used by the ``check`` command:
 
 * :func:`looks_like_dataset` -- is this path (or hub id) a dataset rather than a log or a config?
 * :func:`check_dataset` -- read the data, render every example the way TRL trains it with the
-  model's tokenizer, run the ``data`` rules (``rules/data.yaml``) and return a :class:`DataReport`.
+  model's tokenizer, run the ``data`` rules (``rules/diagnostics/data.yaml``) and return a :class:`DataReport`.
 * :func:`render_data_report` -- the human summary (counts, token-length histogram with the
   max_length marked, worst examples with line numbers, findings with fixes).
 
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding
 from tuneterm.errors import InputError
+from tuneterm.kinds import TRAINERS
+from tuneterm.runs.layout import is_run_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,7 +114,7 @@ def _sniff_record(record: Any) -> bool | None:
 
 
 def _sniff_file(p: Path) -> bool:
-    from tuneterm.preflight.data_load import DATA_SUFFIXES  # noqa: PLC0415
+    from tuneterm.preflight.data_load import DATA_SUFFIXES
 
     kind = DATA_SUFFIXES.get(p.suffix.lower())
     if kind is None:
@@ -167,12 +169,12 @@ def looks_like_dataset(path: str) -> bool:
     >>> looks_like_dataset("trl-lib/Capybara"), looks_like_dataset("missing.yaml")
     (True, False)
     """
-    from tuneterm.preflight.data_load import data_files, is_hub_id  # noqa: PLC0415
+    from tuneterm.preflight.data_load import data_files, is_hub_id
 
     try:
         p = Path(path)
         if p.is_dir():
-            if (p / "trainer_state.json").exists() or (p / "status.json").exists() or (p / "metrics.jsonl").exists():
+            if (p / "trainer_state.json").exists() or is_run_dir(p):
                 return False
             files = data_files(p)
             return bool(files) and _sniff_file(files[0])
@@ -184,14 +186,14 @@ def looks_like_dataset(path: str) -> bool:
 
 
 def _data_rules() -> list[Rule]:
-    import tuneterm.preflight.data_detectors  # noqa: F401, PLC0415 - registers the data detectors
-    from tuneterm.engine import load_rules  # noqa: PLC0415
+    import tuneterm.preflight.data_detectors  # noqa: F401 - registers the data detectors
+    from tuneterm.engine import load_rules
 
     return list(load_rules(scopes=["data"]).for_scope("data"))
 
 
 def _percentile(values: Any, q: float) -> int:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     return int(np.quantile(values, q, method="higher")) if len(values) else 0
 
@@ -239,7 +241,7 @@ def _facts(an: DataAnalysis) -> dict[str, Any]:
 
 
 def _worst(an: DataAnalysis, findings: list[Finding]) -> list[WorstExample]:
-    from tuneterm.textsafe import inert_line  # noqa: PLC0415
+    from tuneterm.textsafe import inert_line
 
     out: list[WorstExample] = []
     seen: set[int] = set()
@@ -305,25 +307,25 @@ def check_dataset(
             ``--trainer``/``--max-length``/``--sample``, tokenizer not loadable (exit 2).
         NoMetricsError: the dataset has no rows (exit 3).
     """
-    from tuneterm.preflight.data_analysis import analyse  # noqa: PLC0415
-    from tuneterm.preflight.data_detectors import evaluate_data  # noqa: PLC0415
+    from tuneterm.preflight.data_analysis import analyse
+    from tuneterm.preflight.data_detectors import evaluate_data
 
     if max_length is not None and max_length < 1:
         raise InputError(f"--max-length must be a positive number of tokens, got {max_length}")
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of rows, got {sample}")
-    if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
+    if trainer is not None and trainer not in TRAINERS:
         raise InputError(f"--trainer must be sft, dpo or grpo, got {trainer!r}")
     rule_list = rules if rules is not None else _data_rules()
     near_sample = 10000
     for r in rule_list:
-        if r.detector == "data_duplicates" and isinstance(r.params.get("near_sample"), int):
+        if r.detector == "data-duplicates" and isinstance(r.params.get("near_sample"), int):
             near_sample = r.params["near_sample"]
 
     facts_tok = None
     factory = None
     if model:
-        from tuneterm.preflight.data_render import Renderer, load_tokenizer, tokenizer_facts  # noqa: PLC0415
+        from tuneterm.preflight.data_render import Renderer, load_tokenizer, tokenizer_facts
 
         tok = load_tokenizer(model, trust_remote_code=trust_remote_code)
         facts_tok = tokenizer_facts(tok, model)
@@ -354,7 +356,7 @@ def check_dataset(
 
 def render_data_report(report: DataReport, console: Console) -> None:
     """Print the human summary of ``report`` (see :mod:`tuneterm.preflight.data_view`)."""
-    from tuneterm.preflight.data_view import render_data_report as _render  # noqa: PLC0415
+    from tuneterm.preflight.data_view import render_data_report as _render
 
     _render(report, console)
 
@@ -365,7 +367,7 @@ def to_check_result(report: DataReport, rules: list[Rule] | tuple[Rule, ...] = (
 
     ``rules`` are the data rules that were evaluated (JUnit writes one test case per rule).
     """
-    from tuneterm.report.result import CheckResult  # noqa: PLC0415
+    from tuneterm.report.result import CheckResult
 
     facts = {k: v for k, v in report.facts.items() if k != "notes"}
     return CheckResult(

@@ -229,7 +229,7 @@ def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     """TRL's ``extract_prompt`` split point between chosen and rejected (implicit prompt)."""
     idx = 0
     n = min(len(a), len(b))
-    for idx in range(n):  # noqa: B007 - the loop variable is the result, as in TRL
+    for idx in range(n):  # the loop variable is the result, as in TRL
         if a[idx] != b[idx]:
             if idx > 0 and a[idx - 1] == " ":
                 idx -= 1

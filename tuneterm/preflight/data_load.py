@@ -254,8 +254,8 @@ def hub_offline_reason() -> str | None:
     3-second timeout: huggingface_hub retries an unresolvable host for about 50 seconds, and a
     pre-flight check must fail in one line, not hang.
     """
-    import socket  # noqa: PLC0415
-    from urllib.parse import urlparse  # noqa: PLC0415
+    import socket
+    from urllib.parse import urlparse
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
@@ -284,7 +284,7 @@ def _stream_datasets(builder: str, source: str, start: int, **kwargs: Any) -> It
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
-        import datasets  # noqa: PLC0415 - heavy, lazy by design
+        import datasets  # heavy, lazy by design
     except ImportError:
         raise InputError(
             f"{source}: reading this format needs the 'datasets' package (pip install 'tuneterm[train]')"

@@ -138,7 +138,7 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> Any:
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
-        import transformers  # noqa: PLC0415 - heavy, lazy by design
+        import transformers  # heavy, lazy by design
     except ImportError:
         raise InputError("checking a dataset needs transformers (pip install 'tuneterm[train]')") from None
     transformers.logging.set_verbosity_error()
@@ -153,7 +153,7 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> Any:
             return transformers.AutoTokenizer.from_pretrained(model, local_files_only=True, **kwargs)
         except (OSError, ValueError):
             pass
-        from tuneterm.preflight.data_load import hub_offline_reason  # noqa: PLC0415
+        from tuneterm.preflight.data_load import hub_offline_reason
 
         reason = hub_offline_reason()
         if reason is not None:
@@ -315,7 +315,7 @@ class Renderer:
         elif self.assistant_only_loss and not self.facts.generation_markers:
             # TRL swaps in its training template for known families; unknown ones keep an all-zero mask.
             try:
-                from trl.chat_template_utils import get_training_chat_template  # noqa: PLC0415
+                from trl.chat_template_utils import get_training_chat_template
 
                 self.chat_template = get_training_chat_template(self.tok)
             except Exception:  # noqa: BLE001 - unknown family: TRL raises; the mask stays empty

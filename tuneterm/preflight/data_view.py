@@ -36,7 +36,7 @@ def length_histogram(lengths: list[int], max_length: int | None, width: int, hei
     """
     if not lengths:
         return ""
-    import plotext as plt  # noqa: PLC0415 - deferred: only the text report draws
+    import plotext as plt  # deferred: only the text report draws
 
     plt.terminal.limit(False, False)  # size comes from us, not from the (maybe absent) terminal
     fig = plt.figure

@@ -1,8 +1,9 @@
 """Side-by-side comparison of training runs: :func:`compare` -> :class:`Comparison`.
 
 Any source ``doctor`` reads works (tuneterm run directories, ``trainer_state.json`` and checkpoint
-directories, W&B runs, console logs, TensorBoard, MLflow ...). Each run is read and evaluated with
-the log rules, then put next to the others:
+directories, W&B runs, console logs, TensorBoard, MLflow ...). Each run is read and judged by
+:func:`tuneterm.runs.diagnose.diagnose` exactly as ``doctor`` judges it, then put next to the
+others:
 
 * **curves**: every metric present in at least two runs, aligned on a common x axis: the
   optimizer step (default), the epoch (``x="epoch"``, from each run's logged ``epoch`` series) or
@@ -31,7 +32,12 @@ from tuneterm.logs.model import Run, RunFacts, Series
 
 X_AXES = ("step", "epoch", "tokens")
 _TOKEN_SERIES = ("num_tokens", "num_input_tokens_seen", "tokens")
-_SKIP_FACTS = frozenset({"extra", "global_step", "epoch", "finished", "trainer_kind", "num_examples"})
+# Facts about how far a run got or what it left behind, not how it was configured.
+_SKIP_FACTS = frozenset({
+    "global_step", "epoch", "finished", "trainer_kind", "num_examples", "checkpoints", "best_metric",
+    "best_model_checkpoint", "best_global_step", "num_input_tokens_seen", "llamafactory_accuracy",
+    "logging_steps_inferred", "trainable_params",
+})
 _LABELS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -141,14 +147,15 @@ def compare(
         InputError: a source cannot be read.
         ValueError: fewer than two sources, or an unknown ``x``.
     """
-    from tuneterm.engine import evaluate, load_rules
-    from tuneterm.logs import load_run
+    from tuneterm.engine import load_rules
+    from tuneterm.runs.diagnose import diagnose
 
     if len(sources) < 2:
         raise ValueError("compare needs at least two runs")
-    rules = load_rules(scopes=["log"])
-    runs = [load_run(s) for s in sources]
-    findings = [evaluate(r, rules) for r in runs]
+    rules = tuple(load_rules(scopes=["log", "eval"]))
+    judged = [diagnose(s, rules) for s in sources]
+    runs = [d.run for d in judged]
+    findings = [list(d.findings) for d in judged]
     shown = list(names) if names else [_display_name(os.fspath(s)) for s in sources]
     return compare_runs(runs, findings, x=x, names=shown)
 
@@ -264,7 +271,7 @@ def effective_facts(run: Run) -> RunFacts:
         s = run.train.get("learning_rate")
         peak = max((v for v in s.values if math.isfinite(v)), default=None) if s is not None else None
         if peak is not None:
-            return dataclasses.replace(facts, learning_rate=peak, extra=dict(facts.extra))
+            return dataclasses.replace(facts, learning_rate=peak)
     return facts
 
 

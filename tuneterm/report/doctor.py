@@ -36,7 +36,7 @@ from rich.text import Text
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Fix, Severity
 from tuneterm.logs.model import Run
-from tuneterm.report.result import CheckResult, Tally, command_prompt, display_path, plural
+from tuneterm.report.result import CheckResult, Tally, command_prompt, display_path, elide_path, plural
 from tuneterm.textsafe import inert, inert_line
 
 MARKS = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "•"}
@@ -147,16 +147,20 @@ def facts_line(run: Run | None, result: CheckResult) -> str:
     if f.quantization:
         parts.append(inert_line(f.quantization, 20))
     parts.append(f"format {inert_line(run.format, 30)}")
-    from tuneterm.logs.load import memory_line
+    from tuneterm.runs.memory import memory_line
 
-    mem = memory_line(f.extra)
+    mem = memory_line(run.memory)
     if mem:
         parts.append(inert_line(mem, 160))
     return " · ".join(parts)
 
 
-def verdict(result: CheckResult, marks: Mapping[Severity, str], verbose: bool) -> Text:
-    """The first line: what was found, where, for which run."""
+def verdict(result: CheckResult, marks: Mapping[Severity, str], verbose: bool, width: int | None = None) -> Text:
+    """The first line: what was found, where, for which run.
+
+    With ``width``, a long path gives up leading directories (``…/corpus/file.json``) so the line
+    fits: the terminal would otherwise break the file name mid-word.
+    """
     t = result.tally
     path = inert_line(display_path(result.source), None)
     steps = result.facts.get("steps")
@@ -170,11 +174,12 @@ def verdict(result: CheckResult, marks: Mapping[Severity, str], verbose: bool) -
             counts.append(plural(t.infos, "info"))
         line.append(f"{marks[sev]} ", style=STYLES[sev])
         line.append(", ".join(counts), style=STYLES[sev])
-        line.append(f" in {path}{context}")
     else:
         line.append("✓ " if marks is MARKS else "ok ", style="bold green")
         line.append("No problems found", style="bold green")
-        line.append(f" in {path}{context}")
+    if width is not None:
+        path = elide_path(path, width - line.cell_len - len(" in ") - len(context))
+    line.append(f" in {path}{context}")
     return line
 
 
@@ -213,7 +218,7 @@ def render_result(result: CheckResult, console: Console, *, verbose: bool = Fals
     """Print one diagnosis to ``console``; return the findings shown, counted by severity."""
     marks = _marks(console)
     shown = [f for f in result.findings if verbose or f.severity is not Severity.INFO]
-    console.print(verdict(result, marks, verbose))
+    console.print(verdict(result, marks, verbose, console.width))
     console.print(Padding(Text(facts_line(result.run, result), style="dim"), (0, 0, 0, 2), expand=False))
     for note in result.notes:
         console.print(Padding(Text(f"note: {inert_line(note, 400)}", style="dim"), (0, 0, 0, 2), expand=False))
@@ -233,7 +238,7 @@ def render_result(result: CheckResult, console: Console, *, verbose: bool = Fals
 def _print_charts(result: CheckResult, console: Console, verbose: bool) -> None:
     from tuneterm.report.charts import render_charts
 
-    assert result.run is not None
+    assert result.run is not None  # noqa: S101 - narrows the type; charts are drawn only for runs
     try:
         charts = render_charts(result.run, result.findings, console.width, with_infos=verbose)
     except Exception as exc:  # noqa: BLE001 - a chart library failure must not lose the diagnosis

@@ -176,6 +176,31 @@ def display_path(source: str, base: str | os.PathLike[str] | None = None) -> str
     return Path(rel).as_posix()
 
 
+def elide_path(path: str, room: int) -> str:
+    """``path`` shortened to ``room`` cells by dropping leading directories, never mid-name.
+
+    The file name (what people copy) stays whole; leading directories give way to ``…/`` first.
+    A name longer than ``room`` on its own is kept whole: a wrapped but intact name beats a cut one.
+
+    >>> elide_path("/home/me/experiments/shared/corpus/001_state.json", 30)
+    '…/shared/corpus/001_state.json'
+    >>> elide_path("runs/a/trainer_state.json", 40)
+    'runs/a/trainer_state.json'
+    >>> elide_path("/very/long/dir/a_file_name_longer_than_room.json", 10)
+    '…/a_file_name_longer_than_room.json'
+    """
+    if len(path) <= room:
+        return path
+    parts = path.split("/")
+    kept = parts[-1]
+    for part in reversed(parts[:-1]):
+        candidate = f"{part}/{kept}"
+        if len(candidate) + 2 > room:
+            break
+        kept = candidate
+    return f"…/{kept}"
+
+
 # --- JSON ------------------------------------------------------------------------------------
 
 

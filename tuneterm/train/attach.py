@@ -1,7 +1,7 @@
 """A run directory for a trainer tuneterm did not launch: what :class:`TunetermCallback` writes
 when it is added to the user's own HF Trainer, TRL trainer, Unsloth, Axolotl or LLaMA-Factory run.
 
-The directory has the layout of a ``tuneterm train`` run (see :mod:`tuneterm.train.rundir`):
+The directory has the layout of a ``tuneterm train`` run (see :mod:`tuneterm.runs.layout`):
 
 * ``config.yaml``: the TrainingArguments fields that differ from their class defaults (plus the
   few every diagnosis reads: learning rate, batch geometry, steps, schedule), under the names of
@@ -34,14 +34,8 @@ from typing import Any
 
 import yaml
 
-from tuneterm.train.rundir import (
-    RunDir,
-    create_run_dir,
-    initial_status,
-    now_iso,
-    runs_root,
-    write_json_atomic,
-)
+from tuneterm.runs.layout import RunDir, create_run_dir, initial_status, runs_root
+from tuneterm.runs.writer import now_iso, write_json_atomic
 
 log = logging.getLogger("tuneterm.callback")
 

@@ -41,8 +41,8 @@ from typing import IO, Any
 
 from transformers import TrainerCallback
 
+from tuneterm.runs.layout import GPU, METRICS, SAMPLES, RunDir
 from tuneterm.train.live_rules import LiveRules
-from tuneterm.train.rundir import RunDir
 
 _STATUS_EVERY_S = 2.0
 
@@ -213,8 +213,8 @@ class TunetermCallback(TrainerCallback):
         row["step"] = int(state.global_step)
         row["epoch"] = float(state.epoch) if state.epoch is not None else None
         row["time"] = round(now, 3)
-        self._write("metrics.jsonl", row)
-        self._write("gpu.jsonl", self._gpu_sample(state.global_step, now))
+        self._write(METRICS, row)
+        self._write(GPU, self._gpu_sample(state.global_step, now))
         if time.monotonic() - self._last_status >= _STATUS_EVERY_S:
             # status.json is replaced atomically (an os.replace: most of a log event's cost), so at
             # most every 2 s; metrics.jsonl has every step
@@ -247,7 +247,7 @@ class TunetermCallback(TrainerCallback):
 
     def _finish(self, state: Any) -> None:
         """Record the end of an own run, evaluate it once more and notify."""
-        from tuneterm.train.rundir import now_iso
+        from tuneterm.runs.writer import now_iso
 
         if self._unhook is not None:
             self._unhook()
@@ -347,7 +347,7 @@ class TunetermCallback(TrainerCallback):
                 new = out[0, enc["input_ids"].shape[1] :].tolist()
                 ended = bool(new) and eos is not None and new[-1] == eos
                 self._write(
-                    "samples.jsonl",
+                    SAMPLES,
                     {
                         "step": step,
                         "time": round(time.time(), 3),
@@ -442,7 +442,7 @@ def _default_prompts(tokenizer: Any, loader: Any) -> list[SamplePrompt]:
 
 def _check_new_name(runs_dir: str | os.PathLike[str] | None, name: str) -> None:
     from tuneterm.errors import InputError
-    from tuneterm.train.rundir import check_name, runs_root
+    from tuneterm.runs.layout import check_name, runs_root
 
     root = runs_root(runs_dir)
     if (root / check_name(name)).exists():

@@ -46,16 +46,14 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.kinds import TRAINERS, Method, Trainer
 from tuneterm.train.schema import Descriptor, Schema, load_schema
 
-Trainer = Literal["sft", "dpo", "grpo"]
-Method = Literal["full", "lora", "qlora", "dora"]
-TRAINERS: tuple[Trainer, ...] = ("sft", "dpo", "grpo")
 
 # Keys whose presence alone says "GRPO" (GRPOScriptArguments and GRPO-only generation knobs).
 _GRPO_KEYS = frozenset({"reward_funcs", "reward_model_name_or_path", "num_generations", "reward_weights"})
@@ -355,7 +353,7 @@ def _coerce(value: Any, desc: Descriptor, key: str, source: str) -> Any:
         raise ConfigError(f"{source}: key {key!r} expects {_type_name(desc)}, got {shown}") from None
 
 
-def _conv(value: Any, desc: Descriptor) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type family
+def _conv(value: Any, desc: Descriptor) -> Any:  # one branch per type family
     """``value`` converted to the type ``desc`` describes, as TRL's CLI would; raises _Mismatch."""
     kind = desc.get("t")
     if kind == "union":

@@ -20,7 +20,8 @@ import yaml
 
 from tuneterm import __version__
 from tuneterm.train.config import TUNETERM_DEFAULTS, TrainConfig
-from tuneterm.train.rundir import RunDir, create_run_dir, initial_status, runs_root, write_json_atomic
+from tuneterm.runs.layout import RunDir, create_run_dir, initial_status, runs_root
+from tuneterm.runs.writer import write_json_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ def launch(
     if notify:
         env["TUNETERM_NOTIFY"] = " ".join([*notify, env.get("TUNETERM_NOTIFY", "")]).strip()
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=out,

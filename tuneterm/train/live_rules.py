@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tuneterm.train.rundir import RunDir
+from tuneterm.runs.layout import RunDir
 
 _IDLE_WAKE_S = 5.0  # re-evaluate a silent run now and then (stall and death checks)
 

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m tuneterm.train.worker RUN_DIR", file=sys.stderr)
         return 2
     from tuneterm.errors import ConfigError
-    from tuneterm.train.rundir import RunDir, now_iso
+    from tuneterm.runs.layout import RunDir
+    from tuneterm.runs.writer import now_iso
 
     rd = RunDir(Path(args[0]))
     is_main = _rank() == 0
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             rd.update_status(state="failed", error=line, error_kind=CONFIG_ERROR, exit_code=2, ended=now_iso())
         return 2
-    except BaseException as exc:  # noqa: BLE001 - the top level: record every way training can end
+    except BaseException as exc:  # the top level: record every way training can end
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
         traceback.print_exc()

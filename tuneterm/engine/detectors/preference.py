@@ -10,6 +10,7 @@ from tuneterm.engine.detectors._common import train, train_points
 from tuneterm.engine.model import Detection, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, median, runs, slope
+from tuneterm.logs.model import Run
 
 LN2 = math.log(2.0)
 

@@ -52,7 +52,7 @@ class MainScreen(Screen[None]):
         from tuneterm.tui.app import TunetermApp
 
         app = self.app
-        assert isinstance(app, TunetermApp)
+        assert isinstance(app, TunetermApp)  # noqa: S101 - narrows the type: screens live in this app
         return app
 
 

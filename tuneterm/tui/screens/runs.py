@@ -64,8 +64,8 @@ def preflight_notes(result: Any) -> tuple[str, ...]:
 
 
 def stop_target(path: str) -> Any:
-    """The run directory record for ``path`` (``tuneterm.train.rundir.RunDir``)."""
-    from tuneterm.train.rundir import RunDir
+    """The run directory record for ``path`` (``tuneterm.runs.layout.RunDir``)."""
+    from tuneterm.runs.layout import RunDir
 
     return RunDir(Path(path))
 
@@ -113,7 +113,7 @@ class RunsScreen(MainScreen):
     def list_once(self) -> RunsListed:
         """List the runs directory (and, in demo mode, the shipped samples). Runs in a worker."""
         from tuneterm.errors import TunetermError
-        from tuneterm.watch.runs import list_runs, run_info
+        from tuneterm.runs.info import list_runs, run_info
 
         app = self.tapp
         for proc in list(app.procs.values()):  # reap supervisors that exited (no zombies that look alive)
@@ -144,7 +144,7 @@ class RunsScreen(MainScreen):
         selected = self.selected_path()
         table.clear()
         self.infos = {}
-        from tuneterm.watch.runs import fmt_duration
+        from tuneterm.runs.info import fmt_duration
 
         for info in message.infos:
             self.infos[info.path] = info
