@@ -150,8 +150,8 @@ class _Locator:
         rel = self._relative(source)
         if rel is not None:
             return _encode(rel), SRCROOT, rel
-        assert self.logroot is not None
-        rel = Path(os.path.relpath(self._abs(source), self.logroot)).as_posix()
+        root = self.logroot if self.logroot is not None else self._abs(source).parent
+        rel = Path(os.path.relpath(self._abs(source), root)).as_posix()
         return _encode(rel), LOGROOT, rel
 
     def bases(self) -> dict[str, Any]:
