@@ -69,3 +69,25 @@ def test_cli_json_text_and_exit_codes(corpus: Path, tmp_path: Path) -> None:
     empty.write_text("no metrics in here\n")
     proc = _cli([str(corpus / LR5E3), str(empty)], tmp_path)
     assert proc.returncode == 3 and "no training metrics" in proc.stderr
+
+
+def test_tokens_axis_aligns_runs_with_different_batch_sizes(tmp_path: Path) -> None:
+    # Two TRL-style metric logs (num_tokens is TRL's running token count): run b sees twice the
+    # tokens per step, so by tokens its curve ends twice as far right; a log without num_tokens
+    # has no curve on that axis.
+    def write(name: str, tokens_per_step: float | None) -> Path:
+        p = tmp_path / f"{name}.jsonl"
+        rows = []
+        for s in range(1, 11):
+            row = {"loss": 2.0 - 0.05 * s, "learning_rate": 1e-4, "step": s, "epoch": s / 10}
+            if tokens_per_step is not None:
+                row["num_tokens"] = tokens_per_step * s
+            rows.append(json.dumps(row) + "\n")
+        p.write_text("".join(rows))
+        return p
+
+    cmp = compare([write("a", 1000.0), write("b", 2000.0), write("c", None)], x="tokens")
+    loss = next(m for m in cmp.metrics if m.metric == "loss")
+    assert [c.label for c in loss.curves] == ["a", "b"]
+    assert loss.curves[0].xs[-1] == 10_000.0 and loss.curves[1].xs[-1] == 20_000.0
+    assert all(m.metric not in ("num_tokens", "epoch") for m in cmp.metrics)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -34,33 +34,30 @@ def _cell(v: Any) -> str:
     return inert_line(str(v), 60)
 
 
-def render_comparison(cmp: Comparison, console: Console, *, charts: bool = True) -> None:
-    """Print ``cmp`` to ``console``."""
-    console.print(Text(inert_line(cmp.verdict, 600), style="bold"))
-    console.print()
+def comparison_renderables(cmp: Comparison, width: int, *, charts: bool = True) -> list[RenderableType]:
+    """``cmp`` as Rich renderables, top to bottom (what :func:`render_comparison` prints; the
+    terminal app shows the same list in a scrolling view)."""
+    out: list[RenderableType] = [Text(inert_line(cmp.verdict, 600), style="bold"), Text()]
     runs = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for col in ("run", "name", "format", "trainer", "steps", "final loss"):
         runs.add_column(col)
     for r in cmp.runs:
         runs.add_row(r.label, inert_line(r.name, 50), r.format, r.trainer,
                      f"{r.last_step:,}" if r.last_step is not None else "-", _cell(r.final.get("loss")))
-    console.print(runs)
-    console.print()
+    out += [runs, Text()]
     labels = [r.label for r in cmp.runs]
     if cmp.config:
-        console.print(Text("config (only what differs)", style="bold"))
         table = Table(box=None, header_style="bold")
         table.add_column("key")
         for lab in labels:
             table.add_column(lab)
         for c in cmp.config:
             table.add_row(c.key, *(_cell(v) for v in c.values))
-        console.print(table)
+        out += [Text("config (only what differs)", style="bold"), table]
     else:
-        console.print("config: no difference is known")
-    console.print()
+        out.append(Text("config: no difference is known"))
+    out.append(Text())
     if cmp.findings:
-        console.print(Text("findings (fired in some runs, not all: first step)", style="bold"))
         table = Table(box=None, header_style="bold")
         table.add_column("finding")
         for lab in labels:
@@ -68,15 +65,21 @@ def render_comparison(cmp: Comparison, console: Console, *, charts: bool = True)
         for f in cmp.findings:
             cells = ["-" if s is None else ("yes" if s < 0 else f"{s:,}") for s in f.first_steps]
             table.add_row(f"{f.severity} {f.code} {f.name}", *cells)
-        console.print(table)
+        out += [Text("findings (fired in some runs, not all: first step)", style="bold"), table]
     else:
-        console.print("findings: the same rules fired in every run")
+        out.append(Text("findings: the same rules fired in every run"))
     if charts:
-        width = max(40, min(console.width, 120))
+        chart_width = max(40, min(width, 120))
         for m in cmp.metrics[:_MAX_CHARTS]:
-            console.print()
-            console.print(Text(f"{m.metric}  " + "  ".join(f"{_glyph(i)} {c.label}" for i, c in enumerate(m.curves)), style="bold"))
-            console.print(Text.from_ansi(chart(m, width, cmp.x)))
+            legend = "  ".join(f"{_glyph(i)} {c.label}" for i, c in enumerate(m.curves))
+            out += [Text(), Text(f"{m.metric}  {legend}", style="bold"), Text.from_ansi(chart(m, chart_width, cmp.x))]
+    return out
+
+
+def render_comparison(cmp: Comparison, console: Console, *, charts: bool = True) -> None:
+    """Print ``cmp`` to ``console``."""
+    for item in comparison_renderables(cmp, console.width, charts=charts):
+        console.print(item)
 
 
 def _glyph(i: int) -> str:
