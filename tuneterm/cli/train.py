@@ -36,6 +36,29 @@ def _say(text: str) -> None:
         print(inert_line(line, 600) if line.strip() else "", file=sys.stderr, flush=True)
 
 
+def _redact_notify(args: list[str]) -> list[str]:
+    """``args`` with the values of ``--notify`` hidden: apprise URLs often carry tokens, and the
+    argv is recorded in launch.json.
+
+    >>> _redact_notify(["c.yaml", "--notify", "tgram://bot:secret/1", "--notify=json://h/", "--detach"])
+    ['c.yaml', '--notify', '***', '--notify=***', '--detach']
+    """
+    out: list[str] = []
+    hide = False
+    for a in args:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a == "--notify":
+            out.append(a)
+            hide = True
+        elif a.startswith("--notify="):
+            out.append("--notify=***")
+        else:
+            out.append(a)
+    return out
+
+
 def how_to_follow(run_dir: Any) -> str:
     """The lines that tell a user how to look at and stop a detached run."""
     status = run_dir.read_status()
@@ -215,7 +238,7 @@ def train_cmd(
         accelerate_config=accelerate_config,
         sample_every=sample_every,
         stop_on=stop_on,
-        argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
+        argv=["tuneterm", "train", *_redact_notify(sys.argv[2:])] if len(sys.argv) > 1 else [],
         memory_estimate=estimate,
         notify=tuple(notify),
     )
