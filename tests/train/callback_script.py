@@ -1,7 +1,7 @@
 """A user's own training script with TunetermCallback attached (run as a subprocess by the tests).
 
 ``python -m tests.train.callback_script KIND LR RUNS_DIR NAME [--stop-on error] [--notify URL]
-[--wandb] [--steps N] [--peft] [--no-samples] [--raise-at STEP]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
+[--wandb] [--steps N] [--peft] [--no-samples] [--raise-at STEP] [--step-sleep S]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
 tiny chat data), ``sft`` (TRL's SFTTrainer), ``dpo`` (DPOTrainer with LoRA on the shipped
 preference pairs) or ``grpo`` (GRPOTrainer with LoRA and the built-in length reward). The model is tuneterm's built-in tiny Llama; no
 network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--peft", action="store_true")
     ap.add_argument("--no-samples", action="store_true")
     ap.add_argument("--raise-at", type=int, default=0, help="raise RuntimeError at this step (a crash)")
+    ap.add_argument("--step-sleep", type=float, default=0.0, help="sleep after every step (a slow run)")
     a = ap.parse_args()
 
     import torch
@@ -123,6 +124,18 @@ def main() -> None:
                                   args=GRPOConfig(**common, num_generations=4, max_completion_length=16, beta=0.0, bf16=False),
                                   train_dataset=rows, processing_class=tok, peft_config=lora)
     trainer.add_callback(cb)
+    if a.step_sleep:
+        import time
+
+        from transformers import TrainerCallback
+
+        class Slow(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+                if state.global_step == 3:
+                    Path(a.runs_dir, f"{a.name}.step3").touch()
+                time.sleep(a.step_sleep)
+
+        trainer.add_callback(Slow())
     if a.raise_at:
         from transformers import TrainerCallback
 

@@ -14,7 +14,9 @@ The directory has the layout of a ``tuneterm train`` run (see :mod:`tuneterm.run
 * ``status.json``: ``pid`` and ``worker_pid`` are the training process itself, so ``tuneterm
   runs`` shows ``died`` once it is gone without recording an end.
 
-An exception that escapes ``trainer.train()`` never reaches a callback; :func:`install_crash_hooks`
+SIGTERM (``tuneterm stop RUN``, ``tuneterm watch RUN --stop-on error``) becomes a graceful stop at
+the next step end (:func:`install_stop_signal`). An exception that escapes ``trainer.train()``
+never reaches a callback; :func:`install_crash_hooks`
 records it (``state: failed``, the one-line error, the traceback appended to ``stderr.log``) from
 ``sys.excepthook``, and an interpreter exit while the run is still ``running`` from ``atexit``.
 """
@@ -26,7 +28,9 @@ import dataclasses
 import enum
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -274,5 +278,34 @@ def install_crash_hooks(rd: RunDir, on_end: Callable[[str, str | None], None]) -
         if sys.excepthook is hook:
             sys.excepthook = previous
         atexit.unregister(at_exit)
+
+    return remove
+
+
+def install_stop_signal(on_term: Callable[[], None]) -> Callable[[], None]:
+    """Turn SIGTERM (``tuneterm stop RUN``, ``watch --stop-on error``) into a graceful stop: the
+    first one calls ``on_term`` (the callback then stops training at the next step end, as for
+    ``stop_on``); a second one while stopping restores the previous handler and delivers itself
+    again (the default ends the process). Only from the main thread (Python's rule for signal
+    handlers); elsewhere nothing is installed. Returns a function that restores the previous
+    handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    received = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal received
+        if received:
+            signal.signal(signal.SIGTERM, previous)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        received = True
+        on_term()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def remove() -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, previous)
 
     return remove

@@ -137,6 +137,7 @@ class TunetermCallback(TrainerCallback):
         self._notifier: Any = None
         self._unhook: Callable[[], None] | None = None
         self._stop_finding: Any = None
+        self._term_requested = False
         self._opened = not self._own
 
     @property
@@ -179,7 +180,7 @@ class TunetermCallback(TrainerCallback):
 
     def _open(self, args: Any, state: Any, kwargs: Mapping[str, Any]) -> None:
         """Create the own run directory; set up samples, the rules thread, crash hooks, notifier."""
-        from tuneterm.train.attach import install_crash_hooks, open_run_dir
+        from tuneterm.train.attach import install_crash_hooks, install_stop_signal, open_run_dir
 
         model = kwargs.get("model")
         if self.want_samples and self.sample_every <= 0 and state.max_steps and state.max_steps > 0:
@@ -201,7 +202,14 @@ class TunetermCallback(TrainerCallback):
         from tuneterm.watch.notify import Notifier
 
         self._notifier = Notifier.configured(self.notify_urls)
-        self._unhook = install_crash_hooks(self.rd, self._crashed)
+        unhook_crash = install_crash_hooks(self.rd, self._crashed)
+        unhook_term = install_stop_signal(self._terminated)
+
+        def unhook() -> None:
+            unhook_crash()
+            unhook_term()
+
+        self._unhook = unhook
         self._rules = LiveRules(self.rd, self._on_finding)
         self._rules.start()
 
@@ -255,6 +263,8 @@ class TunetermCallback(TrainerCallback):
         if self._stop_finding is not None:
             why = _finding_line(self._stop_finding)
             fields.update(state="stopped", stop_reason=why, error=f"stopped by TunetermCallback(stop_on='error'): {why}")
+        elif self._term_requested:
+            fields.update(state="stopped", error="stopped on request", stop_requested=True)
         else:
             fields["state"] = "finished"
         self.close()  # metrics.jsonl complete before the final evaluation reads it
@@ -295,7 +305,12 @@ class TunetermCallback(TrainerCallback):
         return list(live.findings) if live is not None else []
 
     def _stopping(self) -> bool:
-        return self.stop_flag() or self._stop_finding is not None
+        return self.stop_flag() or self._stop_finding is not None or self._term_requested
+
+    def _terminated(self) -> None:
+        """SIGTERM (``tuneterm stop``): stop at the next step end, like a stop on error."""
+        self._term_requested = True
+        self.rd.update_status(stop_requested=True)
 
     # -- stop --------------------------------------------------------------------------------
     def _stop_agreed(self, args: Any) -> bool:
