@@ -4,7 +4,7 @@
 appends a line to metrics.jsonl and sets an event in ``on_log``; a daemon thread does the rest with
 the same :class:`~tuneterm.watch.live.LiveEvaluator` that ``tuneterm watch`` uses (it reads only
 the newly appended lines and re-runs the rules over the parsed run). So the training thread pays
-microseconds per log event however long the run is, and what the callback concludes is what
+a fraction of a millisecond per log event however long the run is, and what the callback concludes is what
 ``watch`` and ``doctor`` conclude from the same files.
 
 The thread yields at least three times as long as its last evaluation took (at most a quarter of
