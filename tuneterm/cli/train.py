@@ -6,7 +6,7 @@ failed); the default follows the run in the terminal through :func:`live_view`, 
 whether to stop the run (default: keep it running and detach).
 
 Before anything starts the launcher refuses (exit 2, one line) unknown keys, wrong types and
-missing essentials, checked against the TRL schema cache (:mod:`tuneterm.train.schema`) without
+missing essentials, checked against the TRL schema cache (:mod:`tuneterm.preflight.schema`) without
 importing TRL or torch, and the pre-flight rules of ``tuneterm check``
 (:func:`tuneterm.train.preflight.preflight`, which the TUI's Runs screen runs too; ``--force``
 overrides their errors). TRL's own ``__post_init__`` checks run in the training process before the model is
@@ -192,6 +192,21 @@ def _report(rd: Any, outcome: Any) -> int:
     return int(ExitCode.OK)
 
 
+def _resume(cfg: Any, run: str, runs_dir: str | None) -> Any:
+    """``cfg`` set to resume ``run``'s checkpoint before its first bad step (ConfigError: none)."""
+    import dataclasses
+
+    from tuneterm.cli.advice import resume_checkpoint
+    from tuneterm.errors import ConfigError
+
+    point = resume_checkpoint(run, cfg.values, runs_dir)
+    if point.checkpoint is None:
+        raise ConfigError(f"--resume-from {run}: {point.reason}")
+    _say(f"tuneterm: resuming from {point.checkpoint} ({point.reason})")
+    # absolute: the training process runs in the new run's directory, not in the caller's
+    return dataclasses.replace(cfg, values={**cfg.values, "resume_from_checkpoint": str(point.checkpoint.resolve())})
+
+
 @app.command("train")
 def train_cmd(
     config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere)."),
@@ -209,8 +224,18 @@ def train_cmd(
     sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
     force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
     notify: list[str] = typer.Option([], "--notify", metavar="URL", help="Apprise URL to notify when the run ends, fails, dies, stalls or an error finding fires (repeatable; also $TUNETERM_NOTIFY and ~/.config/tuneterm/config.yaml)."),
+    resume_from: str | None = typer.Option(
+        None, "--resume-from", metavar="RUN",
+        help="Continue RUN (the run `doctor --fix` diagnosed) from its last checkpoint saved before its first bad step.",
+    ),
 ) -> int:
-    """Validate CONFIG and launch a training run that survives SSH drops; follow it live."""
+    """Validate CONFIG and launch a training run that survives SSH drops; follow it live.
+
+    `--resume-from RUN` starts from RUN's last checkpoint saved before the first step a finding
+    marks as bad, when the config's changes allow it (not a changed learning rate, optimizer,
+    scheduler, model or adapter shape: a checkpoint restores the old ones); otherwise it refuses
+    (exit 2) and says why.
+    """
     import click
 
     from tuneterm.errors import InputError
@@ -229,6 +254,8 @@ def train_cmd(
     from tuneterm.train.launch import launch
 
     cfg = resolve(config, overrides=parse_set(set_), trainer=trainer)
+    if resume_from is not None:
+        cfg = _resume(cfg, resume_from, runs_dir)
     estimate = _preflight(cfg, gpus, force)
     launched = launch(
         cfg,
