@@ -130,7 +130,7 @@ def main() -> None:
         from transformers import TrainerCallback
 
         class Slow(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == 3:
                     Path(a.runs_dir, f"{a.name}.step3").touch()
                 time.sleep(a.step_sleep)

@@ -20,7 +20,7 @@ def test_detached_failing_run_is_notified_by_its_supervisor(tiny_model: str, tmp
     got: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
             self.send_response(200)
             self.end_headers()

@@ -286,23 +286,28 @@ class TunetermCallback(TrainerCallback):
             self._stop_finding = finding
             self.rd.update_status(stop_reason=_finding_line(finding))
         if self._notifier is not None:
-            self._notifier.finding(self.rd, finding)
+            self._notifier.finding(self.rd, finding, self._parsed_run())
 
     def _crashed(self, state: str, error: str | None) -> None:
         """The process is ending without on_train_end (recorded by the crash hooks): evaluate the
         run once more (the crash rules read the traceback), notify, and let the message go out."""
         findings: list[Any] = self._rules.final() if self._rules is not None else []
         if self._notifier is not None:
-            self._notifier.run_ended(self.rd, state, error, findings)
+            self._notifier.run_ended(self.rd, state, error, findings, self._parsed_run())
             self._notifier.close()
 
     def _notify_end(self, state: str, error: str | None) -> None:
         if self._notifier is not None:
-            self._notifier.run_ended(self.rd, state, error, self._rules_findings())
+            self._notifier.run_ended(self.rd, state, error, self._rules_findings(), self._parsed_run())
 
     def _rules_findings(self) -> list[Any]:
         live = getattr(self._rules, "_live", None)
         return list(live.findings) if live is not None else []
+
+    def _parsed_run(self) -> Any:
+        """The run as the rules thread read it (for the advisor's prescription), or None."""
+        live = getattr(self._rules, "_live", None)
+        return live.run if live is not None else None
 
     def _stopping(self) -> bool:
         return self.stop_flag() or self._stop_finding is not None or self._term_requested

@@ -136,12 +136,13 @@ def notify_end(rd: RunDir) -> None:
         notifier = Notifier.configured()
         if notifier is None:
             return
-        from tuneterm.train.follow import evaluate_run
+        from tuneterm.train.follow import evaluate_dir
 
         status = rd.read_status()
-        found = evaluate_run(rd) or []
+        ev = evaluate_dir(rd)
+        found = list(ev.findings) if ev is not None else []
         error = status.get("error") if isinstance(status.get("error"), str) else None
-        notifier.run_ended(rd, str(status.get("state") or "failed"), error, found)
+        notifier.run_ended(rd, str(status.get("state") or "failed"), error, found, ev.run if ev is not None else None)
         notifier.close()
     except Exception as exc:  # noqa: BLE001 - a notification must never change how the run ends
         import logging

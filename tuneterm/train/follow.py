@@ -260,8 +260,9 @@ def follow(
     if ev is not None:
         write_findings(rd, ev.findings, ev.run, ev.rules)
     if notifier is not None:
-        notify_findings(notifier, rd.path, rd.name, findings or [])
-        notifier.run_ended(rd, state, status.get("error"), findings or [])
+        parsed = ev.run if ev is not None else None
+        notify_findings(notifier, rd.path, rd.name, findings or [], parsed)
+        notifier.run_ended(rd, state, status.get("error"), findings or [], parsed)
         notifier.close()
     return Outcome(
         notes=notes,

@@ -191,7 +191,7 @@ def watch(
                     result.fired = [g for g in result.fired if g.code != f.code] + [f]
                 if up.new and live.is_run_dir and has_status:
                     write_findings(live)
-                notify_findings(notifier, notify_dir, p.name, up.new)
+                notify_findings(notifier, notify_dir, p.name, up.new, live.run)
                 view.refresh(live)
                 new_errors = [f for f in up.new if f.severity is Severity.ERROR]
                 if new_errors and options.stop_on == "error" and not result.stopped_on_error:
@@ -255,20 +255,21 @@ def watch(
     result.findings = list(live.findings)
     result.had_input = live.run.has_metrics() or bool(live.run.events)
     if notifier is not None:
-        _notify_end(notifier, notify_dir, p, result, live.status)
+        _notify_end(notifier, notify_dir, p, result, live)
     return result
 
 
-def _notify_end(notifier: Any, run_dir: Path | None, p: Path, result: WatchResult, status: RunStatus | None) -> None:
+def _notify_end(notifier: Any, run_dir: Path | None, p: Path, result: WatchResult, live: LiveEvaluator) -> None:
     """Send the end of the watched run (finished, failed, stopped, died; a log that ended), then
     let the queue drain for a few seconds."""
     from tuneterm.watch.notify import end_message, notify_findings
 
-    notify_findings(notifier, run_dir, p.name, [f for f in result.fired if f.severity is Severity.ERROR])
+    errors = [f for f in result.fired if f.severity is Severity.ERROR]
+    notify_findings(notifier, run_dir, p.name, errors, live.run)
     state = "finished" if result.state == "ended" else result.state
     if state in (*TERMINAL, "died") and not result.interrupted:
-        error = status.error if status is not None else None
-        notifier.post(end_message(p.name, run_dir, state, error, result.findings))
+        error = live.status.error if live.status is not None else None
+        notifier.post(end_message(p.name, run_dir, state, error, result.findings, live.run))
     notifier.close()
 
 

@@ -14,7 +14,8 @@ Where the URLs come from (all of them are used, duplicates once):
 
 Any apprise URL works (Slack, Discord, ntfy, Telegram, e-mail, a JSON webhook ...; see
 https://github.com/caronc/apprise/wiki). One message per event: the run, the host, what happened,
-the finding and its first fix.
+the finding and the first change the advisor prescribes for it (:mod:`tuneterm.advise`; the
+finding's own first fix when the advisor has none).
 
 Sending never blocks or breaks what is being watched: messages go to a daemon thread that calls
 apprise (imported there, not at start-up), each delivery is bounded by apprise's connect/read
@@ -118,15 +119,38 @@ def _fix_text(f: Any) -> str | None:
     return f"{fix.key}: {fix.value}  # {fix.why}"
 
 
-def finding_message(run: str, run_dir: Path | None, f: Any) -> Message:
-    """The message for a finding that fired: run, host, finding, its first fix."""
+def prescribed_change(parsed: Any, findings: Sequence[Any]) -> str | None:
+    """The advisor's first prescribed change for ``findings`` of the parsed run ``parsed``
+    (``key: value (was X)  # why``, or the first step's command), or ``None`` when there is none
+    or the advisor cannot judge (never raises: a notification must go out)."""
+    if parsed is None or not findings:
+        return None
+    try:
+        from tuneterm.advise import advise
+
+        rx = advise(parsed, list(findings))
+    except Exception as exc:  # noqa: BLE001 - fall back to the finding's own first fix
+        log.debug("no prescription for the notification: %s", exc)
+        return None
+    if rx.changes:
+        c = rx.changes[0]
+        was = f" (was {c.was})" if c.was is not None else ""
+        return f"{c.key}: {c.value}{was}  # {c.why}"
+    if rx.steps:
+        return f"$ {rx.steps[0].command}"
+    return None
+
+
+def finding_message(run: str, run_dir: Path | None, f: Any, parsed: Any = None) -> Message:
+    """The message for a finding that fired: run, host, finding, its first prescribed change (the
+    advisor's, given the parsed run; else the finding's first fix)."""
     where = f" at step {f.first_step}" if f.first_step is not None else ""
     lines = [
         f"run: {run}",
         f"host: {socket.gethostname()}",
         f"{f.severity.value} {f.code} {f.name}{where}: {inert_line(f.message, 400)}",
     ]
-    fix = _fix_text(f)
+    fix = prescribed_change(parsed, [f]) or _fix_text(f)
     if fix:
         lines.append(f"fix: {inert_line(fix, 300)}")
     return Message(
@@ -137,9 +161,12 @@ def finding_message(run: str, run_dir: Path | None, f: Any) -> Message:
     )
 
 
-def end_message(run: str, run_dir: Path | None, state: str, error: str | None, findings: Sequence[Any]) -> Message:
+def end_message(
+    run: str, run_dir: Path | None, state: str, error: str | None, findings: Sequence[Any], parsed: Any = None
+) -> Message:
     """The message for a run that ended (finished, failed, stopped, died) or stalled: run, host,
-    state, the error line, the most severe finding and its first fix."""
+    state, the error line, the most severe finding and the first prescribed change (the advisor's
+    for all findings, given the parsed run; else that finding's first fix)."""
     lines = [f"run: {run}", f"host: {socket.gethostname()}", f"state: {state}"]
     if error:
         lines.append(f"error: {inert_line(error, 400)}")
@@ -147,7 +174,7 @@ def end_message(run: str, run_dir: Path | None, state: str, error: str | None, f
     if top is not None:
         where = f" at step {top.first_step}" if top.first_step is not None else ""
         lines.append(f"finding: {top.severity.value} {top.code} {top.name}{where}: {inert_line(top.message, 300)}")
-        fix = _fix_text(top)
+        fix = prescribed_change(parsed, findings) or _fix_text(top)
         if fix:
             lines.append(f"fix: {inert_line(fix, 300)}")
     return Message(key=f"{run}:end:{state}", title=f"tuneterm: {run} {state}", body="\n".join(lines), log_dir=run_dir)
@@ -194,15 +221,16 @@ class Notifier:
             return
         self._queue.put(message)
 
-    def finding(self, rd: Any, f: Any) -> None:
-        """An error finding fired in run directory ``rd`` (a RunDir or a path)."""
+    def finding(self, rd: Any, f: Any, parsed: Any = None) -> None:
+        """An error finding fired in run directory ``rd`` (a RunDir or a path); ``parsed`` is the
+        run as read, for the advisor."""
         path = Path(getattr(rd, "path", rd))
-        self.post(finding_message(path.name, path, f))
+        self.post(finding_message(path.name, path, f, parsed))
 
-    def run_ended(self, rd: Any, state: str, error: str | None, findings: Sequence[Any] = ()) -> None:
+    def run_ended(self, rd: Any, state: str, error: str | None, findings: Sequence[Any] = (), parsed: Any = None) -> None:
         """The run in ``rd`` ended in ``state`` (or stalled)."""
         path = Path(getattr(rd, "path", rd))
-        self.post(end_message(path.name, path, state, error, findings))
+        self.post(end_message(path.name, path, state, error, findings, parsed))
 
     # -- delivery -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -251,12 +279,14 @@ class Notifier:
         self._thread.join(timeout)
 
 
-def notify_findings(notifier: Notifier | None, run_dir: Path | None, run: str, found: Iterable[Any]) -> None:
+def notify_findings(
+    notifier: Notifier | None, run_dir: Path | None, run: str, found: Iterable[Any], parsed: Any = None
+) -> None:
     """Notify the error findings among ``found`` and a stall (``run-stalled``, any severity)."""
     if notifier is None:
         return
     for f in found:
         if getattr(f, "name", "") == "run-stalled":
-            notifier.post(end_message(run, run_dir, "stalled", None, [f]))
+            notifier.post(end_message(run, run_dir, "stalled", None, [f], parsed))
         elif f.severity.value == "error":
-            notifier.post(finding_message(run, run_dir, f))
+            notifier.post(finding_message(run, run_dir, f, parsed))
