@@ -73,6 +73,7 @@ def test_one_message_per_event_across_notifiers(tmp_path: Path, receiver: tuple[
         n.run_ended(run, "failed", "RuntimeError: boom", [])
         n.run_ended(run, "failed", "RuntimeError: boom", [])
         n.close()
+        assert n.delivered + n.failed <= 1
     assert [b["title"] for b in got] == ["tuneterm: r1 failed"]
     assert "error: RuntimeError: boom" in got[0]["message"] and "host: " in got[0]["message"]
 

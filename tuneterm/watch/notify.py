@@ -21,7 +21,7 @@ Sending never blocks or breaks what is being watched: messages go to a daemon th
 apprise (imported there, not at start-up), each delivery is bounded by apprise's connect/read
 timeouts (``cto``/``rto``, 4 s and 8 s unless the URL sets them), a failure is logged (logger
 ``tuneterm.notify`` and ``notify.log`` in the run directory) and dropped, and :meth:`Notifier.close`
-waits at most a few seconds for the queue at the end.
+waits at most 30 seconds for the queue at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tuneterm.textsafe import inert_line
 log = logging.getLogger("tuneterm.notify")
 
 _SPLIT = re.compile(r"[\s,]+")
-_CLOSE_WAIT_S = 10.0
+_CLOSE_WAIT_S = 30.0  # importing apprise alone can take seconds on a busy machine
 
 
 @dataclass(frozen=True, slots=True)
