@@ -114,6 +114,10 @@ def test_lr_zero_is_cured(lr_zero: Loop) -> None:
     command = hint.split("what to change: ", 1)[1]
     parse_tuneterm(command)
     assert command.startswith("tuneterm doctor ") and command.endswith("--fix -o fixed.yaml")
+    # findings.json is what `check RUN --format json` prints: the prescription included
+    written = json.loads((lr_zero.broken / "findings.json").read_text())["prescription"]
+    assert [c["key"] for c in written["changes"]] == [c["key"] for c in prescription(lr_zero.broken, lr_zero.root)["changes"]]
+    assert "learning_rate" in [c["key"] for c in written["changes"]]
     _assert_cured(lr_zero, "S101")
     cfg = yaml.safe_load(lr_zero.fixed_yaml.read_text())
     assert cfg["learning_rate"] > 0 and cfg["model_name_or_path"] == "tuneterm:tiny-llama"
