@@ -19,9 +19,9 @@ from tuneterm.report.result import CheckResult
 
 def key_schema(*, build: bool = False) -> KeySchema | None:
     """The accepted config keys per trainer from ``tuneterm train``'s schema cache (see
-    :func:`tuneterm.train.schema.key_schema`; ``build`` for ``doctor --fix``: a file to train with
+    :func:`tuneterm.preflight.schema.key_schema`; ``build`` for ``doctor --fix``: a file to train with
     must hold only valid keys)."""
-    from tuneterm.train.schema import key_schema as train_key_schema
+    from tuneterm.preflight.schema import key_schema as train_key_schema
 
     return train_key_schema(build=build)
 

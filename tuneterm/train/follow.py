@@ -146,7 +146,7 @@ def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = No
         from dataclasses import replace
 
         from tuneterm.advise import prescribe, read_context
-        from tuneterm.train.schema import key_schema
+        from tuneterm.preflight.schema import key_schema
 
         applicable = tuple(r for r in rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
         result = result_from_run(run, findings, applicable)
