@@ -187,6 +187,10 @@ def _report(rd: Any, outcome: Any) -> int:
         _say(f"tuneterm: warning: {note}")
     if outcome.findings is None:
         _say("tuneterm: note: the run was not evaluated by the rules")
+    if errors:
+        import shlex
+
+        _say(f"tuneterm: what to change: tuneterm doctor {shlex.quote(str(rd.path))} --fix -o fixed.yaml")
     if outcome.state != "finished" or errors:
         return int(ExitCode.FINDINGS)
     return int(ExitCode.OK)

@@ -143,8 +143,16 @@ def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = No
     if run is not None:
         from tuneterm.report.subjects import result_from_run
 
+        from dataclasses import replace
+
+        from tuneterm.advise import prescribe, read_context
+        from tuneterm.preflight.schema import key_schema
+
         applicable = tuple(r for r in rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
-        doc = result_document(result_from_run(run, findings, applicable))
+        result = result_from_run(run, findings, applicable)
+        # the prescription too, so the file is what `check RUN --format json` prints
+        advice = prescribe(run, findings, read_context(run, schema=key_schema()))
+        doc = result_document(replace(result, prescription=advice))
     else:
         status = rd.read_status()
         doc = result_document(
