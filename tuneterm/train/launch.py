@@ -78,6 +78,7 @@ def launch(
     stop_on: str = "never",
     argv: list[str] | None = None,
     memory_estimate: dict[str, Any] | None = None,
+    notify: tuple[str, ...] = (),
 ) -> Launched:
     """Create the run directory for ``config`` and start its supervisor (detached).
 
@@ -85,6 +86,10 @@ def launch(
     PreflightResult.memory_estimate`) is recorded in launch.json, so that every run on a GPU sets
     the planner against its measured peak (``tuneterm doctor RUN``,
     ``benchmarks/estimate_vs_measured.py``).
+
+    ``notify`` (``--notify`` URLs) reaches the supervisor through ``$TUNETERM_NOTIFY`` in its
+    environment, never through a file: apprise URLs often carry tokens. The supervisor notifies
+    the run's end (:func:`tuneterm.train.child.notify_end`), also when nobody is watching.
 
     Raises:
         InputError: the run directory cannot be created or the name is taken.
@@ -110,6 +115,8 @@ def launch(
     env = dict(os.environ)
     env.update(config.env)
     env["PYTHONUNBUFFERED"] = "1"
+    if notify:
+        env["TUNETERM_NOTIFY"] = " ".join([*notify, env.get("TUNETERM_NOTIFY", "")]).strip()
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
         proc = subprocess.Popen(  # fixed argv, no shell
             cmd,
