@@ -165,11 +165,14 @@ async def test_two_marked_runs_open_the_comparison(runs_dir: Path) -> None:
         await wait_for(pilot, lambda: "●" in screen_text(app))
         await pilot.press("down", "m")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        # first what `tuneterm compare` prints: its verdict names the finding only one run has
+        await wait_for(pilot, lambda: "nan-or-inf (N101) fired in" in screen_text(app), timeout=60)
         text = screen_text(app)
-        assert "clean-sft" in text and "nan-sft" in text and "lowest loss" in text
-        assert "max_steps" in text  # a config key whose value differs (40 vs 30)
-        step = next(ln for ln in text.splitlines() if ln.lstrip().startswith("step"))
-        assert "40/40" in step and "30/30" in step
+        assert "clean-sft" in text and "nan-sft" in text and "max_steps" in text  # 40 vs 30 differs
+        rows = {what: (a, b) for what, a, b in screen.rows}  # then the run directories side by side
+        assert set(rows["step"]) == {"40/40", "30/30"} and "lowest loss" in rows
+        assert set(rows["max_steps"]) == {"40", "30"}
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "●" not in screen_text(app))
 

@@ -94,13 +94,10 @@ def rows_table(rows: list[Row]) -> Table:
 
 def tuneterm_comparison(a: Path, b: Path, width: int) -> list[Any]:
     """What ``tuneterm compare A B`` shows (verdict, curves, config and findings diffs), as
-    renderables; empty when this installation has no ``tuneterm compare``."""
-    try:
-        from tuneterm.report.compare import compare
-        from tuneterm.report.compare_text import comparison_renderables
-    except ImportError:
-        return []
+    renderables (one line instead when a run cannot be read)."""
     from tuneterm.errors import TunetermError
+    from tuneterm.report.compare import compare
+    from tuneterm.report.compare_text import comparison_renderables
 
     try:
         return list(comparison_renderables(compare([a, b]), width))
@@ -135,8 +132,7 @@ class CompareScreen(Screen[None]):
         self.rows = side_by_side(self.a, self.b)
         parts: list[Any] = [rows_table(self.rows)]
         full = tuneterm_comparison(self.a, self.b, width)
-        if full:
-            parts = [*full, Text(), Text("run directories", style="bold"), rows_table(self.rows)]
+        parts = [*full, Text(), Text("run directories", style="bold"), *parts]
         from rich.console import Group
 
         self.app.call_from_thread(self.query_one("#compare-body", Static).update, Group(*parts))
