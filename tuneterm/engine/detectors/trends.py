@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneterm.engine.detectors._common import (
+    eval_series,
     lr_warming_up,
     pct,
     run_ended,
@@ -246,6 +247,27 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     return [Detection(b.steps[imin], s.steps[-1], evidence, severity, tuple(fixes), tuple(causes))]
 
 
+def _eval_still_falling(run: Run, from_step: int, min_points: int, min_improvement: float) -> bool:
+    """True when some eval set's loss fell (strictly) at every eval from ``from_step`` on (at least
+    ``min_points`` of them) and by at least ``min_improvement`` (a fraction) in all.
+
+    >>> run = Run("x", "test")
+    >>> for i, v in enumerate([1.275, 1.225, 1.19, 1.175, 1.164]):
+    ...     run.add_eval("eval", "loss", 10 * (i + 1), v)
+    >>> _eval_still_falling(run, 10, 4, 0.01), _eval_still_falling(run, 30, 4, 0.01)
+    (True, False)
+    """
+    for _, s in eval_series(run, "loss"):
+        steps, values = finite_points(s)
+        stretch = [v for st, v in zip(steps, values, strict=True) if st >= from_step]
+        if len(stretch) < min_points or stretch[0] <= 0:
+            continue
+        falling = all(b < a for a, b in zip(stretch, stretch[1:]))
+        if falling and relative_change(stretch[0], stretch[-1]) >= min_improvement:
+            return True
+    return False
+
+
 @detector(
     "plateau",
     params={
@@ -264,6 +286,13 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             "float", "a flat late stretch after the loss already fell by at least this fraction is convergence, not a plateau",
             0.25, min=0,
         ),
+        "min_eval_points": Param(
+            "int", "evals within the flat stretch needed before a steadily falling eval loss vetoes the plateau", 4, min=2
+        ),
+        "eval_improvement": Param(
+            "float", "no plateau while the eval loss fell at every eval of the flat stretch and by at least this "
+            "fraction in all: the model still generalises better, the train loss is only noisy or slow", 0.003, min=0
+        ),
     },
     evidence=(
         "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
@@ -279,7 +308,12 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ``min_late_improvement`` either way (a run that learned early, then stalled) -- unless the
     loss had already fallen by ``converged_improvement`` or more: a run that cut its loss by a
     quarter and then flattened has converged, the usual shape of a fine-tune. A loss that got
-    clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
+    clearly worse is not a plateau (see the divergence detector). Nor is a flat train loss while
+    the eval loss keeps improving: when at least ``min_eval_points`` evals fall within the flat
+    stretch, each strictly lower than the one before and ``eval_improvement`` lower in all, the
+    run is still learning what it is judged on (an eval loss is measured on a fixed set, so a fall
+    at every one of several evals is a trend, not sampling noise; the floor keeps a numerically
+    frozen eval loss out). Computes a learning-rate fix
     for LoRA runs trained at a full-fine-tuning LR.
 
     "Most of the run" is judged against the planned run: while ``max_steps`` (from the config or
@@ -294,7 +328,7 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
     ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2,
-    ...          converged_improvement=0.25)
+    ...          converged_improvement=0.25, min_eval_points=4, eval_improvement=0.003)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
     >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
@@ -328,6 +362,8 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     planned = run.facts.max_steps
     if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned and not run_ended(run):
         return []  # too little of the planned run to call it a plateau yet
+    if _eval_still_falling(run, first, params.get("min_eval_points", 4), params.get("eval_improvement", 0.003)):
+        return []
     lr = train(run, "learning_rate")
     peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
     fixes: list[Fix] = []
