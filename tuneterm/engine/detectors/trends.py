@@ -40,6 +40,10 @@ from tuneterm.logs.model import Run
         "use_max_grad_norm": Param("bool", "raise min_value to the run's max_grad_norm when known", False),
         "warn_ratio": Param("float", "a peak this many times the baseline is a warning (else info)", min=1),
         "warn_count": Param("int", "this many spikes is a warning whatever their size", min=1),
+        "ratio_floor": Param(
+            "float", "the baseline that ratios (ratio, warn_ratio) are judged against is never below this: at a "
+            "near-zero loss any outlier batch is a large multiple of the median", 0.0, min=0
+        ),
     },
     evidence=("metric", "count", "peak_step", "peak", "baseline", "factor", "steps_text", "recovered"),
 )
@@ -51,13 +55,16 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ``recovered`` says whether the series came back under 1.5x the baseline afterwards. Severity:
     a warning when the peak is ``warn_ratio`` x the baseline, there are ``warn_count`` spikes, or
     the series did not recover; otherwise info (isolated spikes that recover are mostly harmless).
+    Both ratios are taken against the baseline raised to ``ratio_floor``: a classifier whose loss
+    sits at 2e-4 meets one misclassified batch at 0.18, "900x" its median and yet noise at the
+    floor, not the start of a divergence (the reported ``factor`` stays the plain ratio).
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 41):
     ...     run.add_train("grad_norm", s, 40.0 if s == 30 else 1.0 + 0.01 * (s % 3))
     >>> p = dict(metric="grad_norm", window=20, min_history=5, ratio=10, mad_k=5, min_jump=0, min_value=0,
-    ...          use_max_grad_norm=False, warn_ratio=30, warn_count=3)
+    ...          use_max_grad_norm=False, warn_ratio=30, warn_count=3, ratio_floor=0.0)
     >>> d = spike(run, p)[0]
     >>> d.first_step, d.severity.value
     (30, 'warning')
@@ -75,6 +82,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     min_value = params["min_value"]
     if params["use_max_grad_norm"] and run.facts.max_grad_norm:
         min_value = max(min_value, run.facts.max_grad_norm)
+    floor = params.get("ratio_floor", 0.0)
     found: list[tuple[int, float, float]] = []  # (index into finite points, value, baseline)
     for i in range(hist, n):
         peak = b.maxima[i]
@@ -82,7 +90,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             continue
         ref = b.medians[max(0, i - window) : i]
         base = median(ref)
-        if not base > 0 or peak < params["ratio"] * base:
+        if not base > 0 or peak < params["ratio"] * max(base, floor):
             continue
         spread = median([abs(v - base) for v in ref])
         if peak < base + params["mad_k"] * max(spread, 1e-12 * base) or peak - base < params["min_jump"]:
@@ -94,7 +102,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     after = values[idx + 1 : idx + 1 + max(5, b.size * 5)]
     recovered = bool(after) and min(after) <= 1.5 * base
     factor = peak / base
-    loud = factor >= params["warn_ratio"] or len(found) >= params["warn_count"] or not recovered
+    loud = peak / max(base, floor) >= params["warn_ratio"] or len(found) >= params["warn_count"] or not recovered
     severity = Severity.WARNING if loud else Severity.INFO
     spike_steps = [steps[f[0]] for f in found]
     evidence = {
