@@ -294,6 +294,10 @@ def _eval_still_falling(run: Run, from_step: int, min_points: int, min_improveme
             "float", "a flat late stretch after the loss already fell by at least this fraction is convergence, not a plateau",
             0.25, min=0,
         ),
+        "untrained_level": Param(
+            "float", "a loss whose late median is at or above this (nats) has learned nothing: flat unless it fell by "
+            "converged_improvement, judged without waiting for min_plan_share of the plan (0 = never)", 0.0, min=0
+        ),
         "min_eval_points": Param(
             "int", "evals within the flat stretch needed before a steadily falling eval loss vetoes the plateau", 4, min=2
         ),
@@ -328,7 +332,11 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     the log header) is known and not yet reached, the flat stretch must span at least
     ``min_plan_share`` of it. A live run that learned fast in its first 300 of 6,700 steps and
     then held still for 400 steps has not plateaued; a run that is over (finished, or interrupted
-    or crashed after its last metric line: :func:`run_ended`) is judged on what it did.
+    or crashed after its last metric line: :func:`run_ended`) is judged on what it did. A loss
+    whose late median is still at or above ``untrained_level`` is the exception: one that never
+    left the level of a uniform guess over a large vocabulary has learned nothing, however early
+    in the plan, and a few percent of per-step noise between its ends (less than
+    ``converged_improvement``) is no improvement.
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
@@ -336,7 +344,7 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
     ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2,
-    ...          converged_improvement=0.25, min_eval_points=4, eval_improvement=0.003)
+    ...          converged_improvement=0.25, min_eval_points=4, eval_improvement=0.003, untrained_level=9.0)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
     >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
@@ -359,7 +367,10 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     late_head = median(values[late_i : late_i + k])
     late = relative_change(late_head, tail)
     # "Flat" means within a band around zero: a loss that got clearly *worse* is divergence's case.
-    if abs(overall) < params["min_improvement"]:
+    # A loss still at the untrained level after a noisy few percent of "improvement" is flat too.
+    untrained = 0 < params.get("untrained_level", 0.0) <= tail
+    uniform_flat = untrained and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf)
+    if abs(overall) < params["min_improvement"] or uniform_flat:
         stretch = "the whole run"
         first = steps[0]
     elif abs(late) < params["min_late_improvement"] and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf):
@@ -368,7 +379,8 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     else:
         return []
     planned = run.facts.max_steps
-    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned and not run_ended(run):
+    early = planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned
+    if early and not untrained and not run_ended(run):
         return []  # too little of the planned run to call it a plateau yet
     if _eval_still_falling(run, first, params.get("min_eval_points", 4), params.get("eval_improvement", 0.003)):
         return []
