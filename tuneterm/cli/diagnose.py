@@ -218,7 +218,9 @@ def doctor_cmd(
         targets += demo_paths()
     if not targets:
         raise click.UsageError("give a PATH to diagnose, or --demo to see the sample runs")
-    results, override = gather(targets, select, ignore)
+    from tuneterm.train.pipeline_state import expand_pipelines
+
+    results, override = gather(expand_pipelines(targets), select, ignore)
     if results:
         render_doctor(results, make_console(width), verbose=verbose, charts=charts)
     if override is not None:

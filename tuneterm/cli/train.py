@@ -185,11 +185,31 @@ def train_cmd(
     ),
     sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
     force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Pipelines: continue at the first stage that has not passed its gate."
+    ),
 ) -> int:
-    """Validate CONFIG and launch a training run that survives SSH drops; follow it live."""
+    """Validate CONFIG (or a PIPELINE.yaml of stages) and launch training that survives SSH drops."""
     import click
 
     from tuneterm.errors import InputError
+    from tuneterm.preflight.pipeline_spec import is_pipeline_file
+
+    if resume or is_pipeline_file(config):
+        if stop_on != "never" or trainer is not None or set_:
+            raise click.BadParameter(
+                "a pipeline takes no --set, --trainer or --stop-on: set them per stage in the pipeline file "
+                "(a stage's 'set:', 'trainer:'; stages always stop at their first error finding)",
+                param_hint="'CONFIG.yaml'",
+            )
+        if detach and headless:
+            raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
+        from tuneterm.cli.train_pipeline import train_pipeline
+
+        return train_pipeline(
+            config, resume=resume, runs_dir=runs_dir, name=name, detach=detach, force=force,
+            options={"gpus": gpus, "accelerate_config": accelerate_config, "sample_every": sample_every},
+        )
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")

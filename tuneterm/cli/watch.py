@@ -78,6 +78,7 @@ def watch_cmd(
         if name is not None:
             raise click.BadParameter("--name is only for -- COMMAND", param_hint="'--name'")
         path = resolve_target(target[0], runs_dir)
+        path = _pipeline_stage(path)
     view = make_view(headless, path.name)
     interactive = not headless and sys.stdin is not None and sys.stdin.isatty()
     result = watch(path, rules, options=options, view=view, proc=proc, on_interrupt=ask_stop if interactive else None)
@@ -94,6 +95,21 @@ def watch_cmd(
     if code == ExitCode.NO_METRICS:
         _say(f"no training metrics or errors were read from {path}")
     return code
+
+
+def _pipeline_stage(path: Path) -> Path:
+    """A pipeline directory stands for its running stage (else the last one started)."""
+    from tuneterm.train.pipeline_state import PipelineDir, current_stage_dir, is_pipeline_dir
+
+    if not is_pipeline_dir(path):
+        return path
+    from tuneterm.errors import InputError
+
+    stage = current_stage_dir(PipelineDir(path))
+    if stage is None:
+        raise InputError(f"pipeline {path.name} has not started a stage yet; try again in a moment")
+    _say(f"pipeline {path.name}: watching stage {stage.name} (each stage is its own run)")
+    return stage
 
 
 @app.command("runs")
@@ -215,6 +231,19 @@ def stop_cmd(
         path = resolve_target(run, runs_dir)
     except InputError:
         raise InputError(f"no such run: {run}") from None
+    from tuneterm.train.pipeline_state import PipelineDir, effective_state as pipeline_state, is_pipeline_dir
+
+    if is_pipeline_dir(path):  # a pipeline: stop its running stage, and the driver
+        pd = PipelineDir(path)
+        state = pipeline_state(pd.read())
+        if state not in ("starting", "running"):
+            _say(f"pipeline {path.name} already {state}")
+            return int(ExitCode.OK)
+        from tuneterm.train.pipeline import stop_pipeline
+
+        _say(f"stopping pipeline {path.name} (driver pid {pd.read().get('pid')}) ...")
+        _say(f"pipeline {path.name} {stop_pipeline(pd, grace_s=0.0 if force else grace)}")
+        return int(ExitCode.OK)
     if not is_run_dir(path) or not (path / "status.json").is_file():
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
     status = read_status(path)

@@ -77,6 +77,7 @@ def launch(
     stop_on: str = "never",
     argv: list[str] | None = None,
     memory_estimate: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Launched:
     """Create the run directory for ``config`` and start its supervisor (detached).
 
@@ -84,6 +85,9 @@ def launch(
     PreflightResult.memory_estimate`) is recorded in launch.json, so that every run on a GPU sets
     the planner against its measured peak (``tuneterm doctor RUN``,
     ``benchmarks/estimate_vs_measured.py``).
+
+    ``extra`` adds keys to launch.json: a pipeline stage records ``pipeline`` (the pipeline's
+    directory, the stage's index and name), ``data`` (template options) and ``init_adapter``.
 
     Raises:
         InputError: the run directory cannot be created or the name is taken.
@@ -102,6 +106,7 @@ def launch(
         "argv": list(argv or []),
         "tuneterm_version": __version__,
         "memory_estimate": memory_estimate,
+        **(extra or {}),
     }
     rd.launch.write_text(json.dumps(launch_info, indent=1) + "\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "tuneterm.train.child", str(rd.path.resolve())]

@@ -12,6 +12,8 @@ checked and keeps its recorded state, marked with ``?``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import socket
@@ -80,8 +82,8 @@ def resolve_target(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> 
     from tuneterm.train.rundir import runs_root
 
     root = runs_root(runs_dir)
-    if "/" not in arg and arg not in (".", ".."):
-        candidate = root / arg
+    if arg not in (".", "..") and not arg.startswith(("/", ".")):
+        candidate = root / arg  # a run name, or <pipeline>/<NN-stage>
         if candidate.is_dir():
             return candidate
     p = Path(arg)
@@ -293,6 +295,15 @@ def run_info(d: Path, rules: Any = None) -> RunInfo:
     )
 
 
+def _pipeline_stage_dirs(root: Path) -> list[tuple[Path, str]]:
+    """The stage run directories of every pipeline in ``root``, named ``<pipeline>/<NN-stage>``."""
+    out: list[tuple[Path, str]] = []
+    for p in root.iterdir():
+        if p.is_dir() and (p / "pipeline.json").is_file():
+            out += [(s, f"{p.name}/{s.name}") for s in sorted(p.iterdir()) if is_run_dir(s)]
+    return out
+
+
 def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     """Every run directory in the runs directory, newest start first.
 
@@ -305,16 +316,18 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     if not root.is_dir():
         raise InputError(f"no runs directory {root} (set --runs-dir or TUNETERM_RUNS_DIR)")
     try:
-        dirs = [p for p in root.iterdir() if is_run_dir(p)]
+        dirs = [(p, p.name) for p in root.iterdir() if is_run_dir(p)]
+        dirs += _pipeline_stage_dirs(root)
     except OSError as exc:
         raise InputError(f"cannot list {root}: {exc.strerror or exc}") from None
     rules = None
     infos: list[RunInfo] = []
-    for d in dirs:
+    for d, shown in dirs:
         if rules is None:
             from tuneterm.engine import load_rules
 
             rules = load_rules(scopes=["log", "eval"])
-        infos.append(run_info(d, rules))
+        info = run_info(d, rules)
+        infos.append(info if shown == info.name else dataclasses.replace(info, name=shown))
     infos.sort(key=lambda r: (parse_time(r.started) or 0.0, r.name), reverse=True)
     return infos
