@@ -123,3 +123,41 @@ def test_broken_stage_1_stops_at_the_gate_and_resume_continues_at_the_right_stag
     assert state["stages"][0]["started"] == sft_started and state["stages"][0]["attempts"] == [".attempts/01-sft-1"]
     assert state["stages"][1]["attempts"] == [".attempts/02-dpo-1"]
     assert max(row["step"] for row in metrics(pdir / "02-dpo")) == 2
+
+
+def _run_preset(name: str, tmp_path: Path) -> tuple[Any, Path]:
+    runs = tmp_path / "runs"
+    r = run_cli(["train", str(CONFIGS / name), "--runs-dir", str(runs), "--name", "p", "--sample-every", "1000"],
+                cwd=tmp_path, timeout=900)
+    return r, runs / "p"
+
+
+@needs_trl
+def test_tiny_three_stage_recipe_with_templates_and_category_evaluation(tmp_path: Path, tiny_model: str) -> None:
+    r, pdir = _run_preset("tiny-three-stage.yaml", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr + (pdir / "pipeline.log").read_text()
+    state = _state(pdir)
+    assert _stage_states(pdir) == ["passed", "passed", "passed"]
+    assert [s["handover"] for s in state["stages"]] == ["base", "model", "model"]
+    # Stages 1 and 2 train the full model: each hands its saved model to the next.
+    cfg3 = yaml.safe_load((pdir / "03-lora" / "config.yaml").read_text(encoding="utf-8"))
+    assert Path(cfg3["model_name_or_path"]) == (pdir / "02-instruct" / "output").resolve()
+    launch2 = json.loads((pdir / "02-instruct" / "launch.json").read_text(encoding="utf-8"))
+    assert launch2["data"] == {"templates": ["random"], "template_seed": 0}
+    ev = state["stages"][2]["gate"]["eval"]
+    assert ev["metric"] == "probes/instruction" and ev["against"] == "base" and ev["passed"] is True
+    assert 0.0 <= ev["against_value"] <= 1.0 and 0.0 <= ev["stage_value"] <= 1.0
+    report = json.loads((pdir / "03-lora" / "eval.json").read_text(encoding="utf-8"))
+    assert {"factual", "reasoning", "instruction", "code"} <= set(report["probes"]["categories"])
+
+
+@needs_trl
+def test_tiny_sharegpt_recipe_compares_base_and_tuned_by_rouge(tmp_path: Path, tiny_model: str) -> None:
+    r, pdir = _run_preset("tiny-qlora-sharegpt.yaml", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr + (pdir / "pipeline.log").read_text()
+    ev = _state(pdir)["stages"][0]["gate"]["eval"]
+    assert ev["metric"] == "rougeL" and ev["against"] == "base"
+    assert ev["improvement"] == pytest.approx(ev["stage_value"] - ev["against_value"])
+    report = json.loads((pdir / "01-lora" / "eval.json").read_text(encoding="utf-8"))
+    assert report["metrics"]["deltas"]["rougeL"]["n"] == 4
+    assert "rougeL" in r.stdout and "(+" in r.stdout or "(-" in r.stdout

@@ -54,7 +54,10 @@ def stage_template_line(stage: StageSpec, base: Path) -> str:
     data = stage.values.get("dataset_name")
     rows = _first_rows(data, base)
     if rows is None:
-        return f"data {data}: read at training time (not a local or built-in file)"
+        line = f"data {data}: format read at training time (not a local or built-in file)"
+        if stage.data.templates:
+            line += "; instruction rows: " + describe_rendering("alpaca", stage.data.templates, stage.data.template_seed).split(": ", 1)[1]
+        return line
     fmt = dataset_format(rows)
     return f"data {data}: {describe_rendering(fmt, stage.data.templates, stage.data.template_seed)}"
 

@@ -14,7 +14,7 @@ which is how ``tuneterm train FILE`` tells the two apart)::
         trainer: dpo                   # optional, else inferred from the keys (as for one run)
         from: previous                 # start from the previous stage's output ...
         merge: true                    # ... its LoRA adapter merged into its base (default)
-        config:                        # or the TRL keys inline; no model_name_or_path here
+        config:                        # or the TRL keys inline (a model_name_or_path is replaced)
           dataset_name: trl-lib/ultrafeedback_binarized
           beta: 0.1
         data:
@@ -27,7 +27,8 @@ which is how ``tuneterm train FILE`` tells the two apart)::
             metric: rougeL             # rouge1|rouge2|rougeL|exact_match|probes[/CATEGORY]
             min_improvement: 0.0
 
-``from: previous`` + ``merge: true`` (the default when the previous stage trained an adapter):
+A ``from: previous`` stage's own ``model_name_or_path`` (a reused single-run preset names one) is
+replaced by the previous stage's output. ``from: previous`` + ``merge: true`` (the default when the previous stage trained an adapter):
 the adapter is merged into its base with PEFT's ``merge_and_unload`` and saved in the previous
 stage's ``merged/``; the stage trains on that full model (with its own adapters, if it sets
 ``use_peft``). ``merge: false`` continues training the previous stage's adapter itself (the stage
@@ -309,8 +310,7 @@ def parse_stage(raw: Any, index: int, base: Path, source: str) -> StageSpec:
     """Parse one entry of ``stages:``.
 
     Raises:
-        ConfigError: unknown keys, a bad name, a stage 1 ``from: previous``, a ``from: previous``
-            stage that also names its model.
+        ConfigError: unknown keys, a bad name, a stage 1 ``from: previous``.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: stage {index}: expected a mapping with 'name' and 'config'")
@@ -326,8 +326,8 @@ def parse_stage(raw: Any, index: int, base: Path, source: str) -> StageSpec:
     from_previous = origin == "previous"
     if from_previous and index == 1:
         raise ConfigError(f"{what}: the first stage cannot start 'from: previous'")
-    if from_previous and "model_name_or_path" in values:
-        raise ConfigError(f"{what}: sets model_name_or_path and 'from: previous'; remove one")
+    if from_previous:  # a reused single-run config names its own model: the previous output replaces it
+        values.pop("model_name_or_path", None)
     merge = raw.get("merge", True)
     if not isinstance(merge, bool):
         raise ConfigError(f"{what}: merge must be true or false")
