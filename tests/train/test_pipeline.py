@@ -70,7 +70,9 @@ def test_sft_then_grpo_pipeline_runs_end_to_end(tmp_path: Path, tiny_model: str)
     # runs, doctor and stop see the pipeline's stages.
     listed = run_cli(["runs", "--json", "--runs-dir", str(runs)], cwd=tmp_path)
     names = {row["name"]: row["state"] for row in json.loads(listed.stdout)}
-    assert names == {"pg/01-sft": "finished", "pg/02-grpo": "finished"}
+    assert names == {"pg": "finished", "pg/01-sft": "finished", "pg/02-grpo": "finished"}
+    row = next(x for x in json.loads(listed.stdout) if x["name"] == "pg")
+    assert (row["step"], row["max_steps"]) == (2, 2)  # stages passed / stages
     doc = run_cli(["doctor", str(pdir), "--no-charts", "--width", "120"], cwd=tmp_path)
     assert doc.returncode == 0, doc.stdout + doc.stderr
     assert "01-sft" in doc.stdout and "02-grpo" in doc.stdout

@@ -140,9 +140,9 @@ def runs_cmd(
 
 
 _RUN_COLUMNS = ("name", "state", "step", "loss", "findings", "started", "duration")
-_STATE_STYLES = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow"}
+_STATE_STYLES = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow", "gated": "bold red"}
 # States whose recorded error line is shown under the run's row.
-ERROR_LINE_STATES = frozenset({"failed", "died", "stopped"})
+ERROR_LINE_STATES = frozenset({"failed", "died", "stopped", "gated"})
 
 
 def _run_cells(i: Any) -> list[Any]:
@@ -236,7 +236,7 @@ def stop_cmd(
     if is_pipeline_dir(path):  # a pipeline: stop its running stage, and the driver
         pd = PipelineDir(path)
         state = pipeline_state(pd.read())
-        if state not in ("starting", "running"):
+        if state not in ("starting", "running", "died"):  # died: the driver is gone, a stage may not be
             _say(f"pipeline {path.name} already {state}")
             return int(ExitCode.OK)
         from tuneterm.train.pipeline import stop_pipeline

@@ -138,7 +138,7 @@ def _start_driver(pd: PipelineDir) -> Started:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     with open(pd.log, "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
             start_new_session=True, cwd=os.getcwd(), env=env,
         )
@@ -222,6 +222,7 @@ def resume(
     state = effective_state(data)
     if state not in TERMINAL and state != "died":
         raise InputError(f"pipeline {pd.name} is {state}; stop it first (tuneterm stop {pd.path})")
+    _refuse_live_stage(pd, data)
     if prepared is None:
         prepared = prepare(pd.spec_file)
     spec = prepared.spec
@@ -248,6 +249,17 @@ def resume(
     with open(pd.log, "a", encoding="utf-8") as fh:
         fh.write(f"tuneterm: resuming pipeline {pd.name} at stage {first}\n")
     return _start_driver(pd), first
+
+
+def _refuse_live_stage(pd: PipelineDir, data: dict[str, Any]) -> None:
+    """A driver that died leaves its running stage running (the stage is its own session)."""
+    from tuneterm.train.control import pid_alive
+
+    for rec in data.get("stages") or []:
+        status = RunDir(pd.path / str(rec.get("dir"))).read_status() if rec.get("dir") else {}
+        if status.get("state") in ("starting", "running") and pid_alive(status.get("pid")):
+            raise InputError(f"pipeline {pd.name}: stage {rec.get('index')} ({rec.get('name')}) is still running; "
+                             f"stop it first (tuneterm stop {pd.path})")
 
 
 # --- the driver ----------------------------------------------------------------------------------

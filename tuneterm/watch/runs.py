@@ -304,6 +304,29 @@ def _pipeline_stage_dirs(root: Path) -> list[tuple[Path, str]]:
     return out
 
 
+def pipeline_info(p: Path) -> RunInfo:
+    """A pipeline directory as one row of ``tuneterm runs``: its state (``gated`` when a gate
+    stopped it), ``step`` = stages passed of ``max_steps`` = stages, and its error line."""
+    try:
+        data = json.loads((p / "pipeline.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    stages = [s for s in data.get("stages") or [] if isinstance(s, dict)]
+    t0, t1 = parse_time(data.get("started")), parse_time(data.get("ended"))
+    state = effective_state(data)
+    if t1 is None and state in LIVE_STATES:
+        t1 = time.time()
+    err = data.get("error")
+    return RunInfo(
+        name=p.name, path=str(p), state=state, recorded_state=data.get("state"), pid=data.get("pid"),
+        step=sum(s.get("state") == "passed" for s in stages), max_steps=len(stages), last_loss=None,
+        errors=None, warnings=None, started=data.get("started"), ended=data.get("ended"),
+        duration_s=(t1 - t0) if t0 is not None and t1 is not None else None,
+        error=inert_line(err, 300) if isinstance(err, str) and err else None, findings_from=None,
+    )
+
+
 def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     """Every run directory in the runs directory, newest start first.
 
@@ -329,5 +352,6 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunInfo]:
             rules = load_rules(scopes=["log", "eval"])
         info = run_info(d, rules)
         infos.append(info if shown == info.name else dataclasses.replace(info, name=shown))
+    infos += [pipeline_info(p) for p in root.iterdir() if p.is_dir() and (p / "pipeline.json").is_file()]
     infos.sort(key=lambda r: (parse_time(r.started) or 0.0, r.name), reverse=True)
     return infos
