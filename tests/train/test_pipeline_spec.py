@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.train.conftest import run_cli
+from tests.train.conftest import needs_trl, run_cli
 from tuneterm.errors import ConfigError
 from tuneterm.preflight.pipeline_spec import handover, is_pipeline_file, load_pipeline, starting_model
 
@@ -120,3 +120,23 @@ def test_pipeline_options_that_belong_to_single_runs_are_refused(tmp_path: Path)
 def test_resume_without_a_pipeline_is_a_usage_error(tmp_path: Path) -> None:
     r = run_cli(["train", str(CONFIGS / "tiny-sft-dpo.yaml"), "--resume", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path)
     assert r.returncode == 2 and "no pipeline to resume" in r.stderr
+
+
+@needs_trl
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_stage_of_every_shipped_pipeline_validates_against_trl(name: str) -> None:
+    import torch
+
+    from tuneterm.train.config import instantiate
+    from tuneterm.train.pipeline import prepare
+
+    prepared = prepare(CONFIGS / name)
+    for stage, cfg in zip(prepared.spec.stages, prepared.configs):
+        values = dict(cfg.values)
+        if not torch.cuda.is_available():
+            values["bf16"] = False  # transformers refuses bf16 without a bf16 GPU; the presets are for GPUs
+        instantiate(values, cfg.trainer, source=f"{name} stage {stage.index}")
+    assert [c.trainer for c in prepared.configs][-1] == {"sft-then-grpo-qwen2.5-0.5b.yaml": "grpo",
+                                                         "tiny-sft-grpo.yaml": "grpo",
+                                                         "sft-then-dpo-qwen2.5-0.5b.yaml": "dpo",
+                                                         "tiny-sft-dpo.yaml": "dpo"}.get(name, "sft")

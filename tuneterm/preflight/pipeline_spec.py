@@ -52,6 +52,7 @@ from typing import Any, Literal
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 
 FailOn = Literal["error", "warning"]
 Against = Literal["previous", "base"]
@@ -289,12 +290,18 @@ def parse_data(raw: Any, what: str) -> DataOptions:
     return DataOptions(templates=templates, template_seed=seed)
 
 
-def _stage_values(raw: Mapping[str, Any], base: Path, what: str) -> tuple[dict[str, Any], dict[str, str], str]:
-    """The stage's TRL mapping (config file or inline, plus ``set``), its env and its source."""
+def _stage_values(
+    raw: Mapping[str, Any], base: Path, what: str
+) -> tuple[dict[str, Any], dict[str, str], str, str | None]:
+    """The stage's TRL mapping (config file or inline, plus ``set``), its env, its source and the
+    trainer a config file names with ``# tuneterm: trainer=NAME`` (else None)."""
+    directive: str | None = None
     cfg = raw.get("config")
     if isinstance(cfg, str):
         path = Path(cfg) if Path(cfg).is_absolute() else base / cfg
         values, source = _read_config(path, what), str(path)
+        found = TRAINER_DIRECTIVE.search(path.read_text(encoding="utf-8"))
+        directive = found.group(1).lower() if found else None
     elif isinstance(cfg, dict):
         values, source = _mapping(cfg, f"{what} config"), what
     else:
@@ -303,7 +310,7 @@ def _stage_values(raw: Mapping[str, Any], base: Path, what: str) -> tuple[dict[s
     env = values.pop("env", None) or {}
     if not isinstance(env, dict):
         raise ConfigError(f"{what}: 'env' must be a mapping of environment variables")
-    return values, {str(k): str(v) for k, v in env.items()}, source
+    return values, {str(k): str(v) for k, v in env.items()}, source, directive
 
 
 def parse_stage(raw: Any, index: int, base: Path, source: str) -> StageSpec:
@@ -319,7 +326,7 @@ def parse_stage(raw: Any, index: int, base: Path, source: str) -> StageSpec:
     _unknown(raw, _STAGE_KEYS, what)
     if not isinstance(name, str) or not _STAGE_NAME.match(name):
         raise ConfigError(f"{what}: 'name' is required: letters, digits, '.', '_' or '-' (max 41)")
-    values, env, cfg_source = _stage_values(raw, base, what)
+    values, env, cfg_source, directive = _stage_values(raw, base, what)
     origin = raw.get("from", "previous" if index > 1 and "model_name_or_path" not in values else "base")
     if origin not in ("previous", "base"):
         raise ConfigError(f"{what}: from must be 'previous' or 'base', got {origin!r}")
@@ -331,7 +338,7 @@ def parse_stage(raw: Any, index: int, base: Path, source: str) -> StageSpec:
     merge = raw.get("merge", True)
     if not isinstance(merge, bool):
         raise ConfigError(f"{what}: merge must be true or false")
-    trainer = raw.get("trainer")
+    trainer = raw.get("trainer", directive)
     if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
         raise ConfigError(f"{what}: trainer must be sft, dpo or grpo, got {trainer!r}")
     return StageSpec(

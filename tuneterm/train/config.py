@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import Any, Literal
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 from tuneterm.train.schema import Descriptor, Schema, load_schema
 
 Trainer = Literal["sft", "dpo", "grpo"]
@@ -89,7 +89,7 @@ class TrainConfig:
     applied_defaults: tuple[str, ...] = ()
 
 
-_DIRECTIVE = re.compile(r"^\s*#\s*tuneterm:\s*trainer\s*[=:]\s*([A-Za-z]+)\s*$", re.MULTILINE)
+_DIRECTIVE = TRAINER_DIRECTIVE  # the same directive pipeline stages' config files may carry
 
 
 def trainer_directive(path: str | Path) -> str | None:
