@@ -163,3 +163,29 @@ def test_tiny_sharegpt_recipe_compares_base_and_tuned_by_rouge(tmp_path: Path, t
     report = json.loads((pdir / "01-lora" / "eval.json").read_text(encoding="utf-8"))
     assert report["metrics"]["deltas"]["rougeL"]["n"] == 4
     assert "rougeL" in r.stdout and "(+" in r.stdout or "(-" in r.stdout
+
+
+@needs_trl
+def test_a_detached_pipeline_is_stopped_with_its_running_stage(tmp_path: Path, tiny_model: str) -> None:
+    import time
+
+    runs = tmp_path / "runs"
+    r = run_cli(["train", str(CONFIGS / "tiny-sft-dpo.yaml"), "--detach", "--runs-dir", str(runs), "--name", "ps",
+                 "--sample-every", "1000"], cwd=tmp_path, env={"TUNETERM_FAULT": "sleep=1"})
+    assert r.returncode == 0 and r.stdout.strip() == "ps" and "tuneterm stop" in r.stderr
+    pdir = runs / "ps"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait for stage 1 to train (each step sleeps 1 s)
+        if (pdir / "01-sft" / "metrics.jsonl").is_file() and (pdir / "01-sft" / "metrics.jsonl").read_text().strip():
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("stage 1 never logged a step: " + (pdir / "pipeline.log").read_text())
+    listed = {row["name"]: row["state"] for row in json.loads(run_cli(["runs", "--json", "--runs-dir", str(runs)], cwd=tmp_path).stdout)}
+    assert listed["ps"] == "running" and listed["ps/01-sft"] == "running"
+    stop = run_cli(["stop", "ps", "--runs-dir", str(runs), "--grace", "60"], cwd=tmp_path)
+    assert stop.returncode == 0 and "pipeline ps stopped" in stop.stderr, stop.stderr
+    state = _state(pdir)
+    assert state["state"] == "stopped" and _stage_states(pdir) == ["stopped", "pending"]
+    assert json.loads((pdir / "01-sft" / "status.json").read_text())["state"] == "stopped"
+    assert not (pdir / "02-dpo").exists()
