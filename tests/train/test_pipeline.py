@@ -44,7 +44,8 @@ def _stage_states(pdir: Path) -> list[str]:
 
 @needs_trl
 def test_sft_then_grpo_pipeline_runs_end_to_end(tmp_path: Path, tiny_model: str) -> None:
-    pipe = _preset("tiny-sft-grpo.yaml", tmp_path, {"max_steps": 6}, {"max_steps": 3})
+    lora = {"max_steps": 6, "use_peft": True, "lora_r": 8, "lora_alpha": 16, "lora_target_modules": "all-linear"}
+    pipe = _preset("tiny-sft-grpo.yaml", tmp_path, lora, {"max_steps": 3})
     runs = tmp_path / "runs"
     r = run_cli(["train", str(pipe), "--runs-dir", str(runs), "--name", "pg", "--sample-every", "1000"],
                 cwd=tmp_path, timeout=600)
@@ -94,6 +95,7 @@ def test_broken_stage_1_stops_at_the_gate_and_resume_continues_at_the_right_stag
     assert "gate after stage 1 (sft) FAILED" in out
     assert "S101 lr-zero" in out and "fix: learning_rate: 2e-05" in out
     assert not (pdir / "02-dpo").exists()  # stage 2 never started
+    assert _state(pdir)["stages"][1]["handover"] == "model"  # stage 1 trains the full model
     state = _state(pdir)
     assert state["state"] == "gated" and "lr-zero" in state["error"]
     assert _stage_states(pdir) == ["gate-failed", "pending"]
@@ -189,3 +191,34 @@ def test_a_detached_pipeline_is_stopped_with_its_running_stage(tmp_path: Path, t
     assert state["state"] == "stopped" and _stage_states(pdir) == ["stopped", "pending"]
     assert json.loads((pdir / "01-sft" / "status.json").read_text())["state"] == "stopped"
     assert not (pdir / "02-dpo").exists()
+
+
+@needs_trl
+def test_merge_false_continues_the_previous_adapter(tmp_path: Path, tiny_model: str) -> None:
+    lora = {"use_peft": True, "lora_target_modules": "all-linear", "max_steps": 4, "per_device_train_batch_size": 8,
+            "learning_rate": 5.0e-3, "logging_steps": 1, "max_length": 128, "bf16": False, "save_strategy": "no",
+            "report_to": "none", "seed": 42}
+    doc = {"name": "cont", "stages": [
+        {"name": "sft", "config": {"model_name_or_path": "tuneterm:tiny-llama", "dataset_name": "tuneterm:tiny-sft",
+                                   **lora, "lora_r": 8, "lora_alpha": 16}},
+        # instruction/input/response rows, no templates: rendered as chat turns (the tiny model has a template)
+        {"name": "more", "from": "previous", "merge": False,
+         "config": {"dataset_name": "tuneterm:tiny-instructions", **lora, "lora_r": 16, "lora_alpha": 32}},
+    ]}
+    pipe = tmp_path / "cont.yaml"
+    pipe.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    runs = tmp_path / "runs"
+    r = run_cli(["train", str(pipe), "--runs-dir", str(runs), "--name", "c", "--sample-every", "1000"],
+                cwd=tmp_path, timeout=600)
+    pdir = runs / "c"
+    assert r.returncode == 0, r.stdout + r.stderr + (pdir / "pipeline.log").read_text()
+    assert _state(pdir)["stages"][1]["handover"] == "adapter"
+    launch2 = json.loads((pdir / "02-more" / "launch.json").read_text(encoding="utf-8"))
+    assert Path(launch2["init_adapter"]) == (pdir / "01-sft" / "output").resolve()
+    cfg2 = yaml.safe_load((pdir / "02-more" / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg2["model_name_or_path"] == tiny_model  # the base; the adapter comes on top
+    assert not (pdir / "01-sft" / "merged").exists()
+    # The stage trained stage 1's adapter further (rank 8), not a new one with its own lora_r: 16.
+    adapter = json.loads((pdir / "02-more" / "output" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert adapter["r"] == 8
+    assert len(metrics(pdir / "02-more")) >= 4

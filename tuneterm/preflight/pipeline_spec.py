@@ -411,12 +411,18 @@ def handover(spec: PipelineSpec, stage: StageSpec) -> str:
 
 def check_handover(spec: PipelineSpec) -> None:
     """Refuse chains that cannot work: continuing an adapter (``merge: false``) in a stage that
-    does not train adapters.
+    does not train adapters, or evaluating such a stage against the previous (adapter) model.
 
     Raises:
         ConfigError: one line naming the stage.
     """
     for stage in spec.stages:
+        ev = stage.gate.eval
+        if handover(spec, stage) == "adapter" and ev is not None and ev.against == "previous":
+            raise ConfigError(
+                f"{spec.source}: stage {stage.index} ({stage.name}): an eval gate 'against: previous' needs the "
+                "previous model as one model; with 'merge: false' compare 'against: base' (or set merge: true)"
+            )
         if handover(spec, stage) == "adapter" and not uses_adapter(stage):
             raise ConfigError(
                 f"{spec.source}: stage {stage.index} ({stage.name}): 'merge: false' continues the previous "

@@ -280,6 +280,10 @@ class _Stop:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+        self.forward()
+
+    def forward(self) -> None:
+        """SIGTERM to the running stage's supervisor (it stops training at the next step end)."""
         if self.stage is not None:
             pid = self.stage.read_status().get("pid")
             if isinstance(pid, int) and pid > 0:
@@ -334,7 +338,9 @@ def stage_input(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec) -> tuple[
     return str(merged.resolve()), None, "merged"
 
 
-def _against_model(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec, started_from: str) -> str:
+def _against_model(spec: PipelineSpec, stage: StageSpec, started_from: str) -> str:
+    """What the eval gate compares the stage with: the model the stage started from, or the
+    pipeline's base model (``against: previous`` with a continued adapter is refused up front)."""
     gate = stage.gate.eval
     if gate is None or gate.against == "previous":
         return started_from
@@ -389,7 +395,7 @@ def _run_stage(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec, stop: _Sto
     pd.update_stage(stage.index, state="running", started=now_iso(), model=model, handover=how)
     pd.update(current=stage.index, state="running")
     if stop.requested:  # a stop that arrived while the stage was being launched
-        stop._handle(signal.SIGTERM, None)
+        stop.forward()
     outcome = follow(launched.run, launched.proc, stop_on="error", out=sys.stdout)
     stop.stage = None
     if stop.requested or outcome.state == "stopped" and not outcome.stopped_on_error:
@@ -399,7 +405,7 @@ def _run_stage(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec, stop: _Sto
     ran_state = "finished" if outcome.stopped_on_error else (outcome.state or "failed")
     gate = check_gate(
         launched.run.path, stage.gate, state=ran_state, error=outcome.error,
-        findings=outcome.findings, against_model=_against_model(pd, spec, stage, model),
+        findings=outcome.findings, against_model=_against_model(spec, stage, model),
     )
     _print_gate(stage, gate)
     ran = outcome.state == "finished" or outcome.stopped_on_error
@@ -426,8 +432,9 @@ def drive(pd: PipelineDir) -> int:
         if stop.requested:
             pd.update(state="stopped", current=None, ended=now_iso(), error="stopped on request", stop_requested=True)
             return 1
-    except (ConfigError, InputError, OSError, ValueError) as exc:
-        _say(f"tuneterm: error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the driver records any failure instead of dying silently
+        _say(f"tuneterm: error: {type(exc).__name__}: {exc}" if not isinstance(exc, (ConfigError, InputError)) else
+             f"tuneterm: error: {exc}")
         pd.update(state="failed", current=None, ended=now_iso(), error=str(exc)[:400])
         return 1
     pd.update(state="finished", current=None, ended=now_iso())
