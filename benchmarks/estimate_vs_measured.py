@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 
 def run_dirs(args: list[str]) -> list[Path]:
-    from tuneterm.watch.runs import is_run_dir
+    from tuneterm.runs.layout import is_run_dir
 
     roots = [Path(a) for a in args] or [Path(os.environ.get("TUNETERM_RUNS_DIR", "runs"))]
     found: list[Path] = []
@@ -43,27 +43,24 @@ def run_dirs(args: list[str]) -> list[Path]:
 
 def row_for(d: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(row, None) for a run with both sides, else (None, why it is skipped)."""
-    from tuneterm.logs.load import read_memory_record
-    from tuneterm.logs.model import Run
+    from tuneterm.runs.memory import read_memory_record
 
-    run = Run(source=str(d), format="run_dir")
-    read_memory_record(run, d)
-    x = run.facts.extra
-    est = x.get("memory_estimate")
-    measured = x.get("measured_peak_reserved_gib", x.get("measured_peak_allocated_gib"))
-    if not isinstance(est, dict):
+    rec = read_memory_record(d)
+    est = rec.estimate if rec is not None else None
+    measured = None if rec is None else (rec.peak_reserved_gib if rec.peak_reserved_gib is not None else rec.peak_allocated_gib)
+    if est is None:
         return None, "no planner estimate in launch.json"
-    if not isinstance(measured, (int, float)):
+    if measured is None:
         return None, "no CUDA peak in gpu.jsonl (CPU run or nothing logged)"
     return {
         "run": d.name,
-        "gpu": x.get("gpu_name"),
+        "gpu": rec.gpu_name,
         "setup": {k: est.get(k) for k in ("model", "method", "trainer", "batch_size", "seq_len",
                                            "gradient_checkpointing", "dtype", "optimizer", "gpus")},
         "estimate_peak_gib": est.get("peak_gib"),
         "estimate_allocated_gib": est.get("allocated_gib"),
-        "measured_reserved_gib": x.get("measured_peak_reserved_gib"),
-        "measured_allocated_gib": x.get("measured_peak_allocated_gib"),
+        "measured_reserved_gib": rec.peak_reserved_gib,
+        "measured_allocated_gib": rec.peak_allocated_gib,
         "error_pct": round(100.0 * (float(est["peak_gib"]) - float(measured)) / float(measured), 1) if measured else None,
     }, None
 

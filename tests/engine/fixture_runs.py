@@ -6,6 +6,7 @@ A case (``tests/fixtures/rules/<CODE>.yaml``)::
       expect: error            # error | warning | info | fire (any severity) | none
       trainer: sft             # facts.trainer_kind (default sft)
       facts: {is: ignored, vocab_size: 32000, ...}   # any RunFacts field
+      status: {state: running, pid: 42, progress: {checked_at: 10.0, last_progress: 1.0}}  # RunStatus
       every: 10                # step spacing for plain value lists (default 1)
       train:
         loss: [2.7, 2.69, 2.68]                 # values at steps every, 2*every, ...
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tuneterm.logs.model import LogEvent, Run
+from tuneterm.logs.model import LogEvent, Progress, Run, RunStatus
 
 
 def expand(spec: Any) -> list[Any]:
@@ -66,6 +67,10 @@ def build_run(case: dict[str, Any], source: str = "fixture") -> Run:
         if not hasattr(run.facts, key):
             raise ValueError(f"unknown fact {key!r}")
         setattr(run.facts, key, value)
+    status = case.get("status")
+    if status is not None:  # a run directory's status (RunStatus fields; progress as a mapping)
+        progress = status.get("progress")
+        run.status = RunStatus(**{**status, "progress": Progress(**progress) if progress else None})
     every = int(case.get("every", 1))
     for name, spec in (case.get("train") or {}).items():
         _fill(lambda st, v, n=name: run.add_train(n, st, v), spec, every)

@@ -71,3 +71,28 @@ def test_shipped_rules_load_whole() -> None:
     """Every rule table under rules/ (all scopes) loads; a broken table from any scope fails here."""
     full = load_rules()
     assert REQUIRED <= {r.name for r in full}
+
+
+def test_rules_readme_table_is_generated_from_the_records() -> None:
+    from tuneterm.engine.catalogue import rule_table, with_table
+    from tuneterm.resources import rules_dir
+
+    root = rules_dir()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = rule_table(root)
+    assert with_table(readme, table) == readme, "rules/README.md is stale: run python -m tuneterm.engine.catalogue"
+    # every rule is in it, with the file of its record and the module of its detector
+    row = next(line for line in table.splitlines() if line.startswith("| X116 "))
+    assert "`run-stalled`" in row and "engine/detectors/runtime.py" in row and "rules/diagnostics/runtime.yaml" in row
+    assert len([line for line in table.splitlines() if re.match(r"\| [A-Z]\d{3} ", line)]) == len(load_rules())
+
+
+def test_one_rule_file_per_category() -> None:
+    from tuneterm.engine.catalogue import record_files
+    from tuneterm.resources import rules_dir
+
+    files = record_files(rules_dir())
+    by_category: dict[str, set[str]] = {}
+    for rule in load_rules():
+        by_category.setdefault(rule.category, set()).add(files[rule.code])
+    assert all(paths == {f"rules/diagnostics/{cat}.yaml"} for cat, paths in by_category.items()), by_category

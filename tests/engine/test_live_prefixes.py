@@ -31,8 +31,8 @@ import pytest
 from tests.conftest import CORPUS, corpus_file, corpus_files
 from tests.engine.test_corpus_labels import HEALTHY
 from tuneterm.engine import Finding, RuleSet, Severity, evaluate, load_rules
-from tuneterm.logs import load_run
-from tuneterm.logs.model import LogEvent, Run
+from tuneterm.runs.load import load_source as load_run
+from tuneterm.logs.model import LogEvent, Run, RunStatus
 
 FIRST_STEPS = (1, 2, 3, 5, 10, 20)
 
@@ -137,14 +137,14 @@ def test_prefix_cuts_series_events_and_end_facts() -> None:
 
 def test_prefix_of_a_run_directory_is_still_running() -> None:
     run = Run(source="rd", format="run_dir")
-    run.facts.extra.update(state="failed", exit_code=1)
+    run.status = RunStatus(state="failed", exit_code=1)
     run.facts.finished = False
     for step in (1, 2, 3):
         run.add_train("loss", step, 2.0)
     run.events.append(LogEvent("exception", "RuntimeError: boom", step=3, code="RuntimeError"))
     p = run.prefix(2)
-    assert p.facts.extra == {"state": "running"} and p.events == []
-    assert run.facts.extra["state"] == "failed"
+    assert p.status == RunStatus(state="running") and p.events == []
+    assert run.status.state == "failed"
 
 
 # The real tiny run (`tuneterm train configs/tiny.yaml --headless`) is trained once, by

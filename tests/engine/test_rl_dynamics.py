@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, corpus_file
 from tuneterm.engine import RuleSet, evaluate, load_rules
 from tuneterm.engine.model import Finding
-from tuneterm.logs import load_run
+from tuneterm.runs.load import load_source as load_run
 from tuneterm.logs.model import Run
 
 MINE = ("R103", "R104", "R105", "P103")

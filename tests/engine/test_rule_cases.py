@@ -62,7 +62,7 @@ def test_every_rule_has_passing_and_failing_cases(rules: RuleSet) -> None:
 def test_config_failure_gets_config_fix_not_crash_advice(tmp_path: Path) -> None:
     # status.json of a run whose worker rejected the config (error_kind "config", exit 2).
     from tuneterm.engine import evaluate, load_rules
-    from tuneterm.logs import load_run
+    from tuneterm.runs.load import load_source as load_run
 
     (tmp_path / "metrics.jsonl").write_text('{"loss": 2.0, "step": 1}\n')
     (tmp_path / "status.json").write_text(json.dumps(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tuneterm.engine import evaluate, load_rules
-from tuneterm.logs import load_run
+from tuneterm.runs.load import load_source as load_run
 from tuneterm.resources import samples_dir
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneterm.evaluation.degenerate import (
+from tuneterm.engine.detectors.degenerate import (
     check_generation,
     check_generations,
     detect_degenerate,

@@ -12,7 +12,7 @@ def test_light_modules_import_no_training_stack() -> None:
     code = (
         "import sys\n"
         "import tuneterm.cli, tuneterm.cli.evaluate\n"
-        "import tuneterm.evaluation, tuneterm.evaluation.degenerate, tuneterm.evaluation.detectors\n"
+        "import tuneterm.evaluation, tuneterm.engine.detectors.degenerate, tuneterm.engine.detectors.eval_report\n"
         "import tuneterm.evaluation.metrics, tuneterm.evaluation.data, tuneterm.evaluation.probes\n"
         "import tuneterm.evaluation.results, tuneterm.evaluation.models, tuneterm.evaluation.runner\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"

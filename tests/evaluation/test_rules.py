@@ -1,4 +1,4 @@
-"""The eval rule records (rules/eval.yaml) and their detectors on constructed evaluation results.
+"""The eval rule records (rules/diagnostics/generalization.yaml) and their detectors on constructed evaluation results.
 
 Generations are written out here as text (what a healthy and a collapsed model answer), scored by
 the real code path (ROUGE, degenerate checks, probe answer checks) and judged by the real rules.
@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from tuneterm.evaluation.data import EvalExample, Selection
-from tuneterm.evaluation.detectors import evaluate_report, make_finding
-from tuneterm.evaluation.degenerate import detect_degenerate
+from tuneterm.engine.evaluate import make_finding
+from tuneterm.engine.detectors.eval_report import evaluate_report
+from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.probes import load_probes
 from tuneterm.evaluation.results import build_report
 from tuneterm.evaluation.runner import eval_rules
+
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
 
 
 @pytest.fixture(scope="module")

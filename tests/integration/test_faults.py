@@ -62,7 +62,7 @@ def _train(tmp_path: Path, config: Path, overrides: dict[str, Any], fault: str |
 
 def _findings(run_dir: Path) -> dict[str, Any]:
     from tuneterm.engine import evaluate
-    from tuneterm.logs import load_run
+    from tuneterm.runs.load import load_source as load_run
 
     return {f.name: f for f in evaluate(load_run(run_dir), _rules())}
 

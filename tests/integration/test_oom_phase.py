@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.train.conftest import TINY, tiny_model  # noqa: F401 - fixture
-from tuneterm.logs import load_run
+from tuneterm.runs.load import load_source as load_run
 
 GEN_TRACEBACK = '''{'loss': '0.01', 'grad_norm': '0.3', 'learning_rate': '1e-06', 'reward': '0.5', 'epoch': '0.01'}
 Traceback (most recent call last):

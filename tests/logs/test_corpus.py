@@ -159,7 +159,7 @@ def test_orpo_algorithm() -> None:
 def test_trainer_state_facts() -> None:
     f = load_run(corpus_file("011_")).facts
     assert (f.global_step, f.max_steps, f.logging_steps, f.eval_steps) == (8920, 8920, 10, 100)
-    assert f.extra["best_model_checkpoint"].endswith("checkpoint-2600")
+    assert f.best_model_checkpoint.endswith("checkpoint-2600")
     assert f.finished is True
     f7 = load_run(corpus_file("007_")).facts
     assert (f7.global_step, f7.max_steps, f7.finished) == (100, 200, False)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import corpus_file
 from tuneterm.logs import load_run
+from tuneterm.runs.load import load_source
 from tuneterm.logs.names import classify, plan_keys
 
 
@@ -196,7 +197,7 @@ def test_run_dir_failed_with_traceback(tmp_path: Path) -> None:
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
     )
     d = _run_dir(tmp_path, {"state": "failed", "exit_code": 1, "error": "OOM", "max_steps": 4}, tb)
-    run = load_run(d)
+    run = load_source(d)
     assert run.format == "run_dir"
     loss = run.series("loss")
     assert loss is not None and list(loss) == [(1, 2.5), (2, 2.4)]  # stdout.log dict ignored
@@ -213,13 +214,13 @@ def test_run_dir_failed_with_traceback(tmp_path: Path) -> None:
 
 def test_run_dir_failed_without_traceback_gets_event(tmp_path: Path) -> None:
     d = _run_dir(tmp_path, {"state": "failed", "exit_code": 1, "error": "ValueError: bad dataset"})
-    run = load_run(d)
+    run = load_source(d)
     assert [(e.kind, e.code) for e in run.events] == [("exception", "ValueError")]
     d2 = _run_dir(tmp_path / "b", {"state": "failed", "exit_code": -9})
-    run2 = load_run(d2)
+    run2 = load_source(d2)
     assert [(e.kind, e.code) for e in run2.events] == [("signal", "SIGKILL")]
     d3 = _run_dir(tmp_path / "c", {"state": "finished", "exit_code": 0})
-    run3 = load_run(d3)
+    run3 = load_source(d3)
     assert run3.events == [] and run3.facts.finished is True
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tuneterm.logs import Follower, load_run
+from tuneterm.runs.follow import follower
 
 
 def test_follow_console_log(tmp_path: Path) -> None:
@@ -48,7 +49,7 @@ def test_follow_run_dir(tmp_path: Path) -> None:
     (d / "status.json").write_text(json.dumps({"state": "running", "max_steps": 3}))
     m = d / "metrics.jsonl"
     m.write_text('{"loss": 2.0, "step": 1}\n')
-    f = Follower(d)
+    f = follower(d)
     assert f.poll() == 1
     with m.open("a") as fh:
         fh.write('{"loss": 1.5, "grad_norm": NaN, "step": 2}\n{"loss": 1.')

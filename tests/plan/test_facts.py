@@ -53,6 +53,7 @@ def test_hf_cache_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert f.source == "cache" and f.layers == 24  # from the cached config, not the "7B" in the name
 
 
+@pytest.mark.train
 def test_offline_never_calls_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a, **k):  # pragma: no cover - must not run
         raise AssertionError("hub lookup attempted while offline")

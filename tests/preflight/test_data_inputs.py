@@ -72,6 +72,7 @@ def test_bad_options_and_trainer_format_mismatch(jsonl) -> None:
         assert expected in one_line(err.value)
 
 
+@pytest.mark.train
 def test_offline_model_and_hub_dataset_fail_fast(jsonl, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = jsonl([{"text": "a"}])
@@ -85,6 +86,7 @@ def test_offline_model_and_hub_dataset_fail_fast(jsonl, monkeypatch: pytest.Monk
     assert time.monotonic() - start < 20
 
 
+@pytest.mark.train
 def test_model_path_without_tokenizer(jsonl, tmp_path: Path) -> None:
     (tmp_path / "empty_model").mkdir()
     with pytest.raises(InputError) as err:

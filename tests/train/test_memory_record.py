@@ -14,10 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tests.train.conftest import run_cli
 from tuneterm.train.config import resolve
 from tuneterm.train.preflight import preflight
+
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
 
 QWEN_LORA = REPO / "configs" / "sft-lora-qwen2.5-0.5b.yaml"
 

@@ -20,6 +20,8 @@ from tuneterm.errors import RuleFileError
 from tuneterm.train.config import parse_set, resolve
 from tuneterm.train.preflight import PreflightResult, preflight
 
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
+
 SEED_24B = """\
 model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503
 dataset_name: trl-lib/Capybara
@@ -124,7 +126,7 @@ def test_cli_could_not_run_warns_and_continues(seed: Path, tmp_path: Path, capsy
 
 def test_cli_force_launches_despite_errors(seed: Path, tmp_path: Path, capsys) -> None:
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
 
     runs = tmp_path / "runs"
     code, out, err = run_cli(capsys, "train", str(seed), "--detach", "--force", "--runs-dir", str(runs))

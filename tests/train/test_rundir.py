@@ -11,7 +11,7 @@ from tuneterm.errors import ConfigError, InputError
 from tuneterm.train.faults import Fault, parse_faults
 from tuneterm.train.follow import MetricsTail, progress_line
 from tuneterm.train.rewards import constant_reward, format_reward, length_reward
-from tuneterm.train.rundir import RunDir, create_run_dir, runs_root
+from tuneterm.runs.layout import RunDir, create_run_dir, runs_root
 
 
 def test_runs_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.train.conftest import TINY, run_cli, status
 from tuneterm.train.control import ProcRef, proc_alive, run_processes, stop_run
-from tuneterm.train.rundir import RunDir
+from tuneterm.runs.layout import RunDir
 
 linux_only = pytest.mark.skipif(not (sys.platform.startswith("linux") and Path("/proc").is_dir()), reason="needs /proc")
 

@@ -162,7 +162,7 @@ def test_signal_death_and_stop_are_recorded(tiny_model: str, tmp_path: Path) -> 
     from tuneterm.train.config import resolve
     from tuneterm.train.control import stop_run
     from tuneterm.train.launch import launch
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
 
     os.environ["TUNETERM_FAULT"] = "sleep=0.5"
     try:

@@ -21,6 +21,8 @@ from tuneterm.tui.screens.modals import PreflightScreen
 from tuneterm.tui.screens.run_view import RunScreen
 from tuneterm.tui.screens.runs import RunsScreen
 
+pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
+
 SEED_24B = """\
 model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503
 dataset_name: trl-lib/Capybara
@@ -49,7 +51,7 @@ async def ask_to_start(pilot: Any, app: Any, config: Path) -> None:
 def stop(app: Any, path: str) -> None:
     """Stop a run this test started: SIGKILL to its process group at once (it has not trained)."""
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
 
     stop_run(RunDir(Path(path)), grace_s=0.0, proc=app.procs.get(path))
 

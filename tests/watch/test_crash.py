@@ -10,7 +10,8 @@ import pytest
 from tests.watch.helpers import make_run_dir, traceback
 from tuneterm.engine import RuleSet, load_rules
 from tuneterm.logs import load_run
-from tuneterm.watch.live import evaluate_all, load_checked
+from tuneterm.runs.diagnose import evaluate_run as evaluate_all
+from tuneterm.runs.load import load_source as load_checked
 
 CRASH_RULES = ("cuda-out-of-memory", "distributed-error", "missing-package", "download-failed", "killed-by-signal", "run-vanished", "run-crashed")
 

@@ -16,7 +16,7 @@ from tests.cli.helpers import run_script
 from tests.train.conftest import TINY, run_cli, tiny_model  # noqa: F401 - fixture
 from tests.watch.helpers import make_run_dir, traceback
 from tuneterm.train.follow import follow
-from tuneterm.train.rundir import RunDir
+from tuneterm.runs.layout import RunDir
 
 
 def _check_json(run_dir: Path) -> tuple[int, list[dict[str, object]]]:

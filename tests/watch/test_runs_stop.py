@@ -15,7 +15,8 @@ from tests.cli.helpers import run_cli
 from tests.watch.helpers import make_run_dir
 from tuneterm.engine import load_rules
 from tuneterm.train.control import pid_alive
-from tuneterm.watch.live import evaluate_all, load_checked
+from tuneterm.runs.diagnose import evaluate_run as evaluate_all
+from tuneterm.runs.load import load_source as load_checked
 
 
 def _sleeper(tmp_path: Path) -> subprocess.Popen[bytes]:

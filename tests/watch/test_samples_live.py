@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from tuneterm.engine import load_rules
-from tuneterm.logs.model import Run
-from tuneterm.watch.samples import samples_findings
+from tuneterm.logs.model import Run, RunStatus
+from tuneterm.engine.detectors.samples import samples_findings
 
 GOOD = "Paris is the capital of France."
 BAD = "is is is is is is is is is is is is"
@@ -18,7 +18,7 @@ def _run(rounds: list[tuple[int, str]], state: str | None = "running", finished:
     run = Run("runs/r", "run_dir")
     run.facts.finished = finished
     if state is not None:
-        run.facts.extra["state"] = state
+        run.status = RunStatus(state=state)
     run.samples = [{"step": step, "prompt": f"p{i}", "completion": text} for step, text in rounds for i in range(3)]
     return run
 

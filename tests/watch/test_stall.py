@@ -20,9 +20,10 @@ import pytest
 
 from tests.train.conftest import TINY, metrics, run_cli, status, tiny_model  # noqa: F401 - fixture
 from tuneterm.engine import load_rules
-from tuneterm.watch.live import evaluate_all, load_checked
-from tuneterm.watch.runs import run_info
-from tuneterm.watch.stall import mark_progress
+from tuneterm.runs.diagnose import evaluate_run as evaluate_all
+from tuneterm.runs.load import load_source as load_checked
+from tuneterm.runs.info import run_info
+from tuneterm.runs.progress import mark_progress
 
 
 def _run_dir(root: Path, *, age_s: float, every_s: float, state: str = "running", pid: int | None = None) -> Path:
@@ -89,7 +90,7 @@ def test_real_hung_run_is_stalled(tiny_model: str, tmp_path: Path) -> None:
         assert status(d)["state"] == "running" and [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4], rows
         run = load_checked(d)
         assert "run-stalled" not in {f.name for f in evaluate_all(run, load_rules(scopes=["log"]))}
-        mark_progress(run, d, status(d), now=time.time() + 1800)  # the same run half an hour on
+        run.status = mark_progress(run.status, d, now=time.time() + 1800)  # the same run half an hour on
         (f,) = [f for f in evaluate_all(run, load_rules(scopes=["log"])) if f.name == "run-stalled"]
         assert f.first_step in (4, 5) and f.evidence["stalled_s"] >= 1800  # status.json may already say step 5
     finally:

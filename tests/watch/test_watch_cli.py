@@ -183,6 +183,7 @@ def test_binary_file_is_exit_2(tmp_path: Path, bad: bytes) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_real_tiny_run_with_nan_fault_caught_live(tmp_path: Path) -> None:
     """A real TRL run (E's `tuneterm train`, configs/tiny.yaml, CPU) with NaN weights injected at
     step 4: `watch --stop-on error` reports nan-or-inf live and stops the run."""

@@ -140,7 +140,9 @@ def check_cmd(
         from tuneterm.cli.plan import parse_size_gib
 
         gpu_memory_gib = parse_size_gib(gpu_memory)
-    if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
+    from tuneterm.kinds import TRAINERS
+
+    if trainer is not None and trainer not in TRAINERS:
         raise click.BadParameter(f"{trainer!r} is not one of sft, dpo, grpo", param_hint="--trainer")
     results, override = gather(
         paths, select, ignore, gpu_memory_gib=gpu_memory_gib, gpus=gpus, trainer=trainer,
@@ -218,7 +220,7 @@ def doctor_cmd(
         targets += demo_paths()
     if not targets:
         raise click.UsageError("give a PATH to diagnose, or --demo to see the sample runs")
-    from tuneterm.train.pipeline_state import expand_pipelines
+    from tuneterm.runs.pipeline import expand_pipelines
 
     results, override = gather(expand_pipelines(targets), select, ignore)
     if results:

@@ -32,7 +32,7 @@ def _is_command(args: list[str], runs_dir: str | None) -> bool:
     if len(args) > 1:
         return True
     word = args[0]
-    from tuneterm.train.rundir import runs_root
+    from tuneterm.runs.layout import runs_root
 
     if "/" not in word and (runs_root(runs_dir) / word).is_dir():
         return False
@@ -59,8 +59,9 @@ def watch_cmd(
     import click
 
     from tuneterm.engine import load_rules
+    from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import STATUS
     from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
-    from tuneterm.watch.runs import resolve_target
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
@@ -85,7 +86,7 @@ def watch_cmd(
     if result.interrupted:
         if result.action == "stopped":
             _say(f"run {path.name} {result.state}")
-        elif (path / "status.json").is_file():
+        elif (path / STATUS).is_file():
             _say(f"the run keeps going; follow it again with: tuneterm watch {path}   stop it with: tuneterm stop {path}")
         return exit_code_for(result)
     errors = sum(1 for f in result.fired if f.severity.value == "error")
@@ -99,7 +100,7 @@ def watch_cmd(
 
 def _pipeline_stage(path: Path) -> Path:
     """A pipeline directory stands for its running stage (else the last one started)."""
-    from tuneterm.train.pipeline_state import PipelineDir, current_stage_dir, is_pipeline_dir
+    from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
 
     if not is_pipeline_dir(path):
         return path
@@ -120,7 +121,7 @@ def runs_cmd(
     """List runs: state (a dead process shows as 'died'), step, last loss, findings, start, duration."""
     import json
 
-    from tuneterm.watch.runs import list_runs
+    from tuneterm.runs.info import list_runs
 
     if runs_dir is None and not os.environ.get("TUNETERM_RUNS_DIR") and not Path("runs").is_dir():
         infos = []  # the default ./runs not made yet: nothing has run here (an explicit dir must exist)
@@ -149,7 +150,7 @@ def _run_cells(i: Any) -> list[Any]:
     """The table cells of one run (``RunInfo``), every text inert and a ``rich.text.Text``."""
     from rich.text import Text
 
-    from tuneterm.watch.runs import fmt_duration
+    from tuneterm.runs.info import fmt_duration
 
     step = "-" if i.step is None else (f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step))
     loss = "-" if i.last_loss is None else f"{i.last_loss:.4g}"
@@ -224,39 +225,41 @@ def stop_cmd(
     """Stop a run: SIGTERM so the trainer can stop at a step end, then SIGKILL after --grace."""
     from tuneterm.errors import InputError
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
-    from tuneterm.watch.runs import effective_state, is_run_dir, read_status, resolve_target
+    from tuneterm.runs.info import resolve_target
+    from tuneterm.runs.layout import TERMINAL_STATES, RunDir, is_run_dir
+    from tuneterm.runs.status import effective_state, load_status
 
     try:
         path = resolve_target(run, runs_dir)
     except InputError:
         raise InputError(f"no such run: {run}") from None
-    from tuneterm.train.pipeline_state import PipelineDir, effective_state as pipeline_state, is_pipeline_dir
+    from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
+    from tuneterm.runs.pipeline import effective_state as pipeline_state
 
     if is_pipeline_dir(path):  # a pipeline: stop its running stage, and the driver
         pd = PipelineDir(path)
-        state = pipeline_state(pd.read())
-        if state not in ("starting", "running", "died"):  # died: the driver is gone, a stage may not be
-            _say(f"pipeline {path.name} already {state}")
+        pstate = pipeline_state(pd.read())
+        if pstate not in ("starting", "running", "died"):  # died: the driver is gone, a stage may not be
+            _say(f"pipeline {path.name} already {pstate}")
             return int(ExitCode.OK)
         from tuneterm.train.pipeline import stop_pipeline
 
         _say(f"stopping pipeline {path.name} (driver pid {pd.read().get('pid')}) ...")
         _say(f"pipeline {path.name} {stop_pipeline(pd, grace_s=0.0 if force else grace)}")
         return int(ExitCode.OK)
-    if not is_run_dir(path) or not (path / "status.json").is_file():
+    status = load_status(path) if is_run_dir(path) else None
+    if status is None:
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
-    status = read_status(path)
     state = effective_state(status)
-    if state in ("finished", "failed", "stopped"):
+    if state in TERMINAL_STATES:
         _say(f"run {path.name} already {state}")
         return int(ExitCode.OK)
     if state == "died":
-        _say(f"run {path.name}: its process (pid {status.get('pid')}) is already gone; see: tuneterm watch {path} --no-follow")
+        _say(f"run {path.name}: its process (pid {status.pid}) is already gone; see: tuneterm watch {path} --no-follow")
         return int(ExitCode.OK)
     if state.endswith("?"):
-        raise InputError(f"run {path.name} runs on host {status.get('host')}; stop it there")
-    _say(f"stopping run {path.name} (pid {status.get('pid')}){' with SIGKILL' if force else ''} ...")
+        raise InputError(f"run {path.name} runs on host {status.host}; stop it there")
+    _say(f"stopping run {path.name} (pid {status.pid}){' with SIGKILL' if force else ''} ...")
     final = stop_run(RunDir(path), grace_s=0.0 if force else grace)
     _say(f"run {path.name} {final}")
     return int(ExitCode.OK)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tuneterm.engine.model import Detection, Finding, Rule, Severity
@@ -114,18 +114,9 @@ def make_finding(
     )
 
 
-def _finding(run: Run, rule: Rule, det: Detection) -> Finding:
-    # An event carries its own line (a traceback); a metric finding points at its first step's entry.
-    ev_line = det.evidence.get("line")
-    has_own_line = isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1
-    line = None if has_own_line or det.first_step is None else run.lines.get(det.first_step)
-    return make_finding(
-        rule, det, source=run.source, line=line, context={"trainer": run.facts.trainer_kind}
-    )
-
-
-def _crash_finding(run: Run, rule: Rule, exc: BaseException) -> Finding:
-    # A detector bug must never take the whole diagnosis down: report it as an info finding.
+def crash_finding(rule: Rule, exc: BaseException, source: str) -> Finding:
+    """The info finding that stands for a rule whose detector raised (or is unknown): a detector
+    bug must never take the whole diagnosis down."""
     text = inert_line(f"{type(exc).__name__}: {exc}", 200)
     return Finding(
         code=rule.code,
@@ -139,13 +130,67 @@ def _crash_finding(run: Run, rule: Rule, exc: BaseException) -> Finding:
         causes=(),
         fixes=(),
         references=rule.references,
-        source=run.source,
+        source=source,
     )
 
 
-def _sort_key(f: Finding) -> tuple[int, float, str]:
+def by_severity_step_code(f: Finding) -> tuple[int, float, str]:
+    """The report order: errors first, then by first step (none last), then by code."""
     step = f.first_step if f.first_step is not None else math.inf
     return (-f.severity.rank, step, f.code)
+
+
+Placement = Callable[[Rule, Detection], tuple[str, int | None]]
+"""Where a detection points: ``(source, line)``; ``line`` None lets the evidence's ``line`` speak."""
+
+
+def evaluate_rules(
+    scope: str,
+    subject: object,
+    rules: Iterable[Rule],
+    *,
+    source: str,
+    trainer: str | None = None,
+    place: Placement | None = None,
+    order: Callable[[Finding], Any] = by_severity_step_code,
+) -> list[Finding]:
+    """The one evaluation loop, for every scope (``log``, ``config``, ``data``, ``eval``).
+
+    Each rule of ``scope`` that applies to ``trainer`` (every rule of the scope when ``trainer`` is
+    None) runs its detector on ``subject`` with the rule's parameters (resolved and validated when
+    the rules were loaded, defaults filled in), and each detection becomes a finding through
+    :func:`make_finding` (``trainer`` is a template field). A detector that raises, or a
+    hand-made rule naming no registered detector, yields :func:`crash_finding` instead.
+
+    Args:
+        scope: the rule scope evaluated; rules of other scopes are skipped.
+        subject: what the scope's detectors read (a Run, ConfigFacts, a data analysis, an eval report).
+        rules: a RuleSet or any iterable of rules.
+        source: the file findings are about.
+        trainer: the subject's trainer kind.
+        place: per detection ``(source, line)`` when it is not simply ``source``.
+        order: sort key of the returned findings (default: :func:`by_severity_step_code`).
+    """
+    findings: list[Finding] = []
+    context = {"trainer": trainer} if trainer is not None else None
+    with analysis_cache():
+        for rule in rules:
+            if rule.scope != scope or (trainer is not None and trainer not in rule.trainers):
+                continue
+            spec = get_detector(rule.detector, scope)
+            if spec is None:  # rules from load_rules() are validated; hand-made ones may not be
+                findings.append(crash_finding(rule, LookupError(f"unknown detector {rule.detector!r}"), source))
+                continue
+            try:
+                detections = spec.func(subject, rule.params)
+            except Exception as exc:  # noqa: BLE001 - isolate detector bugs, by design
+                findings.append(crash_finding(rule, exc, source))
+                continue
+            for det in detections:
+                where, line = place(rule, det) if place is not None else (source, None)
+                findings.append(make_finding(rule, det, source=where, line=line, context=context))
+    findings.sort(key=order)
+    return findings
 
 
 def evaluate(run: Run, rules: Iterable[Rule]) -> list[Finding]:
@@ -159,21 +204,12 @@ def evaluate(run: Run, rules: Iterable[Rule]) -> list[Finding]:
         Findings sorted by severity (errors first), then first step, then code. A detector that
         raises yields an info finding "detector crashed" for its rule instead of an exception.
     """
-    kind = run.facts.trainer_kind
-    findings: list[Finding] = []
-    with analysis_cache():
-        for rule in rules:
-            if rule.scope != "log" or kind not in rule.trainers:
-                continue
-            spec = get_detector(rule.detector, "log")
-            if spec is None:  # rules from load_rules() are validated; hand-made ones may not be
-                findings.append(_crash_finding(run, rule, LookupError(f"unknown detector {rule.detector!r}")))
-                continue
-            try:
-                detections = spec.func(run, rule.params)
-            except Exception as exc:  # noqa: BLE001 - isolate detector bugs, by design
-                findings.append(_crash_finding(run, rule, exc))
-                continue
-            findings.extend(_finding(run, rule, d) for d in detections)
-    findings.sort(key=_sort_key)
-    return findings
+
+    def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
+        # An event carries its own line (a traceback); a metric finding points at its first
+        # step's entry.
+        ev_line = det.evidence.get("line")
+        has_own_line = isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1
+        return run.source, None if has_own_line or det.first_step is None else run.lines.get(det.first_step)
+
+    return evaluate_rules("log", run, rules, source=run.source, trainer=run.facts.trainer_kind, place=place)

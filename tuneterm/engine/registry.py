@@ -31,11 +31,11 @@ DetectorFunc = Callable[[Any, Mapping[str, Any]], list[Detection]]
 # the scopes being loaded (so `tuneterm check LOG` never imports the data checks' numpy), and a
 # module that does not exist yet is skipped. Other scopes add their module here.
 DETECTOR_MODULES: dict[str, list[str]] = {
-    "log": ["tuneterm.engine.detectors", "tuneterm.watch.detectors", "tuneterm.watch.stall"],
+    "log": ["tuneterm.engine.detectors"],
     "config": ["tuneterm.preflight.detectors"],
     "data": ["tuneterm.preflight.data_detectors"],
     "samples": [],
-    "eval": ["tuneterm.evaluation.detectors"],
+    "eval": ["tuneterm.engine.detectors.eval_report"],
 }
 
 
@@ -179,6 +179,7 @@ def detector(
 
         run_cached.__doc__ = func.__doc__
         run_cached.__qualname__ = func.__qualname__
+        run_cached.__module__ = func.__module__
         old = _REGISTRY.get(name)
         if old is not None and old.func is not func and old.func.__qualname__ != func.__qualname__:
             raise ValueError(f"detector {name!r} registered twice")

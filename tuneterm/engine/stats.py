@@ -322,3 +322,21 @@ def fmt_num(x: float) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return "NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return f"{x:.4g}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``42s``, ``5m07s``, ``3h12m``, ``2d04h``; ``-`` when unknown.
+
+    >>> fmt_duration(42), fmt_duration(307), fmt_duration(11520), fmt_duration(None)
+    ('42s', '5m07s', '3h12m', '-')
+    """
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -5,7 +5,7 @@
 
 ``run``
     a tuneterm run directory (``config.yaml`` with ``status.json``/``launch.json``, see
-    :mod:`tuneterm.train.rundir`). The model is the final save in its ``output_dir`` (an adapter
+    :mod:`tuneterm.runs.layout`). The model is the final save in its ``output_dir`` (an adapter
     or a full model at the top of ``output/``), else its newest ``checkpoint-N``; the base is the
     config's ``model_name_or_path``; its training data is ``dataset_name`` /
     ``dataset_train_split`` (held-out examples overlapping it are dropped).
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
+from tuneterm.runs import layout
 from tuneterm.textsafe import inert_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -95,10 +96,9 @@ def _model_dir_kind(path: Path) -> str | None:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a tuneterm run directory."""
-    return (path / "config.yaml").is_file() and (
-        (path / "status.json").is_file() or (path / "launch.json").is_file() or (path / "metrics.jsonl").is_file()
-    )
+    """Whether ``path`` is a tuneterm run directory with its config recorded (the base model and
+    the output directory are read from it)."""
+    return layout.is_run_dir(path) and (path / layout.CONFIG).is_file()
 
 
 def _final_model(output: Path) -> tuple[Path, str] | None:
@@ -119,7 +119,7 @@ def _resolve_run(path: Path, spec: str) -> Target:
     import yaml
 
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load((path / layout.CONFIG).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{path / 'config.yaml'}: unreadable ({inert_line(exc, 120)})") from exc
     if not isinstance(config, dict):

@@ -27,7 +27,7 @@ from typing import Any
 
 from tuneterm.errors import InputError
 from tuneterm.evaluation.data import read_records
-from tuneterm.evaluation.degenerate import GenerationCheck
+from tuneterm.engine.detectors.degenerate import GenerationCheck
 from tuneterm.evaluation.metrics import contains_answer
 
 BUNDLED = Path(__file__).resolve().parent / "probes"
@@ -48,7 +48,7 @@ class Probe:
     def passes(self, output: str, check: GenerationCheck) -> bool:
         """Whether ``output`` (with its degenerate ``check``) passes this probe.
 
-        >>> from tuneterm.evaluation.degenerate import check_generation
+        >>> from tuneterm.engine.detectors.degenerate import check_generation
         >>> p = Probe("f1", "factual", "Capital of France?", ("Paris",))
         >>> p.passes("It is Paris.", check_generation("It is Paris.")), p.passes("Rome", check_generation("Rome"))
         (True, False)

@@ -3,7 +3,7 @@
 Everything here is pure Python over generated text (no torch): :func:`build_report` turns the
 generations of the base and fine-tuned models into an :class:`EvalReport`, whose
 :meth:`EvalReport.to_dict` is what ``tuneterm eval --format json`` prints. The findings are added
-afterwards by :func:`tuneterm.evaluation.detectors.evaluate_report`.
+afterwards by :func:`tuneterm.engine.detectors.eval_report.evaluate_report`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Severity
 from tuneterm.evaluation.data import EvalExample, Selection
-from tuneterm.evaluation.degenerate import DegenerateSummary, GenerationCheck, check_generation, summarize
+from tuneterm.engine.detectors.degenerate import DegenerateSummary, GenerationCheck, check_generation, summarize
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.metrics import (
     ROUGE_TYPES,

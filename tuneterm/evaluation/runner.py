@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
+from tuneterm.runs.layout import CONFIG
 from tuneterm.evaluation.data import select_examples, training_prompts
 from tuneterm.evaluation.models import (
     Target,
@@ -60,7 +61,7 @@ def _run_config(target: Target) -> dict[str, Any]:
     import yaml
 
     try:
-        cfg = yaml.safe_load((Path(target.run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        cfg = yaml.safe_load((Path(target.run_dir) / CONFIG).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return cfg if isinstance(cfg, dict) else {}
@@ -90,7 +91,7 @@ def eval_rules() -> Any:
     imported).
 
     Raises:
-        RuleFileError: ``rules/eval.yaml`` is broken (exit 2).
+        RuleFileError: ``rules/diagnostics/generalization.yaml`` is broken (exit 2).
     """
     from tuneterm.engine import load_rules
 
@@ -111,7 +112,7 @@ def run_eval(opts: EvalOptions, progress: Progress | None = None) -> EvalReport:
 
 
 def _run_eval(opts: EvalOptions, progress: Progress | None) -> EvalReport:
-    from tuneterm.evaluation.detectors import evaluate_report
+    from tuneterm.engine.detectors.eval_report import evaluate_report
     from tuneterm.evaluation.generate import generate, perplexity
 
     say = progress or (lambda _msg: None)

@@ -1,9 +1,10 @@
 """Reading training logs: format detection, parsers, normalisation, tailing. No UI, no torch.
 
 Public API:
-    load_run(path) -> Run      read a file or directory (raises tuneterm.errors.InputError)
+    load_run(path) -> Run      read a log file or directory (raises tuneterm.errors.InputError);
+                               a tuneterm run directory is read by tuneterm.runs.load.load_source
     infer_facts(run) -> Run    trainer kind and derivable facts (load_run already applies it)
-    Follower(path).poll()      follow a growing log / run directory (tuneterm watch, the TUI)
+    Follower(path).poll()      follow a growing log (tuneterm watch, the TUI)
 """
 
 from __future__ import annotations

@@ -557,7 +557,7 @@ class ConsoleParser:
                 guess = max(1, round(last_n / self.n_train))
                 if abs(last_n // guess - self.n_train) <= 1:
                     scale = guess
-                    f.extra.setdefault("logging_steps_inferred", True)
+                    f.logging_steps_inferred = True
             if scale and scale != self.scale:
                 self._rescale(scale)
         if last_n and (f.global_step is None or last_n > f.global_step):

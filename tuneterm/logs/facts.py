@@ -174,10 +174,10 @@ def apply_model_config(facts: RunFacts, cfg: Mapping[str, Any]) -> None:
         facts.vocab_size = vs
     arch = cfg.get("architectures")
     if isinstance(arch, list) and all(isinstance(a, str) for a in arch):
-        facts.extra["architectures"] = list(arch)
+        facts.architectures = tuple(arch)
     dtype = cfg.get("torch_dtype", cfg.get("dtype"))
     if isinstance(dtype, str):
-        facts.extra["torch_dtype"] = dtype
+        facts.torch_dtype = dtype
     q = cfg.get("quantization_config")
     if isinstance(q, Mapping) and facts.quantization is None:
         if q.get("load_in_4bit") or q.get("bnb_4bit_quant_type"):

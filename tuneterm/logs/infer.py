@@ -60,7 +60,7 @@ def infer_kind(run: Run) -> tuple[str, str | None]:
     plain = {n.split(":", 1)[-1] for n in names}
     f = run.facts
     if any(n.startswith(("rewards/chosen", "logps/", "logits/chosen")) for n in plain) or (
-        "rewards/accuracies" in plain and f.extra.get("llamafactory_accuracy")
+        "rewards/accuracies" in plain and f.llamafactory_accuracy
     ):
         if "odds_ratio_loss" in plain or any(n.startswith("log_odds") for n in plain):
             return "dpo", "orpo"
@@ -75,7 +75,7 @@ def infer_kind(run: Run) -> tuple[str, str | None]:
     ):
         algo = f.algorithm if f.algorithm in ("grpo", "ppo", "rloo", "online_dpo") else "grpo"
         return "grpo", algo
-    arch = f.extra.get("architectures") or []
+    arch = f.architectures or ()
     if any(isinstance(a, str) and a.endswith(("ForSequenceClassification", "ForImageClassification", "ForTokenClassification")) for a in arch):
         return "classification", None
     if f.model_type and f.model_type.lower() in ENCODER_TYPES:

@@ -33,7 +33,6 @@ STATE_FACTS: dict[str, str] = {
     "epoch": "epoch",
 }
 _INT_FACTS = {"global_step", "max_steps", "logging_steps", "eval_steps", "train_batch_size"}
-_EXTRA_KEYS = ("best_metric", "best_model_checkpoint", "best_global_step", "num_input_tokens_seen")
 _TOP_NUMBER = re.compile(
     r'"(global_step|max_steps|num_train_epochs|logging_steps|eval_steps|train_batch_size|epoch)"'
     r"\s*:\s*(-?[\d.eE+-]{1,30})"
@@ -60,7 +59,7 @@ def decode_json(data: bytes, path: Path) -> Any:
 
 
 def apply_state_facts(run: Run, doc: dict[str, Any]) -> None:
-    """Copy trainer_state.json's top-level facts (and best_* into ``facts.extra``)."""
+    """Copy trainer_state.json's top-level facts (best_* and ``num_input_tokens_seen`` included)."""
     f = run.facts
     for key, attr in STATE_FACTS.items():
         v = doc.get(key)
@@ -72,9 +71,15 @@ def apply_state_facts(run: Run, doc: dict[str, Any]) -> None:
             setattr(f, attr, int(v))
         else:
             setattr(f, attr, float(v))
-    for key in _EXTRA_KEYS:
-        if doc.get(key) is not None:
-            f.extra[key] = doc[key]
+    best = doc.get("best_metric")
+    if isinstance(best, (int, float)) and not isinstance(best, bool):
+        f.best_metric = float(best)
+    if isinstance(doc.get("best_model_checkpoint"), str):
+        f.best_model_checkpoint = doc["best_model_checkpoint"]
+    for key in ("best_global_step", "num_input_tokens_seen"):
+        v = doc.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            setattr(f, key, v)
     if f.global_step is not None and f.max_steps and f.global_step >= f.max_steps:
         f.finished = True
 

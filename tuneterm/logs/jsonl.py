@@ -64,7 +64,7 @@ class JsonlParser:
                 f.max_steps = ts
             if "accuracy" in entry:
                 entry = {("rewards/accuracies" if k == "accuracy" else k): v for k, v in entry.items()}
-                f.extra["llamafactory_accuracy"] = True
+                f.llamafactory_accuracy = True
         step = self.sink.step_of(entry)
         if step is None:
             step = self.objects

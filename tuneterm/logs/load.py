@@ -6,13 +6,13 @@ Detection is by content first, name second:
   list), or JSON Lines when its first line is a complete object and more objects follow;
 * ``events.out.tfevents.*``: TensorBoard; a ``.csv`` name or a CSV-looking header: CSV;
 * anything else that is text: a console log;
-* a directory: a tuneterm run directory (``metrics.jsonl``/``status.json``), an HF output or
-  checkpoint directory (top-level or latest ``checkpoint-N/trainer_state.json``, by step number),
+* a directory: an HF output or checkpoint directory (top-level or latest ``checkpoint-N/trainer_state.json``, by step number),
   a LLaMA-Factory output (``trainer_log.jsonl``), an MLflow store, TensorBoard logs, or a single
   recognisable log file. Side files (``adapter_config.json``, ``config.json``, YAML/JSON training
   configs) add facts. ``training_args.bin`` is a pickle and is never opened.
 
-Errors are :class:`~tuneterm.errors.InputError` with one line naming the path. A run that was read
+A tuneterm run directory is read by :func:`tuneterm.runs.load_source`, which calls this for any
+other source. Errors are :class:`~tuneterm.errors.InputError` with one line naming the path. A run that was read
 but holds no metrics is returned as is, with ``run.notes`` saying why (the CLI exits 3).
 """
 
@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 from pathlib import Path
-from typing import Any
 
 from tuneterm.errors import InputError
 from tuneterm.logs.console import ConsoleParser
@@ -32,7 +30,7 @@ from tuneterm.logs.facts import apply_adapter_config, apply_config, apply_model_
 from tuneterm.logs.infer import infer_facts
 from tuneterm.logs.jsonfmt import NotJsonError, decode_json, read_json_doc, read_json_file
 from tuneterm.logs.jsonl import JsonlParser
-from tuneterm.logs.model import LogEvent, Run
+from tuneterm.logs.model import Run
 from tuneterm.logs.textio import LineSplitter, iter_segments, looks_binary, read_head, show
 
 _CKPT = re.compile(r"^checkpoint-(\d{1,12})$")
@@ -225,9 +223,6 @@ def _side_facts(run: Run, dirs: list[Path]) -> None:
 
 def _load_dir(d: Path) -> Run:
     run = Run(source=str(d), format="unknown")
-    if (d / "metrics.jsonl").is_file() or (d / "status.json").is_file():
-        _load_run_dir(d, run)
-        return run
     ckpts = _checkpoints(d)
     top_state = d / "trainer_state.json"
     chosen_state: Path | None = None
@@ -242,7 +237,7 @@ def _load_dir(d: Path) -> Run:
         _side_facts(run, [chosen_state.parent, d] if chosen_state.parent != d else [d])
         load_file(chosen_state, run, hint="json")
         if ckpts:
-            run.facts.extra["checkpoints"] = [n for n, _ in ckpts][-50:]
+            run.facts.checkpoints = tuple(n for n, _ in ckpts)[-50:]
         return run
     for name in ("trainer_log.jsonl",):
         if (d / name).is_file():
@@ -320,218 +315,6 @@ def _log_candidates(d: Path) -> list[Path]:
         return 9
 
     return sorted(out, key=rank)
-
-
-# ------------------------------------------------------------------------------ tuneterm run dirs
-def _load_run_dir(d: Path, run: Run) -> None:
-    """A tuneterm run directory (DESIGN.md "A run directory")."""
-    run.format = "run_dir"
-    for name in ("config.yaml", "config.yml", "config.json"):
-        cfg = load_mapping(d / name)
-        if cfg is not None:
-            apply_config(run.facts, cfg)
-            break
-    status = load_mapping(d / "status.json")
-    mpath = d / "metrics.jsonl"
-    if mpath.is_file():
-        parser = JsonlParser(run)
-        sp = LineSplitter()
-        for lineno, seg in iter_segments(mpath, sp):
-            parser.feed(lineno, seg)
-        parser.finish()
-        run.format = "run_dir"
-    elif not is_command_run(d):
-        run.notes.append("run directory has no metrics.jsonl yet")
-    command = is_command_run(d)
-    for name in ("stderr.log", "stdout.log"):
-        lp = d / name
-        if lp.is_file() and lp.stat().st_size > 0 and not looks_binary(read_head(lp, 8192)):
-            # A `tuneterm watch -- COMMAND` run has no metrics.jsonl: its metrics are the
-            # command's console output (stdout and stderr both go to stdout.log).
-            read_console(run, lp, metrics=command and name == "stdout.log")
-    read_samples(run, d / "samples.jsonl")
-    if status is not None:
-        apply_status(run, status)
-    read_memory_record(run, d)
-
-
-def read_memory_record(run: Run, d: Path) -> None:
-    """The planner's estimate (launch.json ``memory_estimate``, written by ``tuneterm train``) and
-    the measured peak (``gpu.jsonl``: the largest ``peak_allocated_mib`` and ``peak_reserved_mib``
-    of a CUDA run) into ``run.facts.extra``: ``memory_estimate`` (the recorded dict),
-    ``measured_peak_allocated_gib``, ``measured_peak_reserved_gib`` and ``gpu_name``.
-
-    Either side may be missing (a CPU run has no CUDA peaks; a run launched before 0.2, or of a
-    model the planner does not know, has no estimate). Malformed rows are skipped.
-    """
-    extra = run.facts.extra
-    launch = load_mapping(d / "launch.json")
-    est = launch.get("memory_estimate") if isinstance(launch, dict) else None
-    if isinstance(est, dict) and isinstance(est.get("peak_gib"), (int, float)):
-        extra["memory_estimate"] = est
-    alloc = reserved = None
-    name = None
-    try:
-        with open(d / "gpu.jsonl", "rb") as fh:
-            for raw in fh:
-                try:
-                    row = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(row, dict):
-                    continue
-                for key in ("peak_allocated_mib", "mem_allocated_mib"):
-                    v = row.get(key)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
-                        alloc = v if alloc is None else max(alloc, v)
-                for key in ("peak_reserved_mib", "mem_reserved_mib"):
-                    v = row.get(key)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
-                        reserved = v if reserved is None else max(reserved, v)
-                if name is None and isinstance(row.get("name"), str):
-                    name = row["name"][:100]
-    except OSError:
-        pass
-    if alloc is not None:
-        extra["measured_peak_allocated_gib"] = round(alloc / 1024, 3)
-    if reserved is not None:
-        extra["measured_peak_reserved_gib"] = round(reserved / 1024, 3)
-    if name is not None:
-        extra["gpu_name"] = name
-
-
-def memory_line(extra: dict[str, Any]) -> str | None:
-    """``memory per GPU: estimated 18.6 GiB, measured 17.9 GiB (+4%; reserved 19.1)`` from
-    :func:`read_memory_record`'s facts, or None when no CUDA peak was measured (a CPU run, or a run
-    that has not logged yet: an estimate "per GPU" alone would mislead there). The planner's peak
-    is a reserved-memory figure, so it is compared with the measured reserved peak when there is one.
-
-    >>> memory_line({"memory_estimate": {"peak_gib": 10.0}, "measured_peak_allocated_gib": 9.0, "measured_peak_reserved_gib": 11.0})
-    'memory per GPU: estimated 10.0 GiB, measured 11.0 GiB reserved (estimate -9%; allocated 9.0)'
-    """
-    est = extra.get("memory_estimate")
-    peak = float(est["peak_gib"]) if isinstance(est, dict) and isinstance(est.get("peak_gib"), (int, float)) else None
-    alloc, reserved = extra.get("measured_peak_allocated_gib"), extra.get("measured_peak_reserved_gib")
-    measured = reserved if isinstance(reserved, (int, float)) else alloc
-    if not isinstance(measured, (int, float)):
-        return None
-    parts = []
-    if peak is not None:
-        parts.append(f"estimated {peak:.1f} GiB")
-    if isinstance(measured, (int, float)):
-        what = "reserved" if measured is reserved else "allocated"
-        m = f"measured {measured:.1f} GiB {what}"
-        extras = []
-        if peak is not None and measured > 0:
-            extras.append(f"estimate {(peak - measured) / measured:+.0%}")
-        if what == "reserved" and isinstance(alloc, (int, float)):
-            extras.append(f"allocated {alloc:.1f}")
-        parts.append(m + (f" ({'; '.join(extras)})" if extras else ""))
-    return "memory per GPU: " + ", ".join(parts)
-
-
-def is_command_run(d: Path) -> bool:
-    """True for a run directory made by ``tuneterm watch -- COMMAND`` (launch.json ``kind``)."""
-    try:
-        with open(d / "launch.json", encoding="utf-8") as fh:
-            launch = json.load(fh)
-    except (OSError, ValueError):
-        return False
-    return isinstance(launch, dict) and launch.get("kind") == "command"
-
-
-_MAX_SAMPLES = 2000
-_MAX_SAMPLE_TEXT = 4000
-
-
-def read_samples(run: Run, path: Path) -> None:
-    """Generations from a run directory's ``samples.jsonl`` into ``run.samples`` (bounded).
-
-    Keeps the last :data:`_MAX_SAMPLES` records that have a ``step``, ``prompt`` and
-    ``completion``; texts are cut to 4,000 characters and kept raw (render them inert).
-    """
-    if not path.is_file():
-        return
-    kept: list[dict[str, Any]] = []
-    bad = 0
-    for _, seg in iter_segments(path, LineSplitter()):
-        s = seg.strip()
-        if not s:
-            continue
-        try:
-            rec = json.loads(s)
-        except (ValueError, RecursionError):
-            bad += 1
-            continue
-        if not isinstance(rec, dict) or not isinstance(rec.get("completion"), str):
-            bad += 1
-            continue
-        step = rec.get("step")
-        if not isinstance(step, int) or isinstance(step, bool):
-            bad += 1
-            continue
-        out: dict[str, Any] = {
-            "step": step,
-            "prompt": str(rec.get("prompt", ""))[:_MAX_SAMPLE_TEXT],
-            "completion": rec["completion"][:_MAX_SAMPLE_TEXT],
-        }
-        if isinstance(rec.get("n_tokens"), int):
-            out["n_tokens"] = rec["n_tokens"]
-        if isinstance(rec.get("hit_max_tokens"), bool):
-            out["hit_max_tokens"] = rec["hit_max_tokens"]
-        kept.append(out)
-        if len(kept) > _MAX_SAMPLES:
-            del kept[: len(kept) - _MAX_SAMPLES]
-    run.samples = kept
-    if bad:
-        run.notes.append(f"samples.jsonl: skipped {bad} malformed record(s)")
-
-
-def apply_status(run: Run, status: dict[str, Any] | Any) -> None:
-    """Facts and a failure event from a run directory's ``status.json``."""
-    f = run.facts
-    state = status.get("state")
-    code = status.get("exit_code")
-    ms = status.get("max_steps")
-    if isinstance(ms, int) and not isinstance(ms, bool) and ms > 0 and f.max_steps is None:
-        f.max_steps = ms
-    for key in ("trainer", "method"):
-        v = status.get(key)
-        if isinstance(v, str) and v and key == "trainer" and f.algorithm is None:
-            f.algorithm = v.lower()
-    if isinstance(state, str):
-        f.extra["state"] = state
-        if state == "finished":
-            f.finished = True
-    if isinstance(code, int) and not isinstance(code, bool):
-        f.extra["exit_code"] = code
-    failed = state == "failed" or (isinstance(code, int) and not isinstance(code, bool) and code != 0)
-    if failed and not any(e.kind in ("exception", "oom", "signal") for e in run.events):
-        err = status.get("error")
-        text = err if isinstance(err, str) and err else f"run {state or 'failed'} (exit code {code})"
-        sig = None
-        if isinstance(code, int) and (code < 0 or code > 128):
-            n = -code if code < 0 else code - 128
-            try:
-                sig = signal.Signals(n).name
-            except ValueError:
-                sig = f"SIG{n}"
-        if sig is not None:
-            run.events.append(LogEvent(kind="signal", text=text[:2000], step=run.last_step, code=sig))
-        elif status.get("error_kind") == "config":  # TRL rejected the config in the worker
-            run.events.append(LogEvent(kind="exception", text=text[:2000], step=run.last_step, code="ConfigError"))
-        else:
-            m = re.match(r"^([A-Za-z_][\w.]{0,200}?)(?::|$)", text)
-            cls = m.group(1).rsplit(".", 1)[-1] if m else None
-            kind = "oom" if "out of memory" in text or (cls and "OutOfMemory" in cls) else "exception"
-            run.events.append(
-                LogEvent(
-                    kind=kind,  # type: ignore[arg-type]
-                    text=text[:2000],
-                    step=run.last_step,
-                    code="cuda-oom" if kind == "oom" else (cls or f"exit-{code}"),
-                )
-            )
 
 
 def load_json_bytes(data: bytes, source: str = "<bytes>") -> Run:

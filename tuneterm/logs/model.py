@@ -134,7 +134,15 @@ class RunFacts:
     beta: float | None = None  # DPO / GRPO KL coefficient
     max_length: int | None = None
     finished: bool | None = None  # True if the log shows the end-of-training summary
-    extra: dict[str, Any] = field(default_factory=dict)
+    architectures: tuple[str, ...] | None = None  # config.json ``architectures``
+    torch_dtype: str | None = None  # config.json ``torch_dtype`` / ``dtype``
+    checkpoints: tuple[int, ...] | None = None  # step numbers of checkpoint-N/ directories (last 50)
+    best_metric: float | None = None  # trainer_state.json best_* (load_best_model_at_end)
+    best_model_checkpoint: str | None = None
+    best_global_step: int | None = None
+    num_input_tokens_seen: int | None = None
+    llamafactory_accuracy: bool = False  # LLaMA-Factory's ``accuracy`` read as rewards/accuracies
+    logging_steps_inferred: bool = False  # logging_steps guessed from a progress bar, not printed
 
     @property
     def is_peft(self) -> bool:
@@ -142,9 +150,92 @@ class RunFacts:
         return self.peft_type is not None or self.lora_r is not None
 
 
-# facts.extra keys (from status.json) that describe how a run ended; a run still being written
-# has none of them (see Run.prefix).
-_END_STATE_KEYS = ("state", "exit_code", "recorded_state", "error_kind")
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a live run directory shows about progress, read without touching the process
+    (:func:`tuneterm.runs.progress.mark_progress`; the ``run-stalled`` rule reads it).
+
+    Attributes:
+        checked_at: when the check ran (Unix seconds).
+        last_progress: the newest sign of progress (Unix seconds): metrics rows, log and sample
+            writes, checkpoint files.
+        log_interval_s: median seconds between logged training steps (None with fewer than 3).
+    """
+
+    checked_at: float
+    last_progress: float
+    log_interval_s: float | None = None
+
+    @property
+    def silent_s(self) -> float:
+        """Seconds without a sign of progress at the time of the check (never negative)."""
+        return max(0.0, self.checked_at - self.last_progress)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A run directory's ``status.json`` as a typed record (see :mod:`tuneterm.runs.layout` for the
+    schema), plus what a reader found out about the processes. ``None`` means not recorded.
+
+    ``state`` is the state to judge the run by: the recorded one, or ``"died"`` when the recorded
+    state is live but the process is gone (:func:`tuneterm.runs.status.mark_died`); then
+    ``recorded_state`` keeps what status.json said and ``last_update`` when it last changed.
+    """
+
+    state: str | None = None
+    pid: int | None = None
+    worker_pid: int | None = None
+    step: int | None = None
+    max_steps: int | None = None
+    started: str | None = None
+    ended: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    stop_reason: str | None = None
+    host: str | None = None
+    trainer: str | None = None
+    method: str | None = None
+    recorded_state: str | None = None
+    last_update: str | None = None
+    progress: Progress | None = None
+
+    def live_prefix(self) -> RunStatus:
+        """The status of the same run while it was still being written: nothing about how it
+        ended (state ``running`` when a state was recorded; no exit code, signal, error, end time;
+        progress kept)."""
+        return replace(
+            self, state="running" if self.state is not None else None, exit_code=None, signal=None,
+            error=None, error_kind=None, stop_reason=None, ended=None, recorded_state=None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """The planner's estimate recorded at launch beside the measured CUDA peak of a run directory
+    (:func:`tuneterm.runs.memory.read_memory_record`).
+
+    Attributes:
+        estimate: launch.json ``memory_estimate`` as recorded (``peak_gib`` at least).
+        peak_allocated_gib, peak_reserved_gib: the largest CUDA peaks in gpu.jsonl.
+        gpu_name: the GPU the peaks were measured on.
+    """
+
+    estimate: dict[str, Any] | None = None
+    peak_allocated_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    gpu_name: str | None = None
+
+    @property
+    def peak_estimate_gib(self) -> float | None:
+        """The estimate's ``peak_gib``, when recorded."""
+        v = self.estimate.get("peak_gib") if self.estimate is not None else None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def is_empty(self) -> bool:
+        """True when neither side was recorded."""
+        return self == MemoryRecord()
 
 EventKind = Literal["exception", "warning", "oom", "signal", "info"]
 
@@ -188,6 +279,8 @@ class Run:
         lines: for line-based formats, step -> 1-based line number of the entry, so findings can
             point into the file (SARIF regions, GitHub annotations).
         samples: generations logged during training (see the field's docstring).
+        status: a run directory's status (None for other sources).
+        memory: a run directory's memory record (None for other sources).
     """
 
     source: str
@@ -202,6 +295,19 @@ class Run:
     samples: list[dict[str, Any]] = field(default_factory=list)
     """Generations recorded during training (run directory ``samples.jsonl``): dicts with at least
     ``step``, ``prompt``, ``completion``; optionally ``n_tokens`` and ``hit_max_tokens``."""
+    status: RunStatus | None = None
+    memory: MemoryRecord | None = None
+
+    @property
+    def state(self) -> str | None:
+        """The run directory's state (:attr:`RunStatus.state`; ``"died"`` for a vanished process),
+        None for other sources or before status.json records one."""
+        return self.status.state if self.status is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The run directory's recorded exit status, None when unknown."""
+        return self.status.exit_code if self.status is not None else None
 
     def series(self, name: str, eval_set: str | None = None) -> Series | None:
         """Return the training series ``name``, or the one in ``eval_set``; ``None`` if absent."""
@@ -248,8 +354,8 @@ class Run:
         model and LoRA settings) are kept -- a live run knows them from its config or header --
         while facts about how far it got or how it ended are those of the prefix: ``global_step``
         is ``step``, ``epoch`` is the last logged ``epoch`` value (else unknown), ``finished`` is
-        false, ``summary`` (end-of-training scalars) is empty and the run-directory end state is
-        ``"running"``. A ``step`` at or past :attr:`last_step` returns an equivalent copy of the
+        false, ``summary`` (end-of-training scalars) is empty and the run-directory status is
+        :meth:`RunStatus.live_prefix`. A ``step`` at or past :attr:`last_step` returns an equivalent copy of the
         whole run. Series arrays are copied by slicing; ``lines`` is shared (read-only lookups).
 
         Used to check that rules do not fire on an early part of a healthy run
@@ -269,19 +375,16 @@ class Run:
         if whole:
             return Run(
                 source=self.source, format=self.format, train=train, evals=evals, summary=dict(self.summary),
-                facts=replace(self.facts, extra=dict(self.facts.extra)), events=list(self.events),
+                facts=replace(self.facts), events=list(self.events),
                 notes=list(self.notes), lines=self.lines, samples=list(self.samples),
+                status=self.status, memory=self.memory,
             )
         epoch_s = train.get("epoch")
-        extra = {k: v for k, v in self.facts.extra.items() if k not in _END_STATE_KEYS}
-        if "state" in self.facts.extra:
-            extra["state"] = "running"
         facts = replace(
             self.facts,
             global_step=step,
             epoch=epoch_s.last() if epoch_s is not None and len(epoch_s) else None,
             finished=False,
-            extra=extra,
         )
         return Run(
             source=self.source,
@@ -294,4 +397,6 @@ class Run:
             notes=list(self.notes),
             lines=self.lines,
             samples=[x for x in self.samples if not isinstance(x.get("step"), int) or x["step"] <= step],
+            status=self.status.live_prefix() if self.status is not None else None,
+            memory=self.memory,
         )

@@ -26,27 +26,29 @@ from typing import Protocol
 
 from tuneterm.errors import InputError
 from tuneterm.logs.console import ConsoleParser
-from tuneterm.logs.facts import apply_config, load_mapping
 from tuneterm.logs.infer import infer_facts
 from tuneterm.logs.jsonl import JsonlParser
+from tuneterm.logs.load import load_run, sniff
 from tuneterm.logs.model import Run
 from tuneterm.logs.textio import LineSplitter, looks_binary, show
 
 _READ_CHUNK = 4 << 20  # per file per poll; the rest is read on the next poll
 
 
-class _LineParser(Protocol):
+class LineParser(Protocol):
+    """What a tail feeds its complete lines to (:class:`ConsoleParser`, :class:`JsonlParser`)."""
+
     def feed(self, lineno: int, line: str) -> int: ...
     def finish(self) -> None: ...
 
 
 @dataclass
-class _Tail:
+class Tail:
     """One appended-to file: where we are in it and who parses its lines."""
 
     path: Path
-    kind: str  # "console", "events" (console without metrics), "jsonl"
-    parser: _LineParser | None = None
+    kind: str  # "console", "events" (console without metrics), "jsonl", "" (decide from the bytes)
+    parser: LineParser | None = None
     splitter: LineSplitter = field(default_factory=LineSplitter)
     offset: int = 0
     inode: int | None = None
@@ -59,12 +61,12 @@ def _points(run: Run) -> int:
 
 
 class Follower:
-    """Follow a console log, a JSONL metrics file, or a run directory as it grows.
+    """Follow a console log or a JSONL metrics file as it grows.
 
     Args:
-        path: a file, a tuneterm run directory (``metrics.jsonl``, ``stderr.log``, ``stdout.log``,
-            ``status.json``, ``config.yaml``), or any directory :func:`~tuneterm.logs.load_run`
-            reads (re-read whole on change).
+        path: a file, or any directory :func:`~tuneterm.logs.load_run` reads (re-read whole on
+            change). A tuneterm run directory is followed by
+            :class:`tuneterm.runs.follow.RunDirFollower`, which tails several files of it.
 
     Attributes:
         run: the run so far. It is replaced by a fresh object when the source is truncated or
@@ -74,42 +76,28 @@ class Follower:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.run = Run(source=str(self.path), format="unknown")
-        self._tails: list[_Tail] = []
+        self._tails: list[Tail] = []
         self._whole_sig: tuple[int, float] | None = None
         self._mode = ""
         self._setup()
 
     # ---------------------------------------------------------------------------------- set-up
     def _setup(self) -> None:
+        """Start over: a fresh run and the tails to follow (subclasses follow several files)."""
         p = self.path
         self.run = Run(source=str(p), format="unknown")
         self._whole_sig = None
         if p.is_dir():
-            if (p / "metrics.jsonl").exists() or (p / "status.json").exists() or (
-                p / "stderr.log"
-            ).exists():
-                self._mode = "run_dir"
-                self.run.format = "run_dir"
-                cfg = load_mapping(p / "config.yaml") or load_mapping(p / "config.json")
-                if cfg is not None:
-                    apply_config(self.run.facts, cfg)
-                from tuneterm.logs.load import is_command_run
-
-                # `tuneterm watch -- COMMAND`: no metrics.jsonl; the metrics are in the console
-                # output, which the command's stdout and stderr both write to stdout.log.
-                self._tails = [
-                    _Tail(p / "metrics.jsonl", "jsonl"),
-                    _Tail(p / "stderr.log", "events"),
-                    _Tail(p / "stdout.log", "console" if is_command_run(p) else "events"),
-                ]
-            else:
-                self._mode = "whole"
-                self._tails = []
+            self._mode = "whole"
+            self._tails = []
         else:
             self._mode = "file"
-            self._tails = [_Tail(p, "")]
+            self._tails = [Tail(p, "")]
 
-    def _make_parser(self, tail: _Tail) -> _LineParser | None:
+    def _after_poll(self) -> None:
+        """Called after the tails were read (a run directory applies its status here)."""
+
+    def _make_parser(self, tail: Tail) -> LineParser | None:
         if tail.kind == "jsonl":
             return JsonlParser(self.run)
         if tail.kind == "events":
@@ -126,8 +114,6 @@ class Follower:
             return None
         if looks_binary(head[:8192]):
             raise InputError(f"{show(tail.path)} is binary data, not a training log")
-        from tuneterm.logs.load import sniff
-
         fmt = sniff(tail.path, head)
         if fmt == "jsonl" or (fmt == "json" and head.lstrip().startswith(b"{") and b"\n{" in head):
             tail.kind = "jsonl"
@@ -160,17 +146,12 @@ class Follower:
         for tail in self._tails:
             if tail.parser is not None:
                 tail.parser.finish()
-        if self._mode == "run_dir":
-            status = load_mapping(self.path / "status.json")
-            if status is not None:
-                from tuneterm.logs.load import apply_status
-
-                apply_status(self.run, status)
+        self._after_poll()
         self.run.facts.trainer_kind = "unknown"
         infer_facts(self.run)
         return added
 
-    def _poll_tail(self, tail: _Tail) -> int:
+    def _poll_tail(self, tail: Tail) -> int:
         try:
             st = tail.path.stat()
         except OSError:
@@ -211,8 +192,6 @@ class Follower:
         sig = (st.st_size, st.st_mtime)
         if sig == self._whole_sig:
             return 0
-        from tuneterm.logs.load import load_run
-
         before = _points(self.run) if self._whole_sig is not None else 0
         try:
             run = load_run(self.path)

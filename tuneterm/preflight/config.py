@@ -16,11 +16,11 @@ Public API (used by the ``check`` command and by ``tuneterm train``'s pre-flight
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tuneterm.engine.model import Detection, Finding, Rule, Severity
+from tuneterm.engine.model import Finding, Rule
 from tuneterm.preflight.config_read import ConfigFacts, looks_like_training_config, read_config
 
 _SUFFIXES = (".yaml", ".yml")
@@ -46,12 +46,6 @@ def looks_like_config(path: str | Path) -> bool:
     return isinstance(data, Mapping) and looks_like_training_config({str(k): v for k, v in data.items()})
 
 
-def _finding(cf: ConfigFacts, rule: Rule, det: Detection) -> Finding:
-    from tuneterm.engine.evaluate import make_finding
-
-    return make_finding(rule, det, source=str(cf.path), context={"trainer": cf.trainer})
-
-
 def _gpu_capacity() -> tuple[float | None, int | None, float | None]:
     """(GiB of the smallest GPU present, GPU count, compute capability) via NVML; Nones without GPUs."""
     from tuneterm.plan.gpu import probe
@@ -64,36 +58,20 @@ def _gpu_capacity() -> tuple[float | None, int | None, float | None]:
     return smallest.total_gib, len(prof.gpus), None if cc is None else cc[0] + cc[1] / 10
 
 
-def evaluate_config(cf: ConfigFacts, rules: Any = None) -> list[Finding]:
-    """Apply the ``scope: config`` rules to ``cf``; findings most severe first, then by code.
+def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> list[Finding]:
+    """Apply the ``scope: config`` rules to ``cf`` (the engine's one evaluation loop); findings
+    most severe first, then by code.
 
     A detector that crashes is reported as a finding of its rule (severity info) rather than
     aborting the check: one broken rule must not hide the others.
     """
-    from tuneterm.engine.registry import get_detector
+    from tuneterm.engine.evaluate import evaluate_rules
     from tuneterm.engine.rules import load_rules
 
     ruleset = rules if rules is not None else load_rules(scopes=["config"]).for_scope("config")
-    findings: list[Finding] = []
-    for rule in ruleset:
-        if cf.trainer not in rule.trainers:
-            continue
-        spec = get_detector(rule.detector)
-        if spec is None:
-            continue
-        params, _errors = spec.resolve(rule.params)
-        try:
-            dets = spec.func(cf, params)
-        except Exception as exc:  # noqa: BLE001 - see docstring
-            dets = [Detection(None, None, severity=Severity.INFO, evidence={"error": f"{type(exc).__name__}: {exc}"})]
-            findings.append(Finding(code=rule.code, name=rule.name, severity=Severity.INFO, category=rule.category,
-                                    message=f"check could not run: {type(exc).__name__}: {exc}", first_step=None,
-                                    last_step=None, evidence=dict(dets[0].evidence), causes=(), fixes=(),
-                                    references=(), source=str(cf.path)))
-            continue
-        findings.extend(_finding(cf, rule, d) for d in dets)
-    findings.sort(key=lambda f: (-f.severity.rank, f.code))
-    return findings
+    return evaluate_rules(
+        "config", cf, ruleset, source=str(cf.path), trainer=cf.trainer, order=lambda f: (-f.severity.rank, f.code)
+    )
 
 
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,

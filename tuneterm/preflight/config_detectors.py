@@ -1,4 +1,4 @@
-"""Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/config.yaml).
+"""Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/diagnostics/config.yaml).
 
 Each detector reads a :class:`~tuneterm.preflight.config_read.ConfigFacts` and its rule's params
 and returns :class:`~tuneterm.engine.model.Detection` objects; thresholds live in the rule records.
@@ -29,7 +29,7 @@ def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
     return d
 
 
-@detector("config_lr_range", scope="config",
+@detector("config-lr-range", scope="config",
           params={"error_factor": Param("float", "a rate this many times outside the range is an error", min=1.0),
                   "min_size_b": Param("float", "no range below this size (billions): the tables have no evidence there", min=0.0)},
           evidence=("learning_rate", "low", "high", "size_b", "method", "trainer", "direction", "row", "source", "suggested", "origin"))
@@ -72,7 +72,7 @@ def _coverage(cf: ConfigFacts) -> tuple[int, int, int, float] | None:
     return int(steps), eff, seen, seen / cf.dataset_size
 
 
-@detector("config_coverage", scope="config",
+@detector("config-coverage", scope="config",
           params={"min_epochs": Param("float", "fire when max_steps x effective batch covers fewer epochs", min=0.0)},
           evidence=("max_steps", "effective_batch", "samples_seen", "dataset_size", "coverage_pct", "steps_for_one_epoch"))
 def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
@@ -90,7 +90,7 @@ def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
                       fixes=(Fix(key="max_steps", value=one, why=f"one full pass over {cf.dataset_size} samples at effective batch {eff}"),))]
 
 
-@detector("config_schedule_decays_early", scope="config",
+@detector("config-schedule-decays-early", scope="config",
           params={"floor_fraction": Param("float", "the rate counts as ~0 below this fraction of its peak", min=0.0, max=1.0),
                   "max_epoch_fraction": Param("float", "fire when the rate reaches ~0 before this fraction of one epoch", min=0.0, max=1.0)},
           evidence=("scheduler", "max_steps", "floor_step", "floor_pct_of_epoch", "floor_fraction_pct"))
@@ -115,7 +115,7 @@ def schedule_decays_early(cf: ConfigFacts, params: Mapping[str, Any]) -> list[De
                                  why="size the schedule to the data so the rate decays over a full pass"),))]
 
 
-@detector("config_no_warmup", scope="config", params={}, evidence=("scheduler", "learning_rate"))
+@detector("config-no-warmup", scope="config", params={}, evidence=("scheduler", "learning_rate"))
 def no_warmup(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Neither warmup_steps nor warmup_ratio is set above 0 (TRL's default is no warmup)."""
     ws = cf.get("warmup_steps", 0) or 0
@@ -127,7 +127,7 @@ def no_warmup(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
                                                learning_rate=cf.get("learning_rate", TRL_DEFAULT_LR[cf.trainer])))]
 
 
-@detector("config_fp16_on_bf16_model", scope="config", params={}, evidence=("model", "model_dtype"))
+@detector("config-fp16-on-bf16-model", scope="config", params={}, evidence=("model", "model_dtype"))
 def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """fp16 mixed precision on a model pretrained in bf16 (activations can exceed fp16's range)."""
     if not cf.get("fp16") or cf.model is None or cf.model.dtype != "bfloat16":
@@ -135,7 +135,7 @@ def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     return [Detection(None, None, evidence=_ev(cf, "fp16", model=cf.model.name, model_dtype=cf.model.dtype))]
 
 
-@detector("config_peft_base_float32", scope="config", params={},
+@detector("config-peft-base-float32", scope="config", params={},
           evidence=("model", "dtype_setting", "frozen_gib_float32", "frozen_gib_16bit", "compute", "effect"))
 def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """A LoRA/DoRA/QLoRA run whose frozen base loads in float32 (TRL's ``dtype`` default).
@@ -175,7 +175,7 @@ def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
     return [Detection(None, None, evidence=ev, fixes=fixes)]
 
 
-@detector("config_lora_alpha_ratio", scope="config",
+@detector("config-lora-alpha-ratio", scope="config",
           params={"min_ratio": Param("float", "lowest acceptable alpha / r", min=0.0),
                   "max_ratio": Param("float", "highest acceptable alpha / r", min=0.0)},
           evidence=("lora_r", "lora_alpha", "ratio", "suggested_alpha"))
@@ -195,7 +195,7 @@ def lora_alpha_ratio(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detecti
                       fixes=(Fix(key="lora_alpha", value=2 * r, why=f"alpha = 2 x r (recommend/lora_rank.yaml#alpha-2r) for r={r}"),))]
 
 
-@detector("config_lora_targets_missing", scope="config", params={}, evidence=("missing", "available", "model"))
+@detector("config-lora-targets-missing", scope="config", params={}, evidence=("missing", "available", "model"))
 def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """LoRA target modules that do not exist in the model's architecture."""
     if cf.method == "full" or cf.model is None:
@@ -219,7 +219,7 @@ def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Det
                       fixes=(Fix(key="lora_target_modules", value=row["modules"], why=f"{cf.model.model_type} module names ({row['source']})"),))]
 
 
-@detector("config_gc_reentrant_peft", scope="config", params={}, evidence=("use_reentrant",))
+@detector("config-gc-reentrant-peft", scope="config", params={}, evidence=("use_reentrant",))
 def gc_reentrant_peft(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Gradient checkpointing with PEFT and reentrant checkpointing (frozen inputs carry no grad)."""
     if cf.method == "full" or not cf.get("gradient_checkpointing", TRL_DEFAULTS["gradient_checkpointing"]):
@@ -261,7 +261,7 @@ def tokenizer_special_tokens(model_dir: Any) -> dict[str, Any]:
     return out
 
 
-@detector("config_pad_equals_eos", scope="config", params={}, evidence=("pad_token", "eos_token", "file"))
+@detector("config-pad-equals-eos", scope="config", params={}, evidence=("pad_token", "eos_token", "file"))
 def pad_equals_eos(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """The pad token is the EOS token (when the tokenizer files are available locally)."""
     if cf.model is None or cf.model.local_dir is None:
@@ -276,7 +276,7 @@ def pad_equals_eos(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection
     return [Detection(None, None, evidence=_ev(cf, "pad_token", pad_token=pad, eos_token=eos, file=tok.get("file")))]
 
 
-@detector("config_trust_remote_code", scope="config", params={}, evidence=("model",))
+@detector("config-trust-remote-code", scope="config", params={}, evidence=("model",))
 def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """trust_remote_code is on: the model repository's Python code runs with your permissions."""
     if cf.get("trust_remote_code") is not True:
@@ -284,7 +284,7 @@ def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
     return [Detection(None, None, evidence=_ev(cf, "trust_remote_code", model=cf.get("model_name_or_path")))]
 
 
-@detector("config_does_not_fit", scope="config",
+@detector("config-does-not-fit", scope="config",
           params={"headroom": Param("float", "warn when the peak is within this fraction of the capacity", min=0.0, max=1.0)},
           evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase"))
 def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:

@@ -4,7 +4,7 @@ Entry points used by the ``check`` command:
 
 * :func:`looks_like_dataset` -- is this path (or hub id) a dataset rather than a log or a config?
 * :func:`check_dataset` -- read the data, render every example the way TRL trains it with the
-  model's tokenizer, run the ``data`` rules (``rules/data.yaml``) and return a :class:`DataReport`.
+  model's tokenizer, run the ``data`` rules (``rules/diagnostics/data.yaml``) and return a :class:`DataReport`.
 * :func:`render_data_report` -- the human summary (counts, token-length histogram with the
   max_length marked, worst examples with line numbers, findings with fixes).
 
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding
 from tuneterm.errors import InputError
+from tuneterm.kinds import TRAINERS
+from tuneterm.runs.layout import is_run_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -172,7 +174,7 @@ def looks_like_dataset(path: str) -> bool:
     try:
         p = Path(path)
         if p.is_dir():
-            if (p / "trainer_state.json").exists() or (p / "status.json").exists() or (p / "metrics.jsonl").exists():
+            if (p / "trainer_state.json").exists() or is_run_dir(p):
                 return False
             files = data_files(p)
             return bool(files) and _sniff_file(files[0])
@@ -312,12 +314,12 @@ def check_dataset(
         raise InputError(f"--max-length must be a positive number of tokens, got {max_length}")
     if sample is not None and sample < 1:
         raise InputError(f"--sample must be a positive number of rows, got {sample}")
-    if trainer is not None and trainer not in ("sft", "dpo", "grpo"):
+    if trainer is not None and trainer not in TRAINERS:
         raise InputError(f"--trainer must be sft, dpo or grpo, got {trainer!r}")
     rule_list = rules if rules is not None else _data_rules()
     near_sample = 10000
     for r in rule_list:
-        if r.detector == "data_duplicates" and isinstance(r.params.get("near_sample"), int):
+        if r.detector == "data-duplicates" and isinstance(r.params.get("near_sample"), int):
             near_sample = r.params["near_sample"]
 
     facts_tok = None

@@ -1,4 +1,4 @@
-"""Detectors for the ``data`` rules (``rules/data.yaml``) and their evaluation.
+"""Detectors for the ``data`` rules (``rules/diagnostics/data.yaml``) and their evaluation.
 
 Each detector is a pure function ``(analysis, params) -> list[Detection]`` over a
 :class:`~tuneterm.preflight.data_analysis.DataAnalysis`, registered with the engine's registry
@@ -17,14 +17,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from tuneterm.engine.evaluate import make_finding
+from tuneterm.engine.evaluate import evaluate_rules
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
-from tuneterm.engine.registry import Param, detector, get_detector
+from tuneterm.engine.registry import Param, detector
 from tuneterm.preflight.data_analysis import STANDARD_ROLES, DataAnalysis, RowRef
 from tuneterm.preflight.data_dedup import near_duplicate_pairs
 from tuneterm.preflight.data_render import FAMILIES
@@ -71,7 +70,7 @@ def _token_text(an: DataAnalysis, tok_id: int) -> str:
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_sequences_truncated",
+    "data-sequences-truncated",
     scope="data",
     params={
         "min_share": Param("float", "share of checked examples longer than max_length that fires", min=0, max=1),
@@ -123,7 +122,7 @@ def sequences_truncated(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_labels_fully_masked",
+    "data-labels-fully-masked",
     scope="data",
     params={
         "error_share": Param("float", "share of fully masked examples at which the finding is an error", min=0, max=1),
@@ -181,7 +180,7 @@ def labels_fully_masked(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_eos_missing",
+    "data-eos-missing",
     scope="data",
     params={
         "min_share": Param("float", "share of untruncated targets not ending in a stop token that fires", min=0, max=1),
@@ -249,7 +248,7 @@ def eos_missing(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection]:
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_chat_template",
+    "data-chat-template",
     scope="data",
     params={
         "min_share": Param("float", "share of rows (double BOS, pre-rendered text) that fires", min=0, max=1),
@@ -334,7 +333,7 @@ def chat_template(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_duplicates",
+    "data-duplicates",
     scope="data",
     params={
         "min_share": Param("float", "share of duplicate rows at which the finding is a warning (below: info)", min=0, max=1),
@@ -383,7 +382,7 @@ def duplicates(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection]:
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_empty_responses",
+    "data-empty-responses",
     scope="data",
     params={"error_share": Param("float", "share of empty responses at which the finding is an error", min=0, max=1)},
     evidence=("n_empty", "rows", "share_pct", "reason", "rows_text"),
@@ -413,7 +412,7 @@ def empty_responses(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detecti
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_identical_pairs",
+    "data-identical-pairs",
     scope="data",
     params={"error_share": Param("float", "share of identical pairs at which the finding is an error", min=0, max=1)},
     evidence=("n_identical", "n_pairs", "share_pct", "rows_text"),
@@ -441,7 +440,7 @@ def identical_pairs(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detecti
 
 # --------------------------------------------------------------------------------------------
 @detector(
-    "data_inconsistent_schema",
+    "data-inconsistent-schema",
     scope="data",
     params={"min_count": Param("int", "rows that do not fit the dataset's format before the rule fires", 1, min=1)},
     evidence=("n_bad", "rows", "share_pct", "format", "formats", "reason", "rows_text"),
@@ -472,37 +471,17 @@ def inconsistent_schema(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
 # --------------------------------------------------------------------------------------------
 def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
-    """Run the ``data``-scope rules that apply to ``an.trainer`` over the analysis.
+    """Run the ``data``-scope rules that apply to ``an.trainer`` over the analysis (the engine's
+    one evaluation loop); a finding points at the file named in its evidence.
 
     Returns findings sorted errors first, then by line. A detector that raises becomes an info
     finding ("detector crashed"), never an exception.
     """
-    findings: list[Finding] = []
-    for rule in rules:
-        if rule.scope != "data" or an.trainer not in rule.trainers:
-            continue
-        spec = get_detector(rule.detector)
-        try:
-            if spec is None:
-                raise LookupError(f"unknown detector {rule.detector!r}")
-            params, problems = spec.resolve(rule.params)
-            if problems:
-                raise ValueError("; ".join(problems))
-            detections = spec.func(an, params)
-        except Exception as exc:  # noqa: BLE001 - isolate detector bugs, by design
-            text = inert_line(f"{type(exc).__name__}: {exc}", 200)
-            findings.append(Finding(rule.code, rule.name, Severity.INFO, rule.category,
-                                    f"detector crashed: '{rule.detector}' raised {text}; this rule was not checked",
-                                    None, None, {"detector": rule.detector, "error": text}, (), (), rule.references,
-                                    source=an.source))
-            continue
-        for det in detections:
-            # The rule's params as resolved by the detector spec (defaults filled in) fill the template.
-            resolved = replace(rule, params=params)
-            findings.append(
-                make_finding(
-                    resolved, det, source=str(det.evidence.get("file", an.source)), context={"trainer": an.trainer}
-                )
-            )
-    findings.sort(key=lambda f: (-f.severity.rank, f.line or 0, f.code))
-    return findings
+
+    def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
+        return str(det.evidence.get("file", an.source)), None
+
+    return evaluate_rules(
+        "data", an, rules, source=an.source, trainer=an.trainer, place=place,
+        order=lambda f: (-f.severity.rank, f.line or 0, f.code),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuneterm.errors import InputError
+from tuneterm.runs.layout import METRICS, is_run_dir
 from tuneterm.report.result import CheckResult
 from tuneterm.report.subjects import CheckOptions, SubjectHandler, register_subject
 
@@ -65,14 +66,14 @@ _TRAIN_EXTRA = "dataset checks need the training stack: pip install 'tuneterm[tr
 
 # Files and directories that are training logs by name: decided without importing the dataset
 # checker (it is the first handler asked about every log, and `check` must start fast).
-_LOG_NAMES = frozenset({"trainer_state.json", "trainer_log.jsonl", "metrics.jsonl", "log_history.json"})
-_LOG_DIR_MARKERS = ("trainer_state.json", "status.json", "metrics.jsonl", "trainer_log.jsonl")
+_LOG_NAMES = frozenset({"trainer_state.json", "trainer_log.jsonl", METRICS, "log_history.json"})
+_LOG_DIR_MARKERS = ("trainer_state.json", "trainer_log.jsonl")
 
 
 def _claims_dataset(path: Path) -> bool:
     if path.name in _LOG_NAMES or path.suffix.lower() in (".log", ".txt", ".yaml", ".yml"):
         return False
-    if path.is_dir() and (any((path / m).exists() for m in _LOG_DIR_MARKERS) or any(path.glob("checkpoint-*"))):
+    if path.is_dir() and (is_run_dir(path) or any((path / m).exists() for m in _LOG_DIR_MARKERS) or any(path.glob("checkpoint-*"))):
         return False
     try:
         from tuneterm.preflight.data import looks_like_dataset

@@ -147,9 +147,9 @@ def facts_line(run: Run | None, result: CheckResult) -> str:
     if f.quantization:
         parts.append(inert_line(f.quantization, 20))
     parts.append(f"format {inert_line(run.format, 30)}")
-    from tuneterm.logs.load import memory_line
+    from tuneterm.runs.memory import memory_line
 
-    mem = memory_line(f.extra)
+    mem = memory_line(run.memory)
     if mem:
         parts.append(inert_line(mem, 160))
     return " · ".join(parts)

@@ -27,7 +27,7 @@ from tuneterm.report.result import CheckResult
 if TYPE_CHECKING:  # annotations only: nothing here may import the parsers or engine eagerly
     from tuneterm.engine.model import Finding, Rule
     from tuneterm.engine.rules import RuleSet
-    from tuneterm.logs.model import Run
+    from tuneterm.logs.model import MemoryRecord, Run
 
 HANDLER_MODULES: tuple[str, ...] = ("tuneterm.preflight.subjects",)
 """Modules that register extra subject handlers when imported (e.g. a config checker)."""
@@ -167,13 +167,8 @@ def result_from_run(run: Run, findings: list[Finding], rules: tuple[Rule, ...] =
     if facts.model_name or facts.model_type:
         summary["model"] = facts.model_name or facts.model_type
     # A tuneterm run's planner estimate against its measured GPU peak (run directories only).
-    mem = {k: facts.extra[k] for k in ("measured_peak_allocated_gib", "measured_peak_reserved_gib", "gpu_name")
-           if k in facts.extra}
-    est = facts.extra.get("memory_estimate")
-    if isinstance(est, dict):
-        mem["estimate"] = est
-    if mem:
-        summary["memory"] = mem
+    if run.memory is not None:
+        summary["memory"] = _memory_summary(run.memory)
     return CheckResult(
         source=run.source,
         subject="log",
@@ -186,6 +181,20 @@ def result_from_run(run: Run, findings: list[Finding], rules: tuple[Rule, ...] =
     )
 
 
+def _memory_summary(record: MemoryRecord) -> dict[str, object]:
+    """The ``summary.memory`` object of the JSON report: what was recorded, in this order."""
+    mem: dict[str, object] = {}
+    for key, value in (
+        ("measured_peak_allocated_gib", record.peak_allocated_gib),
+        ("measured_peak_reserved_gib", record.peak_reserved_gib),
+        ("gpu_name", record.gpu_name),
+        ("estimate", record.estimate),
+    ):
+        if value is not None:
+            mem[key] = value
+    return mem
+
+
 def applicable_rules(run: Run, ruleset: RuleSet) -> tuple[Rule, ...]:
     """The log rules that apply to ``run``'s trainer kind (what evaluate() runs), by code."""
     kind = run.facts.trainer_kind
@@ -193,31 +202,20 @@ def applicable_rules(run: Run, ruleset: RuleSet) -> tuple[Rule, ...]:
 
 
 def _check_log(path: Path, options: CheckOptions) -> CheckResult:
-    from tuneterm.engine import evaluate
-    from tuneterm.logs import load_run
+    # Judged exactly as `tuneterm watch` judges it (runs.diagnose), so a later doctor sees what the
+    # watcher saw: a run directory whose process vanished is marked, and the sample generations it
+    # recorded are judged too (degenerate-generations lives with the eval rules).
+    from tuneterm.engine.detectors.crash import final_crash
+    from tuneterm.runs.load import load_source
+    from tuneterm.runs.diagnose import diagnose
 
     ruleset = options.ruleset()
-    if _is_run_dir(path):
-        # A tuneterm run directory: also mark a run whose process vanished, and judge the sample
-        # generations it recorded (degenerate-generations lives with the eval rules), exactly as
-        # `tuneterm watch` does, so a later doctor sees what the watcher saw.
-        from tuneterm.watch.crash import final_crash
-        from tuneterm.watch.live import evaluate_all, load_checked
-
-        run = load_checked(str(path))
-        if final_crash(run) is None:  # a run that died before its first metric still says why
-            _require_metrics(run, path)
-        sample_rules = options.ruleset("eval").rules if run.samples else ()
-        findings = evaluate_all(run, (*ruleset.rules, *sample_rules))
-        return result_from_run(run, findings, applicable_rules(run, ruleset))
-    run = load_run(str(path))
-    _require_metrics(run, path)
-    findings = evaluate(run, ruleset)
-    return result_from_run(run, findings, applicable_rules(run, ruleset))
-
-
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "status.json").is_file()
+    run = load_source(path)
+    if run.format != "run_dir" or final_crash(run) is None:  # a run that died before its first metric still says why
+        _require_metrics(run, path)
+    sample_rules = options.ruleset("eval").rules if run.samples else ()
+    found = diagnose(run, (*ruleset.rules, *sample_rules)).findings
+    return result_from_run(run, list(found), applicable_rules(run, ruleset))
 
 
 def _require_metrics(run: Run, path: Path) -> None:

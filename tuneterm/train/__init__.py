@@ -2,7 +2,7 @@
 training stack, always lazily).
 
 Modules: :mod:`~tuneterm.train.config` (read, ``--set``, infer trainer, validate with TRL's
-dataclasses), :mod:`~tuneterm.train.rundir` (the run directory and its schema),
+dataclasses), :mod:`~tuneterm.runs.layout` (the run directory and its schema),
 :mod:`~tuneterm.train.launch` (create the run, start the detached supervisor),
 :mod:`~tuneterm.train.child` (the supervisor), :mod:`~tuneterm.train.worker` and
 :mod:`~tuneterm.train.runner` (the training process and the TRL runner),

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from transformers import TrainerCallback
 
-from tuneterm.train.rundir import RunDir
+from tuneterm.runs.layout import GPU, METRICS, SAMPLES, RunDir
 
 _STATUS_EVERY_S = 2.0
 
@@ -126,8 +126,8 @@ class TunetermCallback(TrainerCallback):
         row["step"] = int(state.global_step)
         row["epoch"] = float(state.epoch) if state.epoch is not None else None
         row["time"] = round(now, 3)
-        self._write("metrics.jsonl", row)
-        self._write("gpu.jsonl", self._gpu_sample(state.global_step, now))
+        self._write(METRICS, row)
+        self._write(GPU, self._gpu_sample(state.global_step, now))
         self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"])
         self._last_status = time.monotonic()
 
@@ -199,7 +199,7 @@ class TunetermCallback(TrainerCallback):
                 new = out[0, enc["input_ids"].shape[1] :].tolist()
                 ended = bool(new) and eos is not None and new[-1] == eos
                 self._write(
-                    "samples.jsonl",
+                    SAMPLES,
                     {
                         "step": step,
                         "time": round(time.time(), 3),

@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.runs.files import tail
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir
+from tuneterm.runs.writer import now_iso
 
 
 def worker_command(launch: dict[str, Any], run_dir: Path) -> list[str]:
@@ -64,15 +66,8 @@ def _signal_name(num: int) -> str:
 
 def _last_error_line(stderr_log: Path) -> str | None:
     """The last ``SomeError: message`` line of stderr.log (reads at most the last 64 KiB)."""
-    try:
-        with open(stderr_log, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 65536))
-            tail = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(tail):
+    for raw in reversed(tail(stderr_log, 65536)):
+        line = raw.decode("utf-8", "replace")
         s = line.strip()
         head = s.split(":", 1)[0]
         if ":" in s and (head.endswith(("Error", "Exception")) or head.endswith("Interrupt")) and " " not in head:

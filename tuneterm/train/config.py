@@ -45,17 +45,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.kinds import TRAINERS, Method, Trainer
 from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 from tuneterm.train.schema import Descriptor, Schema, load_schema
 
-Trainer = Literal["sft", "dpo", "grpo"]
-Method = Literal["full", "lora", "qlora", "dora"]
-TRAINERS: tuple[Trainer, ...] = ("sft", "dpo", "grpo")
 
 # Keys whose presence alone says "GRPO" (GRPOScriptArguments and GRPO-only generation knobs).
 _GRPO_KEYS = frozenset({"reward_funcs", "reward_model_name_or_path", "num_generations", "reward_weights"})

@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, now_iso
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir
+from tuneterm.runs.processes import PROC as _PROC
+from tuneterm.runs.processes import ProcStat
+from tuneterm.runs.processes import has_proc as _has_proc
+from tuneterm.runs.processes import pid_alive
+from tuneterm.runs.processes import proc_stat as _stat
+from tuneterm.runs.writer import now_iso
 
 RUN_DIR_ENV = "TUNETERM_RUN_DIR"
-_PROC = Path("/proc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,36 +54,6 @@ class ProcRef:
 
     pid: int
     start: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Stat:
-    ppid: int
-    pgrp: int
-    start: int
-    zombie: bool
-
-
-def _has_proc() -> bool:
-    return sys.platform.startswith("linux") and _PROC.is_dir()
-
-
-def _stat(pid: int) -> _Stat | None:
-    """Parsed ``/proc/PID/stat`` (``None`` when the process is gone or unreadable).
-
-    The command name (field 2) is in parentheses and may itself contain spaces and ``)``, so the
-    fields are split after the *last* ``)``.
-    """
-    try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return None
-    try:
-        rest = raw[raw.rindex(b")") + 2 :].split()
-        # rest[0] is field 3 (state), so field N is rest[N - 3].
-        return _Stat(ppid=int(rest[1]), pgrp=int(rest[2]), start=int(rest[19]), zombie=rest[0] in (b"Z", b"X"))
-    except (ValueError, IndexError):
-        return None
 
 
 def _pids() -> list[int]:
@@ -149,7 +123,7 @@ def run_processes(rd: RunDir, status: dict[str, Any] | None = None) -> list[Proc
     values = _run_dir_values(rd, status)
     entries = {f"{RUN_DIR_ENV}={v}".encode() for v in values}
     me = os.getpid()
-    stats: dict[int, _Stat] = {}
+    stats: dict[int, ProcStat] = {}
     children: dict[int, list[int]] = {}
     found: set[int] = set()
     for pid in _pids():
@@ -204,28 +178,6 @@ def _signal_ref(ref: ProcRef, sig: int) -> None:
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when a process ``pid`` exists and has not exited.
-
-    On Linux a zombie (exited, not yet reaped by its parent) counts as gone: in a container whose
-    init does not reap orphans an exited supervisor stays a zombie for ever. Elsewhere a zombie
-    counts as alive until reaped.
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if _has_proc():
-        st = _stat(pid)
-        if st is not None and st.zombie:
-            return False
-    return True
 
 
 def group_alive(pgid: int | None) -> bool:

@@ -7,22 +7,29 @@ seconds when ``stop_on == "error"`` (stopping the run on the first error finding
 the finished run once more at the end, writing ``findings.json``.
 
 Evaluation is the same as ``tuneterm doctor RUN`` and ``tuneterm watch`` (:func:`evaluate_dir`:
-:func:`tuneterm.watch.live.load_checked` + :func:`tuneterm.watch.live.evaluate_all`), so findings.json
+:func:`tuneterm.runs.diagnose.diagnose`), so findings.json
 holds the crash finding of a run that died before its first metric; where the rules cannot be read
 the follower still reports the run's own outcome.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from tuneterm.engine import load_rules
+from tuneterm.engine.model import Finding, Rule
+from tuneterm.errors import TunetermError
+from tuneterm.logs.model import Run
+from tuneterm.runs.diagnose import Diagnosis, diagnose
+from tuneterm.runs.files import parse_row
+from tuneterm.runs.layout import TERMINAL_STATES, RunDir
+from tuneterm.runs.load import load_source
+from tuneterm.runs.writer import write_json_atomic
 from tuneterm.textsafe import inert_line
-from tuneterm.train.rundir import TERMINAL_STATES, RunDir, write_json_atomic
 
 
 class MetricsTail:
@@ -45,15 +52,7 @@ class MetricsTail:
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        rows = []
-        for raw in lines:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                rows.append(obj)
-        return rows
+        return [row for raw in lines if (row := parse_row(raw)) is not None]
 
 
 def _num(v: Any) -> str:
@@ -93,21 +92,11 @@ def progress_line(row: dict[str, Any], max_steps: int | None) -> str | None:
     return f"{where}  " + "  ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """One evaluation of a run directory: the parsed run, the rules it ran, the findings."""
-
-    run: Any
-    rules: tuple[Any, ...]
-    findings: list[Any]
-
-
-def evaluate_dir(rd: RunDir, notes: list[str] | None = None) -> Evaluation | None:
+def evaluate_dir(rd: RunDir, notes: list[str] | None = None) -> Diagnosis | None:
     """Evaluate the run directory exactly as ``tuneterm doctor RUN`` and ``tuneterm watch`` do.
 
-    The run is read with :func:`tuneterm.watch.live.load_checked` (a run whose process vanished
-    is marked ``died``) and judged by :func:`tuneterm.watch.live.evaluate_all` with the ``log`` and
-    ``eval`` rules: the training rules, the crash rules (``run-crashed``, ``cuda-out-of-memory``,
+    The run is judged by :func:`tuneterm.runs.diagnose.diagnose` (a run whose process vanished
+    is marked ``died``) with the ``log`` and ``eval`` rules: the training rules, the crash rules (``run-crashed``, ``cuda-out-of-memory``,
     ``missing-package`` ... from status.json and stderr.log, so a run that died before its first
     metric is still diagnosed) and ``degenerate-generations`` on samples.jsonl.
 
@@ -119,17 +108,8 @@ def evaluate_dir(rd: RunDir, notes: list[str] | None = None) -> Evaluation | Non
         The evaluation (no findings while there are no metrics, no error events and the run is not
         dead), or None when the run directory or the rules could not be read.
     """
-    from tuneterm.errors import TunetermError
-
     try:
-        from tuneterm.engine import load_rules
-        from tuneterm.watch.live import evaluate_all, load_checked
-    except ImportError as exc:  # pragma: no cover - a broken install
-        if notes is not None:
-            notes.append(f"the rules could not be imported: {exc}")
-        return None
-    try:
-        run = load_checked(rd.path)
+        run = load_source(rd.path)
     except TunetermError as exc:
         if notes is not None:
             notes.append(f"run directory could not be read: {exc}")
@@ -140,19 +120,17 @@ def evaluate_dir(rd: RunDir, notes: list[str] | None = None) -> Evaluation | Non
         if notes is not None:
             notes.append(f"rules could not be loaded: {exc}")
         return None
-    if not run.has_metrics() and not run.events and run.facts.extra.get("state") != "died":
-        return Evaluation(run, rules, [])
-    return Evaluation(run, rules, evaluate_all(run, rules))
+    return diagnose(run, rules)
 
 
-def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Any] | None:
+def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Finding] | None:
     """The findings of :func:`evaluate_dir` (what ``tuneterm doctor RUN`` reports), or None where
     the run directory or the rules could not be read (the reason is appended to ``notes``)."""
     ev = evaluate_dir(rd, notes)
-    return None if ev is None else ev.findings
+    return None if ev is None else list(ev.findings)
 
 
-def write_findings(rd: RunDir, findings: list[Any], run: Any = None, rules: tuple[Any, ...] = ()) -> None:
+def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = None, rules: tuple[Rule, ...] = ()) -> None:
     """Write findings.json in the JSON contract of DESIGN.md.
 
     With the parsed ``run`` (from :func:`evaluate_dir`) the document is the one ``tuneterm check
@@ -271,7 +249,7 @@ def follow(
     state = status.get("state") if status.get("state") in TERMINAL_STATES else "failed"
     notes: list[str] = []
     ev = evaluate_dir(rd, notes)
-    findings = None if ev is None else ev.findings
+    findings = None if ev is None else list(ev.findings)
     if ev is not None:
         write_findings(rd, ev.findings, ev.run, ev.rules)
     return Outcome(

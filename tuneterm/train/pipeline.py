@@ -43,7 +43,7 @@ from tuneterm.preflight.pipeline_spec import (
     load_pipeline,
     starting_model,
 )
-from tuneterm.train.pipeline_state import (
+from tuneterm.runs.pipeline import (
     TERMINAL,
     PipelineDir,
     effective_state,
@@ -51,7 +51,8 @@ from tuneterm.train.pipeline_state import (
     is_pipeline_dir,
     move_to_attempts,
 )
-from tuneterm.train.rundir import RunDir, create_run_dir, now_iso, runs_root
+from tuneterm.runs.layout import RunDir, create_run_dir, runs_root
+from tuneterm.runs.writer import now_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,7 @@ def resume(
 
 def _refuse_live_stage(pd: PipelineDir, data: dict[str, Any]) -> None:
     """A driver that died leaves its running stage running (the stage is its own session)."""
-    from tuneterm.train.control import pid_alive
+    from tuneterm.runs.processes import pid_alive
 
     for rec in data.get("stages") or []:
         status = RunDir(pd.path / str(rec.get("dir"))).read_status() if rec.get("dir") else {}
@@ -470,7 +471,8 @@ def stop_pipeline(pd: PipelineDir, *, grace_s: float = 30.0) -> str:
     ``grace_s`` (+ a margin for the stage's own grace) the stage is stopped directly and the
     driver killed.
     """
-    from tuneterm.train.control import pid_alive, stop_run
+    from tuneterm.runs.processes import pid_alive
+    from tuneterm.train.control import stop_run
 
     data = pd.read()
     pid = data.get("pid")

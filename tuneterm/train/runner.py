@@ -33,8 +33,10 @@ import yaml
 
 from tuneterm.errors import ConfigError
 from tuneterm.train import builtin
-from tuneterm.train.config import Trainer, instantiate
-from tuneterm.train.rundir import RunDir, now_iso
+from tuneterm.kinds import Trainer
+from tuneterm.train.config import instantiate
+from tuneterm.runs.layout import RunDir
+from tuneterm.runs.writer import now_iso
 
 _LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _DEFAULT_PROMPTS = ("Write one sentence about a river.", "What is 2 plus 3?", "Tell me a short story.")

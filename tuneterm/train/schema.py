@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneterm.errors import InputError
+from tuneterm.kinds import TRAINERS
 
 FORMAT = 1
 """Bump when the descriptor format or what is recorded changes: older files are then ignored."""
@@ -63,7 +64,7 @@ FORMAT = 1
 PACKAGES: tuple[str, ...] = ("trl", "transformers", "peft")
 """The packages whose versions key the cache (they define the dataclasses)."""
 
-TRAINER_NAMES: tuple[str, ...] = ("sft", "dpo", "grpo")
+TRAINER_NAMES: tuple[str, ...] = TRAINERS
 
 Descriptor = dict[str, Any]
 

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m tuneterm.train.worker RUN_DIR", file=sys.stderr)
         return 2
     from tuneterm.errors import ConfigError
-    from tuneterm.train.rundir import RunDir, now_iso
+    from tuneterm.runs.layout import RunDir
+    from tuneterm.runs.writer import now_iso
 
     rd = RunDir(Path(args[0]))
     is_main = _rank() == 0

@@ -71,7 +71,7 @@ class TunetermApp(App[int]):
 
     @property
     def runs_root(self) -> str:
-        from tuneterm.train.rundir import runs_root
+        from tuneterm.runs.layout import runs_root
 
         return str(runs_root(self.runs_dir))
 

@@ -32,7 +32,7 @@ class GpuSampled(Message):
 
 @dataclass
 class RunsListed(Message):
-    """The rows of the Runs screen: ``tuneterm.watch.runs.RunInfo`` records, or why none."""
+    """The rows of the Runs screen: ``tuneterm.runs.info.RunInfo`` records, or why none."""
 
     infos: list[Any]
     error: str | None = None

@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from tuneterm.logs.model import Run, RunStatus
+from tuneterm.runs.files import JsonlRows, tail
+from tuneterm.runs.layout import GPU, STDERR, STDOUT
 from tuneterm.textsafe import inert, inert_line
 
 if TYPE_CHECKING:
@@ -411,18 +414,9 @@ def tail_lines(path: Path, n: int = LOG_TAIL_LINES, max_bytes: int = _TAIL_BYTES
     >>> tail_lines(p)
     ('a', '20%', 'red [bold]x[/]')
     """
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            raw = fh.read()
-    except OSError:
-        return ()
-    if size > max_bytes:  # the first line is probably cut
-        raw = raw.split(b"\n", 1)[-1]
     out: list[str] = []
-    for line in raw.decode("utf-8", "replace").split("\n"):
+    for raw in tail(path, max_bytes):
+        line = raw.decode("utf-8", "replace")
         parts = [p for p in line.split("\r") if p.strip()]
         if parts:
             out.append(inert_line(parts[-1], 400))
@@ -433,27 +427,19 @@ def _series_from_jsonl(path: Path, keys: Sequence[str]) -> dict[str, Any]:
     from tuneterm.logs.model import Series
 
     series = {k: Series(k) for k in keys}
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                    continue
-                for k in keys:
-                    v = row.get(k)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        series[k].append(row["step"], float(v))
-    except OSError:
-        return {}
+    for row in JsonlRows(path):
+        if not isinstance(row.get("step"), int):
+            continue
+        for k in keys:
+            v = row.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                series[k].append(row["step"], float(v))
     return {k: s for k, s in series.items() if len(s)}
 
 
 def memory_chart(run_dir: Path, width: int, height: int = CHART_HEIGHT) -> ChartView | None:
     """GPU memory (allocated, reserved; MiB) from ``gpu.jsonl``, or the process RSS on CPU runs."""
-    path = run_dir / "gpu.jsonl"
+    path = run_dir / GPU
     if not path.is_file():
         return None
     found = _series_from_jsonl(path, ("mem_allocated_mib", "mem_reserved_mib", "rss_mib"))
@@ -524,30 +510,30 @@ def run_charts(run: Any, findings: Sequence[Finding], run_dir: Path | None, widt
     return tuple(views)
 
 
-def headline(status: dict[str, Any], state: str, run: Any) -> str:
+def headline(status: RunStatus, state: str, run: Run | None) -> str:
     """``sft · step 12/30 · loss 5.21 · epoch 0.55 · 1m02s`` plus the recorded error, inert."""
-    from tuneterm.watch.runs import fmt_duration, parse_time
+    from tuneterm.runs.info import fmt_duration, parse_time
 
     parts = [state]
-    kind = run.facts.trainer_kind if run is not None else status.get("trainer")
+    kind = run.facts.trainer_kind if run is not None else status.trainer
     if kind:
         parts.append(str(kind))
     step = run.last_step if run is not None else None
-    if isinstance(status.get("step"), int) and (step is None or status["step"] > step):
-        step = status["step"]
-    max_steps = status.get("max_steps") if isinstance(status.get("max_steps"), int) else (run.facts.max_steps if run is not None else None)
+    if status.step is not None and (step is None or status.step > step):
+        step = status.step
+    max_steps = status.max_steps if status.max_steps is not None else (run.facts.max_steps if run is not None else None)
     if step is not None:
         parts.append(f"step {step}" + (f"/{max_steps}" if max_steps else ""))
     loss = run.train["loss"].last() if run is not None and "loss" in run.train else None
     if loss is not None:
         parts.append(f"loss {loss:.4g}")
-    t0, t1 = parse_time(status.get("started")), parse_time(status.get("ended"))
+    t0, t1 = parse_time(status.started), parse_time(status.ended)
     if t0 is not None:
         import time
 
         parts.append(fmt_duration((t1 if t1 is not None else time.time()) - t0))
-    if isinstance(status.get("error"), str) and status["error"]:
-        parts.append(f"error: {status['error']}")
+    if status.error:
+        parts.append(f"error: {status.error}")
     return inert_line(" · ".join(parts), 300)
 
 
@@ -567,24 +553,26 @@ def samples_view(samples: Sequence[dict[str, Any]], n: int = SAMPLES_SHOWN) -> t
 
 def snapshot(evaluator: Any, width: int, *, demo: bool = False) -> RunSnapshot:
     """Build the run view's :class:`RunSnapshot` from a polled :class:`~tuneterm.watch.live.LiveEvaluator`."""
-    from tuneterm.watch.runs import LIVE_STATES, effective_state, same_host
+    from tuneterm.runs.layout import LIVE_STATES, METRICS
+    from tuneterm.runs.status import effective_state, same_host
 
     path = Path(evaluator.path)
     run = evaluator.run
-    status = dict(evaluator.status) if evaluator.is_run_dir else {}
-    is_run = evaluator.is_run_dir and bool(status or (path / "metrics.jsonl").is_file())
+    recorded = evaluator.status if evaluator.is_run_dir else None
+    status = recorded if recorded is not None and recorded != RunStatus() else RunStatus()
+    is_run = evaluator.is_run_dir and (status != RunStatus() or (path / METRICS).is_file())
     if is_run:
-        state = effective_state(status) if status else "unknown"
+        state = effective_state(status) if status != RunStatus() else "unknown"
         kind = "run"
     else:
         state = "sample" if demo else "log"
         kind = "log"
-    stoppable = kind == "run" and state in LIVE_STATES and isinstance(status.get("pid"), int) and same_host(status)
+    stoppable = kind == "run" and state in LIVE_STATES and status.pid is not None and same_host(status)
     findings = tuple(evaluator.findings)
     charts = run_charts(run, findings, path if kind == "run" else None, width) if run.has_metrics() else ()
     log: list[tuple[str, tuple[str, ...]]] = []
     if kind == "run":
-        for name in ("stderr.log", "stdout.log"):
+        for name in (STDERR, STDOUT):
             p = path / name
             if p.is_file():
                 log.append((name, tail_lines(p)))

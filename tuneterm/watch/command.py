@@ -24,7 +24,8 @@ from pathlib import Path
 
 from tuneterm import __version__
 from tuneterm.errors import InputError
-from tuneterm.train.rundir import RunDir, create_run_dir, initial_status, runs_root, write_json_atomic
+from tuneterm.runs.layout import RunDir, create_run_dir, initial_status, runs_root
+from tuneterm.runs.writer import write_json_atomic
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """Incremental evaluation of a growing run: :class:`LiveEvaluator`.
 
-The evaluator tails a log file or run directory with :class:`tuneterm.logs.tail.Follower` (only
-new complete lines are parsed), and re-runs the rules only when something a rule reads has
+The evaluator tails a log file or run directory with a follower (:func:`tuneterm.runs.follow.follower`:
+only new complete lines are parsed), and re-runs the rules only when something a rule reads has
 changed: new metric points, new events (a traceback, ``Killed``), new samples, or a new state in
-status.json. Evaluation is the same :func:`tuneterm.engine.evaluate` as ``doctor``, plus the crash
-rules and ``degenerate-generations`` on samples (:func:`evaluate_all`). To stay cheap on long runs
+status.json. Evaluation is the same :func:`tuneterm.runs.diagnose.evaluate_run` as ``doctor`` (the
+log rules, the crash rules and ``degenerate-generations`` on samples). To stay cheap on long runs
 it is throttled: the next evaluation waits at least twice as long as the last one took, so the
 watcher never spends more than about a third of a core, and a finding still shows within a
 second while an evaluation takes under ~250 ms (benchmarks/bench_watch.py: a new line on a
@@ -18,53 +18,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tuneterm.engine.evaluate import evaluate
 from tuneterm.engine.model import Finding, Rule, Severity
-from tuneterm.logs.model import Run
-from tuneterm.logs.tail import Follower
-
+from tuneterm.logs.model import Progress, Run, RunStatus
+from tuneterm.runs.diagnose import evaluate_run, has_evidence
+from tuneterm.runs.follow import follower
+from tuneterm.runs.layout import SAMPLES, is_run_dir
+from tuneterm.runs.load import read_samples
+from tuneterm.runs.progress import mark_progress, stalled_for
+from tuneterm.runs.status import mark_died
 
 PROGRESS_EVERY_S = 15.0
-
-
-def evaluate_all(run: Run, rules: Iterable[Rule]) -> list[Finding]:
-    """Every finding for a run: the log rules (crash rules included) and, when the run has
-    samples, ``degenerate-generations`` on them. Sorted errors first, then by step and code."""
-    from tuneterm.watch.samples import samples_findings
-
-    rules = tuple(rules)
-    found = list(evaluate(run, rules))
-    if run.samples:
-        found += samples_findings(run, rules)
-    found.sort(key=lambda f: (-f.severity.rank, f.first_step if f.first_step is not None else 1 << 62, f.code))
-    return found
-
-
-def load_checked(path: str | os.PathLike[str], status: Mapping[str, Any] | None = None) -> Run:
-    """:func:`tuneterm.logs.load_run`, plus the ``died`` mark for a run directory whose process is
-    gone (see :mod:`tuneterm.watch.runs`) and, for a live one, its progress facts (see
-    :mod:`tuneterm.watch.stall`).
-
-    Raises:
-        InputError: as :func:`~tuneterm.logs.load_run`.
-    """
-    from tuneterm.logs import load_run
-    from tuneterm.watch.runs import mark_died, read_status
-
-    from tuneterm.watch.stall import mark_progress
-
-    run = load_run(path)
-    p = Path(path)
-    if run.format == "run_dir":
-        st = status if status is not None else read_status(p)
-        mark_died(run, st)
-        mark_progress(run, p, st)
-    return run
 
 
 @dataclass(slots=True)
@@ -102,7 +70,7 @@ class LiveEvaluator:
     def __init__(self, path: str | os.PathLike[str], rules: Iterable[Rule], *, min_interval: float = 0.0) -> None:
         self.path = Path(path)
         self.rules = tuple(rules)
-        self.follower = Follower(self.path)
+        self.follower = follower(self.path)
         self.min_interval = min_interval
         self.findings: list[Finding] = []
         self.fired: dict[str, Finding] = {}
@@ -114,8 +82,8 @@ class LiveEvaluator:
         self._sig: tuple[Any, ...] = ()
         self._samples_sig: tuple[int, float] | None = None
         self._samples: list[dict[str, Any]] = []
-        self.is_run_dir = self.path.is_dir()
-        self.status: dict[str, Any] = {}
+        self.is_run_dir = is_run_dir(self.path)
+        self._progress: Progress | None = None
         self._next_progress = 0.0
 
     @property
@@ -123,8 +91,14 @@ class LiveEvaluator:
         """The run so far (re-read it after each poll: a rotated file gives a fresh object)."""
         return self.follower.run
 
+    @property
+    def status(self) -> RunStatus | None:
+        """The run directory's status as last polled (``died`` when its process is gone, with its
+        progress while live); None for a log file or before status.json exists."""
+        return self.follower.run.status
+
     def _read_samples(self) -> None:
-        p = self.path / "samples.jsonl"
+        p = self.path / SAMPLES
         try:
             st = p.stat()
         except OSError:
@@ -133,34 +107,29 @@ class LiveEvaluator:
         if sig == self._samples_sig:
             return
         self._samples_sig = sig
-        from tuneterm.logs.load import read_samples
-
         tmp = Run(source=str(self.path), format="run_dir")
         read_samples(tmp, p)
         self._samples = tmp.samples
 
-    def _check_progress(self, run: Run) -> None:
-        """Progress facts for ``run-stalled``, at most every ``PROGRESS_EVERY_S`` (a few stats and
-        a 32 KiB tail read)."""
-        from tuneterm.watch.stall import mark_progress
-
+    def _mark(self, status: RunStatus) -> RunStatus:
+        """``status`` marked ``died`` when its process is gone, with the run's progress for
+        ``run-stalled``: checked at most every ``PROGRESS_EVERY_S`` (a few stats and a 32 KiB tail
+        read), the last check kept in between."""
+        status = mark_died(status, self.path)
         now = time.monotonic()
-        if now < self._next_progress:
-            return
-        self._next_progress = now + PROGRESS_EVERY_S
-        mark_progress(run, self.path, self.status)
+        if now >= self._next_progress:
+            self._next_progress = now + PROGRESS_EVERY_S
+            self._progress = mark_progress(replace(status, progress=None), self.path).progress
+        return replace(status, progress=self._progress) if status.state != "died" else status
 
     def _state_sig(self, run: Run) -> tuple[Any, ...]:
-        from tuneterm.watch.stall import stalled_for
-
-        extra = run.facts.extra
-        silent = stalled_for(extra) or 0.0
+        silent = stalled_for(run.status) or 0.0
         return (
             int(silent // 60) if silent >= 60 else 0,  # a silence re-evaluates once a minute (run-stalled)
             len(run.events),
             len(run.samples),
-            extra.get("state"),
-            extra.get("exit_code"),
+            run.state,
+            run.exit_code,
             run.facts.finished,
             run.facts.trainer_kind,
         )
@@ -177,14 +146,10 @@ class LiveEvaluator:
         up = Update(points=self.follower.poll())
         run = self.follower.run
         if self.is_run_dir:
-            from tuneterm.watch.runs import mark_died, read_status
-
             self._read_samples()
             run.samples = self._samples
-            self.status = read_status(self.path)
-            if self.status:
-                mark_died(run, self.status)
-                self._check_progress(run)
+            if run.status is not None:
+                run.status = self._mark(run.status)
         sig = self._state_sig(run)
         if up.points or sig != self._sig:
             self._dirty = True
@@ -192,10 +157,10 @@ class LiveEvaluator:
         now = time.monotonic()
         if not (force or (self._dirty and now >= self._next_eval)):
             return up
-        if not run.has_metrics() and not run.events and run.facts.extra.get("state") != "died":
+        if not has_evidence(run):
             return up
         t0 = time.perf_counter()
-        self.findings = evaluate_all(run, self.rules)
+        self.findings = evaluate_run(run, self.rules)
         up.eval_s = time.perf_counter() - t0
         self.last_eval_s = up.eval_s
         self.total_eval_s += up.eval_s

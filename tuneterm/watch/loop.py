@@ -31,10 +31,13 @@ from typing import Any
 
 from tuneterm.engine.model import Finding, Rule, Severity
 from tuneterm.exit_codes import ExitCode
+from tuneterm.logs.model import RunStatus
+from tuneterm.runs.layout import FINDINGS, METRICS, STATUS, TERMINAL_STATES
+from tuneterm.runs.processes import pid_alive
 from tuneterm.watch.live import LiveEvaluator
 from tuneterm.watch.view import PlainView
 
-TERMINAL = ("finished", "failed", "stopped")
+TERMINAL = TERMINAL_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,13 @@ def write_findings(live: LiveEvaluator) -> None:
     """Write the run directory's findings.json (the JSON contract of ``check --format json``)."""
     from tuneterm.report.json_report import result_document
     from tuneterm.report.subjects import result_from_run
-    from tuneterm.train.rundir import write_json_atomic
+    from tuneterm.runs.writer import write_json_atomic
 
     run = live.run
     rules = tuple(r for r in live.rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
     doc = result_document(result_from_run(run, live.findings, rules))
     try:
-        write_json_atomic(live.path / "findings.json", doc)
+        write_json_atomic(live.path / FINDINGS, doc)
     except OSError:
         pass  # a read-only run directory: the findings were printed; nothing else to do
 
@@ -114,12 +117,10 @@ def _size(path: Path) -> tuple[int, float]:
     return (st.st_size, st.st_mtime)
 
 
-def _alive(pid: Any, proc: Any) -> bool:
+def _alive(pid: int | None, proc: Any) -> bool:
     if proc is not None:
         return proc.poll() is None
-    from tuneterm.train.control import pid_alive
-
-    return isinstance(pid, int) and pid_alive(pid)
+    return pid_alive(pid)
 
 
 def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: Any = None) -> str:
@@ -128,7 +129,7 @@ def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: Any = None
     Returns the final state (``stopped``, or ``finished``/``failed`` if it ended meanwhile).
     """
     from tuneterm.train.control import stop_run
-    from tuneterm.train.rundir import RunDir
+    from tuneterm.runs.layout import RunDir
     from tuneterm.textsafe import inert_line
 
     rd = RunDir(path)
@@ -167,10 +168,11 @@ def watch(
     p = Path(path)
     view = view or PlainView()
     live = LiveEvaluator(p, rules)
-    has_status = (p / "status.json").is_file() if live.is_run_dir else False
+    has_status = (p / STATUS).is_file() if live.is_run_dir else False
     result = WatchResult(state=None)
     stop_warned = False
-    last_sig = _size(p if not live.is_run_dir else p / "metrics.jsonl")
+    watched = p / METRICS if p.is_dir() else p  # a directory grows by its metrics file
+    last_sig = _size(watched)
     last_growth = time.monotonic()
     terminal_since: float | None = None
     try:
@@ -185,8 +187,8 @@ def watch(
                 view.refresh(live)
                 new_errors = [f for f in up.new if f.severity is Severity.ERROR]
                 if new_errors and options.stop_on == "error" and not result.stopped_on_error:
-                    if has_status and live.status.get("pid"):
-                        if live.status.get("state") not in TERMINAL:
+                    if has_status and live.status is not None and live.status.pid:
+                        if live.status.state not in TERMINAL:
                             view.status(f"--stop-on error: stopping the run ({new_errors[0].code} {new_errors[0].name}) ...")
                             state = stop_for_finding(p, new_errors[0], grace_s=options.grace_s, proc=proc)
                             result.stopped_on_error = True
@@ -196,18 +198,18 @@ def watch(
                         view.status("--stop-on error: not a tuneterm run directory with a pid; cannot stop it")
                 # --- end conditions
                 if has_status:
-                    st = live.status
-                    state = st.get("state")
-                    if live.run.facts.extra.get("state") == "died":
+                    st = live.status or RunStatus()
+                    state = st.state
+                    if state == "died":
                         result.state = "died"
                         break
                     if state in TERMINAL:
                         terminal_since = terminal_since or time.monotonic()
-                        if not _alive(st.get("pid"), proc) or time.monotonic() - terminal_since > 10:
+                        if not _alive(st.pid, proc) or time.monotonic() - terminal_since > 10:
                             result.state = state
                             break
                 else:
-                    sig = _size(p if not live.is_run_dir else p / "metrics.jsonl")
+                    sig = _size(watched)
                     if sig != last_sig:
                         last_sig, last_growth = sig, time.monotonic()
                     if not options.follow:
@@ -230,7 +232,7 @@ def watch(
         choice = on_interrupt() if on_interrupt is not None else "detach"
         if choice == "stop" and has_status:
             from tuneterm.train.control import stop_run
-            from tuneterm.train.rundir import RunDir
+            from tuneterm.runs.layout import RunDir
 
             result.action = "stopped"
             result.state = stop_run(RunDir(p), grace_s=options.grace_s, proc=proc)

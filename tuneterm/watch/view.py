@@ -137,10 +137,10 @@ class LiveView(PlainView):
         from rich.text import Text
 
         run = live.run
-        status = live.status or {}
-        state = run.facts.extra.get("state") or status.get("state") or "following"
+        status = live.status
+        state = run.state or "following"
         step = run.last_step
-        max_steps = run.facts.max_steps or status.get("max_steps")
+        max_steps = run.facts.max_steps or (status.max_steps if status is not None else None)
         loss = run.train.get("loss")
         last = loss.last() if loss is not None else None
         head = Text()

@@ -15,6 +15,7 @@ from tuneterm.engine.detectors import (  # noqa: F401 - imported for registratio
     preference,
     rl,
     rl_dynamics,
+    runtime,
     schedule,
     trends,
 )

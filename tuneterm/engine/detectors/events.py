@@ -16,7 +16,7 @@ from tuneterm.textsafe import inert_line
     params={
         "kinds": Param("str_list", "event kinds that count as the run dying", ["exception", "oom", "signal"]),
         "interrupted_codes": Param("str_list", "exception codes meaning the user stopped the run (warning)", ["KeyboardInterrupt", "SIGINT", "SIGTERM"]),
-        "defer_codes": Param("str_list", "event codes a specific crash rule reports (rules/runtime.yaml): stay silent", []),
+        "defer_codes": Param("str_list", "event codes a specific crash rule reports (rules/diagnostics/runtime.yaml): stay silent", []),
         "defer_texts": Param("str_list", "case-insensitive error-line substrings a specific crash rule reports: stay silent", []),
         "handled_codes": Param("str_list", "exception classes that are printed and survived, never a cause of death (warning-ish)", []),
         "handled_texts": Param("str_list", "case-insensitive substrings of a handled exception's line (Python's 'Exception ignored in')", []),
@@ -67,9 +67,8 @@ def exception_event(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         return []
     interrupted = tuple(params["interrupted_codes"])
     is_run_dir = run.format == "run_dir"
-    extra = run.facts.extra
-    state = extra.get("state")
-    exit_code = extra.get("exit_code")
+    state = run.state
+    exit_code = run.exit_code
 
     def code_of(e: LogEvent) -> str:
         if e.code:

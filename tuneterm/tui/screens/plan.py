@@ -17,12 +17,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from tuneterm.textsafe import inert_line
+from tuneterm.kinds import TRAINERS
 from tuneterm.tui.messages import PlanReady
 from tuneterm.tui.render import PlanRequest
 from tuneterm.tui.screens.base import MainScreen, NavBar
 
-METHODS = ("lora", "qlora", "dora", "full")
-TRAINERS = ("sft", "dpo", "grpo")
+METHODS = ("lora", "qlora", "dora", "full")  # the form's order: the usual choice first
 
 
 class PlanScreen(MainScreen):

@@ -7,6 +7,7 @@ whenever something changed; the handlers swap it in. Nothing here reads a file o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from tuneterm.runs.layout import GPU, SAMPLES, STDERR, STDOUT
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import RunSnapshotReady, RunStopped
 from tuneterm.tui.render import RunSnapshot
@@ -95,7 +97,7 @@ class RunScreen(MainScreen):
         while not worker.is_cancelled:
             try:
                 up = ev.poll()
-                sig = (up.points, up.evaluated, tuple(sorted(ev.status.items(), key=str)) if ev.status else (),
+                sig = (up.points, up.evaluated, replace(ev.status, progress=None) if ev.status is not None else (),
                        self.chart_width, _sizes(Path(self.path)))
                 if last_sig is None or up.points or up.evaluated or sig[2:] != last_sig[2:]:
                     self.post_message(RunSnapshotReady(snapshot(ev, self.chart_width, demo=self.demo)))
@@ -240,7 +242,7 @@ class RunScreen(MainScreen):
 
 def _sizes(path: Path) -> tuple[int, ...]:
     out = []
-    for name in ("stdout.log", "stderr.log", "gpu.jsonl", "samples.jsonl"):
+    for name in (STDOUT, STDERR, GPU, SAMPLES):
         try:
             out.append((path / name).stat().st_size)
         except OSError:

@@ -64,8 +64,8 @@ def preflight_notes(result: Any) -> tuple[str, ...]:
 
 
 def stop_target(path: str) -> Any:
-    """The run directory record for ``path`` (``tuneterm.train.rundir.RunDir``)."""
-    from tuneterm.train.rundir import RunDir
+    """The run directory record for ``path`` (``tuneterm.runs.layout.RunDir``)."""
+    from tuneterm.runs.layout import RunDir
 
     return RunDir(Path(path))
 
@@ -113,7 +113,7 @@ class RunsScreen(MainScreen):
     def list_once(self) -> RunsListed:
         """List the runs directory (and, in demo mode, the shipped samples). Runs in a worker."""
         from tuneterm.errors import TunetermError
-        from tuneterm.watch.runs import list_runs, run_info
+        from tuneterm.runs.info import list_runs, run_info
 
         app = self.tapp
         for proc in list(app.procs.values()):  # reap supervisors that exited (no zombies that look alive)
@@ -144,7 +144,7 @@ class RunsScreen(MainScreen):
         selected = self.selected_path()
         table.clear()
         self.infos = {}
-        from tuneterm.watch.runs import fmt_duration
+        from tuneterm.runs.info import fmt_duration
 
         for info in message.infos:
             self.infos[info.path] = info
@@ -187,7 +187,7 @@ class RunsScreen(MainScreen):
         self.open(path)
 
     def open(self, path: str) -> None:
-        from tuneterm.train.pipeline_state import PipelineDir, current_stage_dir, is_pipeline_dir
+        from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
         from tuneterm.tui.screens.run_view import RunScreen
 
         if is_pipeline_dir(Path(path)):  # a pipeline's row opens its running (else last) stage
@@ -322,7 +322,7 @@ def confirm_stop(screen: MainScreen, path: str, name: str) -> None:
 
 def _stop(screen: MainScreen, path: str, name: str) -> None:
     from tuneterm.train.control import stop_run
-    from tuneterm.train.pipeline_state import PipelineDir, is_pipeline_dir
+    from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
 
     app = screen.tapp
     if is_pipeline_dir(Path(path)):  # the pipeline's row: its running stage and the driver

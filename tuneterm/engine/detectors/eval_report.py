@@ -2,10 +2,10 @@
 
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
-records in ``rules/eval.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
-report and returns findings; :func:`make_finding` builds a finding from any rule + detection (the
-live watcher uses it with :func:`tuneterm.evaluation.degenerate.detect_degenerate` on a run's
-``samples.jsonl``).
+records in ``rules/diagnostics/generalization.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
+report and returns findings (the engine's one loop). The live watcher applies the same text
+analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's
+``samples.jsonl`` (:mod:`tuneterm.engine.detectors.samples`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tuneterm.engine.evaluate import evaluate_rules
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
-from tuneterm.engine.registry import Param, detector, get_detector
-from tuneterm.evaluation.degenerate import detect_degenerate
+from tuneterm.engine.registry import Param, detector
+from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.textsafe import inert_line
 
 _DEGENERATE_EVIDENCE = (
@@ -30,7 +31,7 @@ def _pct(x: float | None) -> str:
 
 
 @detector(
-    "eval_degenerate_generations",
+    "eval-degenerate-generations",
     scope="eval",
     params={
         "warn_share": Param("float", "share of degenerate outputs that is a warning", min=0, max=1),
@@ -80,7 +81,7 @@ def eval_degenerate_generations(report: Any, params: Mapping[str, Any]) -> list[
 
 
 @detector(
-    "eval_catastrophic_forgetting",
+    "eval-catastrophic-forgetting",
     scope="eval",
     params={
         "ppl_ratio_warning": Param("float", "fine-tuned/base general-text perplexity ratio that is a warning", min=1),
@@ -181,35 +182,11 @@ def _computed_fixes(config: Mapping[str, Any]) -> list[Fix]:
     return fixes
 
 
-def make_finding(rule: Rule, det: Detection, source: str = "") -> Finding:
-    """Build a :class:`Finding` from ``rule`` and one of its detections (the engine's builder)."""
-    from tuneterm.engine.evaluate import make_finding as build
-
-    return build(rule, det, source=source)
-
-
 def evaluate_report(report: Any, rules: Iterable[Rule]) -> list[Finding]:
-    """Run every ``eval``-scope rule over ``report``; errors first.
+    """Run every ``eval``-scope rule over ``report`` (the engine's one evaluation loop); errors first.
 
     A detector that raises becomes an info finding ("detector crashed"), never an exception.
     """
-    findings: list[Finding] = []
-    source = str(report.target.get("spec", ""))
-    for rule in rules:
-        if rule.scope != "eval":
-            continue
-        spec = get_detector(rule.detector, "eval")
-        if spec is None:
-            continue
-        try:
-            dets = spec.func(report, rule.params)
-        except Exception as exc:  # noqa: BLE001 - one broken detector must not hide the report
-            text = inert_line(f"{type(exc).__name__}: {exc}", 200)
-            findings.append(Finding(rule.code, rule.name, Severity.INFO, rule.category,
-                                    f"detector crashed: '{rule.detector}' raised {text}; this rule was not checked",
-                                    None, None, {"detector": rule.detector, "error": text}, (), (),
-                                    rule.references, source))
-            continue
-        findings.extend(make_finding(rule, d, source) for d in dets)
-    findings.sort(key=lambda f: (-f.severity.rank, f.code))
-    return findings
+    return evaluate_rules(
+        "eval", report, rules, source=str(report.target.get("spec", "")), order=lambda f: (-f.severity.rank, f.code)
+    )

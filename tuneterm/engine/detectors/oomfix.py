@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from tuneterm.engine.model import Fix
+from tuneterm.kinds import TRAINERS
 from tuneterm.logs.model import RunFacts
 
 _CAPACITY = re.compile(r"total capacity of ([\d.]+) ?(GiB|MiB|GB|MB)", re.IGNORECASE)
@@ -63,7 +64,7 @@ def planned_fixes(f: RunFacts, text: str) -> list[Fix]:
         return []
     try:
         model = resolve_model(f.model_name, online=False)
-        trainer = f.trainer_kind if f.trainer_kind in ("sft", "dpo", "grpo") else "sft"
+        trainer = f.trainer_kind if f.trainer_kind in TRAINERS else "sft"
         batch = f.train_batch_size or 1
         seq = f.max_length or 1024
         base: dict[str, Any] = {

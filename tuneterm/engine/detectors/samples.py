@@ -1,8 +1,8 @@
 """``degenerate-generations`` on a run's ``samples.jsonl`` (the training-time greedy samples).
 
-The rule record is the eval rule ``E102 degenerate-generations`` of ``rules/eval.yaml`` (same
+The rule record is the eval rule ``E102 degenerate-generations`` of ``rules/diagnostics/generalization.yaml`` (same
 thresholds, same finding name); its detector reads an eval report, so the live path applies the
-same text analysis (:func:`tuneterm.evaluation.degenerate.detect_degenerate`) to the samples
+same text analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to the samples
 itself. What plays the part of the base model: the *first* sampling point of the run. A model
 that loops at step 400 but answered sanely at step 50 collapsed during training (an error or a
 warning by the rule's shares, and only when the degenerate share rose by ``min_increase``); a
@@ -22,9 +22,13 @@ template) gets at most a warning, because the samples cannot tell whether traini
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
-from tuneterm.engine.model import Finding, Rule, Severity
+from tuneterm.engine.detectors.degenerate import detect_degenerate
+from tuneterm.engine.evaluate import make_finding
+from tuneterm.engine.model import Detection, Finding, Rule, Severity
+from tuneterm.logs.model import Run
 
 RULE_NAME = "degenerate-generations"
 
@@ -36,7 +40,7 @@ def _groups(samples: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any
     return sorted(by_step.items())
 
 
-def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
+def samples_findings(run: Run, rules: Iterable[Rule]) -> list[Finding]:
     """The ``degenerate-generations`` finding for ``run.samples``, or ``[]``.
 
     Args:
@@ -49,11 +53,6 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
     rule = next((r for r in rules if r.name == RULE_NAME), None)
     if rule is None or not run.samples:
         return []
-    try:
-        from tuneterm.evaluation.degenerate import detect_degenerate
-        from tuneterm.evaluation.detectors import make_finding
-    except ImportError:  # pragma: no cover - the evaluation package ships with tuneterm
-        return []
     groups = _groups(run.samples)
     last_step, latest = groups[-1]
     params = dict(rule.params)
@@ -63,7 +62,7 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
         first_step, first = groups[0]
         found = detect_degenerate(latest, params, baseline=first, label=f"training samples (vs step {first_step})", step=last_step)
         if found:
-            return [make_finding(rule, found[0], run.source)]
+            return [make_finding(rule, found[0], source=run.source)]
     found = detect_degenerate(latest, params, label="training samples", step=last_step)
     if not found:
         return []
@@ -74,13 +73,12 @@ def samples_findings(run: Any, rules: Iterable[Rule]) -> list[Finding]:
         det = _as_warning(det, f"already at the first sample (step {groups[0][0]}); the base model may behave the same")
     elif det.severity is Severity.ERROR:
         det = _as_warning(det, "at the first sampling point; compare with the base model (tuneterm eval)")
-    return [make_finding(rule, det, run.source)]
+    return [make_finding(rule, det, source=run.source)]
 
 
-def _still_running(run: Any) -> bool:
+def _still_running(run: Run) -> bool:
     """True while the run may still be training (not finished, failed, stopped or died)."""
-    state = run.facts.extra.get("state")
-    return not run.facts.finished and state in (None, "starting", "running")
+    return not run.facts.finished and run.state in (None, "starting", "running")
 
 
 def _persistent(groups: list[tuple[int, list[dict[str, Any]]]], params: dict[str, Any]) -> bool:
@@ -90,17 +88,13 @@ def _persistent(groups: list[tuple[int, list[dict[str, Any]]]], params: dict[str
     live finding once shown stays shown (and ``--stop-on error`` would kill the run). A finished
     run is judged on its last point alone.
     """
-    from tuneterm.evaluation.degenerate import detect_degenerate
-
     if len(groups) < 3:
         return False
     _, prev = groups[-2]
     return bool(detect_degenerate(prev, params, label="training samples", step=groups[-2][0]))
 
 
-def _as_warning(det: Any, note: str) -> Any:
-    from dataclasses import replace
-
+def _as_warning(det: Detection, note: str) -> Detection:
     evidence = dict(det.evidence)
     evidence["detail"] = f"{evidence.get('detail', '')}; {note}".strip("; ")
     return replace(det, severity=Severity.WARNING, evidence=evidence)

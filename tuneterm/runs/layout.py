@@ -83,15 +83,13 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
+from tuneterm.runs.writer import now_iso, write_json_atomic
 
 CONFIG = "config.yaml"
 LAUNCH = "launch.json"
@@ -103,16 +101,18 @@ STDOUT = "stdout.log"
 STDERR = "stderr.log"
 FINDINGS = "findings.json"
 OUTPUT = "output"
+CONFIG_NAMES = (CONFIG, "config.yml", "config.json")
+"""Where a run directory's config may be (tuneterm writes config.yaml; the others are read)."""
+MARKERS = (STATUS, METRICS, LAUNCH)
+"""A directory holding any of these is a run directory (:func:`is_run_dir`)."""
+PROGRESS_FILES = (METRICS, STATUS, STDERR, STDOUT, SAMPLES)
+"""Files whose changes make an earlier findings.json stale."""
 
 STATES = ("starting", "running", "finished", "failed", "stopped")
+LIVE_STATES = ("starting", "running")
 TERMINAL_STATES = frozenset({"finished", "failed", "stopped"})
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def now_iso() -> str:
-    """Current UTC time as ISO-8601 with seconds (``2025-01-31T12:00:00Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def runs_root(runs_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -121,6 +121,32 @@ def runs_root(runs_dir: str | os.PathLike[str] | None = None) -> Path:
         return Path(runs_dir)
     env = os.environ.get("TUNETERM_RUNS_DIR")
     return Path(env) if env else Path("runs")
+
+
+def is_run_dir(path: Path) -> bool:
+    """True for a tuneterm run directory: a directory with status.json, metrics.jsonl or
+    launch.json in it. The one test every reader uses."""
+    try:
+        return path.is_dir() and any((path / name).is_file() for name in MARKERS)
+    except OSError:
+        return False
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON file holding an object, or None when it is absent, unreadable or not an object."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_command_run(d: Path) -> bool:
+    """True for a run directory made by ``tuneterm watch -- COMMAND`` (launch.json ``kind``): its
+    metrics are the command's console output in stdout.log, not metrics.jsonl."""
+    launch = read_json_object(d / LAUNCH)
+    return launch is not None and launch.get("kind") == "command"
 
 
 def check_name(name: str) -> str:
@@ -132,22 +158,6 @@ def check_name(name: str) -> str:
     if not _NAME_OK.match(name) or name in {".", ".."}:
         raise InputError(f"invalid run name {name!r}: use letters, digits, '.', '_' or '-' (max 100)")
     return name
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,12 +217,7 @@ class RunDir:
 
     def read_status(self) -> dict[str, Any]:
         """The current status.json as a dict (``{}`` when absent or unreadable mid-creation)."""
-        try:
-            with open(self.status_file, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_object(self.status_file) or {}
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into status.json and write it atomically; returns the new status."""

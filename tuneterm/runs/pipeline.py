@@ -31,7 +31,8 @@ Layout::
                 "eval": null | {"metric", "against", "against_model", "against_value",
                 "stage_value", "improvement", "min_improvement", "passed", "report"}}
 
-Nothing here imports the training stack.
+Part of the run-directory layer: json and the file system only; the driver that writes it is
+:mod:`tuneterm.train.pipeline`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneterm.train.rundir import now_iso, write_json_atomic
+from tuneterm.runs.processes import pid_alive
+from tuneterm.runs.writer import now_iso, write_json_atomic
 
 PIPELINE_JSON = "pipeline.json"
 PIPELINE_YAML = "pipeline.yaml"
@@ -136,8 +138,6 @@ def initial_state(name: str, source: str, stages: list[dict[str, Any]]) -> dict[
 
 def effective_state(data: Mapping[str, Any]) -> str:
     """The state to show: ``died`` when a non-terminal pipeline's driver is gone on this host."""
-    from tuneterm.train.control import pid_alive
-
     state = str(data.get("state") or "unknown")
     if state in TERMINAL:
         return state

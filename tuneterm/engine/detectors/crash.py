@@ -6,7 +6,7 @@ its last fatal event (traceback, OOM, ``Killed``) is not followed by further met
 a signal recorded in the exit status (``-9``, ``137``) outranks any exception text in the log: a
 Python exception exits with status 1, so a signal exit means the signal ended the run.
 
-Crash rules (``rules/runtime.yaml``) name the events they own by event ``codes`` (the exception
+Crash rules (``rules/diagnostics/runtime.yaml``) name the events they own by event ``codes`` (the exception
 class or ``cuda-oom``/``SIGKILL`` codes the parsers assign) and by ``texts`` (case-insensitive
 substrings of the event line); the generic ``run-crashed`` rule lists the same codes and texts in
 its ``defer_codes``/``defer_texts`` so a crash is reported once (``tests/watch`` checks the two
@@ -77,19 +77,17 @@ def matches(ev: LogEvent, codes: Sequence[str], texts: Sequence[str]) -> bool:
 
 
 def _status_failed(run: Run) -> bool:
-    extra = run.facts.extra
-    state = extra.get("state")
-    code = extra.get("exit_code")
+    state, code = run.state, run.exit_code
     if state in ("failed", "died"):
         return True
-    return isinstance(code, int) and not isinstance(code, bool) and code != 0 and state != "stopped"
+    return code is not None and code != 0 and state != "stopped"
 
 
 def final_crash(run: Run) -> LogEvent | None:
     """The event that ended ``run``, or ``None`` when the run did not crash (or has not yet).
 
     Run directories (``run.format == "run_dir"``): only a run whose status says it failed (or that
-    :mod:`tuneterm.watch.runs` found dead) crashed; an exit by a non-stop signal is returned as a
+    :func:`tuneterm.runs.status.mark_died` found dead) crashed; an exit by a non-stop signal is returned as a
     ``signal`` event even when the log also holds a traceback. Other logs: the last fatal event,
     unless metric lines follow it in the same file (the run carried on).
     """
@@ -97,7 +95,7 @@ def final_crash(run: Run) -> LogEvent | None:
     if run.format == "run_dir":
         if not _status_failed(run):
             return None
-        sig = signal_name(run.facts.extra.get("exit_code"))
+        sig = signal_name(run.exit_code)
         if sig is not None and sig not in STOP_SIGNALS:
             if fatal and fatal[-1].kind == "signal" and event_code(fatal[-1]) == sig:
                 return fatal[-1]

@@ -1,14 +1,14 @@
-"""Crash detectors for ``rules/runtime.yaml``: why a run died, with fixes.
+"""Crash detectors for ``rules/diagnostics/runtime.yaml``: why a run died, with fixes.
 
-Each detector looks at the event that ended the run (:func:`tuneterm.watch.crash.final_crash`)
+Each detector looks at the event that ended the run (:func:`tuneterm.engine.detectors.crash.final_crash`)
 and fires when it matches the rule's ``codes``/``texts``: CUDA out of memory, NCCL/distributed
 errors, a missing package, a model or dataset that could not be downloaded, a death by signal.
 ``run-vanished`` fires for a run directory whose process disappeared without recording an end
-(:mod:`tuneterm.watch.runs` marks such runs ``died``). The generic ``run-crashed`` rule defers to
+(:func:`tuneterm.runs.status.mark_died` marks such runs ``died``); ``run-stalled`` for a live one
+that stopped making progress (:mod:`tuneterm.runs.progress`). The generic ``run-crashed`` rule defers to
 these through its ``defer_codes``/``defer_texts`` parameters.
 
-The module is listed in :data:`tuneterm.engine.registry.DETECTOR_MODULES` (``log`` scope), so
-``load_rules()`` registers these detectors like the built-in ones.
+Importing :mod:`tuneterm.engine.detectors` registers them with the other log detectors.
 
 >>> from tuneterm.logs.model import LogEvent, Run
 >>> run = Run("x.log", "console")
@@ -25,11 +25,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
+from tuneterm.engine.detectors.crash import event_code, final_crash, matches
+from tuneterm.engine.detectors.oomfix import oom_fixes
 from tuneterm.engine.registry import Param, detector
+from tuneterm.engine.stats import fmt_duration
 from tuneterm.logs.model import LogEvent, Run
 from tuneterm.textsafe import inert_line
-from tuneterm.watch.crash import final_crash, matches, event_code
-from tuneterm.watch.oomfix import oom_fixes
 
 _MATCH_PARAMS = {
     "codes": Param("str_list", "event codes (exception class, cuda-oom, SIGKILL ...) this rule owns"),
@@ -64,7 +65,7 @@ def crash_oom(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ev = _crash(run, params)
     if ev is None:
         return []
-    from tuneterm.watch.oomfix import capacity_gib, planned_fixes
+    from tuneterm.engine.detectors.oomfix import capacity_gib, planned_fixes
 
     # The phase read from the traceback decides the advice: an OOM in the evaluation loop or in
     # GRPO's sampling is not cured by a smaller training batch (failure_modes.md FM-36, FM-38).
@@ -250,15 +251,14 @@ def crash_signal(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 
     A run stopped on request (``tuneterm stop --force`` records ``stopped``) is not a crash.
     """
-    if run.facts.extra.get("state") == "stopped":
+    if run.state == "stopped":
         return []
     ev = _crash(run, params)
     if ev is None:
         return []
     sig = event_code(ev)
     meaning, fixes = _SIGNAL_ADVICE.get(sig, (f"killed by {sig}", ()))
-    code = run.facts.extra.get("exit_code")
-    evidence = _evidence(ev, signal=sig, exit_code=code if isinstance(code, int) else None, meaning=meaning)
+    evidence = _evidence(ev, signal=sig, exit_code=run.exit_code, meaning=meaning)
     return [Detection(ev.step, ev.step, evidence, None, fixes)]
 
 
@@ -267,16 +267,58 @@ def crash_signal(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 def run_vanished(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """The run's status says running but its process is gone and nothing recorded an end.
 
-    Only :mod:`tuneterm.watch.runs` can tell (it checks the pid); it marks such a run
-    ``facts.extra["state"] = "died"``.
+    Only the run-directory reader can tell (it checks the pid); it marks such a run's status
+    ``died`` (:func:`tuneterm.runs.status.mark_died`).
     """
-    extra = run.facts.extra
-    if extra.get("state") != "died":
+    status = run.status
+    if status is None or status.state != "died":
         return []
     evidence = {
-        "pid": extra.get("pid"),
-        "state": extra.get("recorded_state", "running"),
+        "pid": status.pid,
+        "state": status.recorded_state or "running",
         "step": run.last_step,
-        "last_update": extra.get("last_update"),
+        "last_update": status.last_update,
     }
     return [Detection(run.last_step, run.last_step, evidence, Severity.ERROR)]
+
+
+# -------------------------------------------------------------------------------- stalled
+@detector(
+    "run-stalled",
+    params={
+        "min_stall_s": Param("float", "shortest silence reported, seconds", min=0.0),
+        "interval_factor": Param("float", "silence as a multiple of the run's logging interval", min=1.0),
+    },
+    evidence=("stalled_for", "stalled_s", "log_interval_s", "step", "pid"),
+)
+def run_stalled(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """A live run whose logs, metrics and checkpoints have not moved for far longer than its own
+    logging rhythm (:mod:`tuneterm.runs.progress` records what moved and when).
+
+    Fires when the silence is both long in absolute terms (``min_stall_s``, default 10 minutes:
+    model loading, a long evaluation or a big checkpoint stay below it) and long against the run's
+    own rhythm (``interval_factor`` logging intervals, default 20). Needs at least 3 logged
+    training steps: before that, model loading and the first compiled steps have no rhythm to
+    compare with. Only a live run on this host has progress recorded: an ended run cannot stall,
+    and a run on another host cannot be seen.
+    """
+    status = run.status
+    progress = status.progress if status is not None else None
+    if progress is None or progress.log_interval_s is None:
+        return []
+    silent, interval = progress.silent_s, progress.log_interval_s
+    threshold = max(float(params.get("min_stall_s", 600.0)), float(params.get("interval_factor", 20.0)) * interval)
+    if silent < threshold:
+        return []
+    pid = status.worker_pid or status.pid
+    evidence = {
+        "stalled_for": fmt_duration(silent),
+        "stalled_s": round(silent, 1),
+        "log_interval_s": round(interval, 2),
+        "step": run.last_step,
+        "pid": pid,
+    }
+    fixes: list[Fix] = []
+    if isinstance(pid, int):
+        fixes.append(Fix(command=f"py-spy dump --pid {pid}", why="prints every thread's Python stack: shows the call it hangs in (pip install py-spy)"))
+    return [Detection(run.last_step, run.last_step, evidence, Severity.WARNING, tuple(fixes))]

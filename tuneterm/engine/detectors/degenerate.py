@@ -25,7 +25,7 @@ Each generation gets a :class:`GenerationCheck` with the reasons it is suspiciou
 
 :func:`summarize` aggregates a list of checks; :func:`detect_degenerate` turns a list of generations
 into :class:`~tuneterm.engine.model.Detection` records using thresholds from the rule record
-(``rules/eval.yaml``, ``degenerate-generations``), optionally against a baseline (the base model).
+(``rules/diagnostics/generalization.yaml``, ``degenerate-generations``), optionally against a baseline (the base model).
 """
 
 from __future__ import annotations
