@@ -17,7 +17,7 @@ Layout::
     name, source (the pipeline file given), host, started, ended
     state       "starting" | "running" | "finished" (every gate passed) | "gated" (a gate failed)
                 | "failed" (a stage could not run, or the driver failed) | "stopped"
-    pid, pgid   the driver (``python -m tuneterm.train.pipeline DIR``), a session leader; SIGTERM to
+    pid, pgid   the driver (``python -m tuneterm.train.pipeline_driver DIR``), a session leader; SIGTERM to
                 it stops the current stage and the pipeline
     current     index of the stage running now (null between stages and at the end)
     error       one line when the pipeline did not finish
