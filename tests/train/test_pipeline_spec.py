@@ -140,3 +140,34 @@ def test_every_stage_of_every_shipped_pipeline_validates_against_trl(name: str) 
                                                          "tiny-sft-grpo.yaml": "grpo",
                                                          "sft-then-dpo-qwen2.5-0.5b.yaml": "dpo",
                                                          "tiny-sft-dpo.yaml": "dpo"}.get(name, "sft")
+
+
+def _stage_dir(path: Path, state: str, losses: list[float]) -> None:
+    path.mkdir(parents=True)
+    (path / "status.json").write_text(json.dumps({"state": state, "step": len(losses), "max_steps": len(losses),
+                                                  "trainer": "sft", "pid": None, "host": None,
+                                                  "started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:01:00Z"}))
+    rows = [{"step": i + 1, "loss": v, "learning_rate": 0.0, "grad_norm": 0.5} for i, v in enumerate(losses)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_runs_stop_and_doctor_see_a_gated_pipeline(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    pdir = runs / "gp"
+    _stage_dir(pdir / "01-sft", "finished", [2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    state = {"kind": "pipeline", "name": "gp", "state": "gated", "pid": None, "host": None, "current": None,
+             "started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:02:00Z",
+             "error": "stage 1 (sft): 1 finding(s) at or above error, first: S101 lr-zero",
+             "stages": [{"index": 1, "name": "sft", "dir": "01-sft", "state": "gate-failed"},
+                        {"index": 2, "name": "dpo", "dir": "02-dpo", "state": "pending"}]}
+    (pdir / "pipeline.json").write_text(json.dumps(state))
+    listed = run_cli(["runs", "--json", "--runs-dir", str(runs)], cwd=tmp_path)
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) == {"gp", "gp/01-sft"}
+    assert rows["gp"]["state"] == "gated" and (rows["gp"]["step"], rows["gp"]["max_steps"]) == (0, 2)
+    table = run_cli(["runs", "--runs-dir", str(runs)], cwd=tmp_path, env={"COLUMNS": "160"})
+    assert "gated" in table.stdout and "S101 lr-zero" in table.stdout  # the error line under the row
+    stop = run_cli(["stop", "gp", "--runs-dir", str(runs)], cwd=tmp_path)
+    assert stop.returncode == 0 and "pipeline gp already gated" in stop.stderr
+    doc = run_cli(["doctor", str(pdir), "--no-charts"], cwd=tmp_path)
+    assert doc.returncode == 1 and "lr-zero" in doc.stdout  # the stage's own diagnosis
