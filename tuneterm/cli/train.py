@@ -15,6 +15,9 @@ loaded (:mod:`tuneterm.train.worker`); when they reject the config the run ends 
 and exit 2, as the launcher's own refusal would; a run started with ``--detach`` shows the line
 in ``tuneterm runs`` and ``tuneterm watch``. Light at import: the training stack is never imported
 by the launcher (only to build the schema cache, once per installed trl/transformers/peft).
+
+A file with ``stages:`` is a pipeline (several stages, each from the previous one's output, a gate
+after each) and goes to :mod:`tuneterm.cli.train_pipeline`; so does ``--resume``.
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ def _report(rd: Any, outcome: Any) -> int:
 
 @app.command("train")
 def train_cmd(
-    config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere)."),
+    config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere), a pipeline file (stages:), or with --resume a pipeline directory."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config field (repeatable)."),
     runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: <config>-<date>-<time>)."),
