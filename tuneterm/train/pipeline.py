@@ -51,6 +51,7 @@ from tuneterm.runs.pipeline import (
 )
 from tuneterm.runs.layout import RunDir, create_run_dir, runs_root
 from tuneterm.runs.writer import now_iso
+from tuneterm.textsafe import inert
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +321,7 @@ def follow_pipeline(started: Started, out: IO[str], poll_s: float = 0.5) -> str:
             chunk = b""
         if chunk:
             offset += len(chunk)
-            out.write(chunk.decode("utf-8", "replace"))
+            out.write(inert(chunk.decode("utf-8", "replace"), None))  # the log is written by us, but stay safe
             out.flush()
         if done:
             break

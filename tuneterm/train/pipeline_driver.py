@@ -27,6 +27,7 @@ from tuneterm.preflight.pipeline_spec import PipelineSpec, StageSpec, base_model
 from tuneterm.runs.layout import RunDir
 from tuneterm.runs.pipeline import PipelineDir, move_to_attempts
 from tuneterm.runs.writer import now_iso
+from tuneterm.textsafe import inert
 from tuneterm.train.pipeline import stage_config
 
 
@@ -59,7 +60,8 @@ class _Stop:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """One line of pipeline.log; text from configs and runs is made inert (no escape sequences)."""
+    print(inert(line, 2000), flush=True)
 
 
 def _output_dir(stage_dir: Path) -> Path:
