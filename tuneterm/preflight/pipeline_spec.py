@@ -28,8 +28,8 @@ which is how ``tuneterm train FILE`` tells the two apart)::
             min_improvement: 0.0
 
 A ``from: previous`` stage's own ``model_name_or_path`` (a reused single-run preset names one) is
-replaced by the previous stage's output. ``from: previous`` + ``merge: true`` (the default when the previous stage trained an adapter):
-the adapter is merged into its base with PEFT's ``merge_and_unload`` and saved in the previous
+replaced by the previous stage's output. ``from: previous`` + ``merge: true`` (the default) after a
+stage that trained an adapter: the adapter is merged into its base with PEFT's ``merge_and_unload`` and saved in the previous
 stage's ``merged/``; the stage trains on that full model (with its own adapters, if it sets
 ``use_peft``). ``merge: false`` continues training the previous stage's adapter itself (the stage
 must set ``use_peft: true``; its ``lora_*`` keys are ignored because the adapter defines them;
