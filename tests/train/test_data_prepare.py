@@ -3,9 +3,12 @@ built-in datasets loaded through `datasets` as the runner loads them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from tests.train.conftest import needs_trl
+from tests.train.conftest import TINY, metrics, needs_trl, run_cli
 
 
 @needs_trl
@@ -47,3 +50,17 @@ def test_prepare_leaves_trl_formats_alone(tiny_model: str) -> None:
         out = prepare(data, options, tiny_model)
         assert out["train"].column_names == data["train"].column_names
         assert out["train"][0] == data["train"][0]
+
+
+@needs_trl
+def test_one_run_trains_on_instruction_rows_with_random_templates(tmp_path: Path, tiny_model: str) -> None:
+    runs = tmp_path / "runs"
+    r = run_cli(["train", str(TINY), "--headless", "--runs-dir", str(runs), "--name", "t", "--sample-every", "1000",
+                 "--set", "dataset_name=tuneterm:tiny-instructions", "--set", "max_steps=3",
+                 "--templates", "random", "--template-seed", "5"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    launch = json.loads((runs / "t" / "launch.json").read_text(encoding="utf-8"))
+    assert launch["data"] == {"templates": ["random"], "template_seed": 5}
+    assert len(metrics(runs / "t")) >= 3
+    bad = run_cli(["train", str(TINY), "--templates", "mine"], cwd=tmp_path)
+    assert bad.returncode == 2 and "only 'random'" in bad.stderr

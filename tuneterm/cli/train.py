@@ -191,6 +191,11 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Pipelines: continue at the first stage that has not passed its gate."
     ),
+    templates: str | None = typer.Option(
+        None, "--templates", metavar="random",
+        help="Instruction rows: render each with one of 4 prompt templates, seeded (template randomisation).",
+    ),
+    template_seed: int = typer.Option(0, "--template-seed", help="Seed of --templates' per-row choice."),
 ) -> int:
     """Validate CONFIG (or a PIPELINE.yaml of stages) and launch training that survives SSH drops."""
     import click
@@ -199,10 +204,11 @@ def train_cmd(
     from tuneterm.preflight.pipeline_spec import is_pipeline_file
 
     if resume or is_pipeline_file(config):
-        if stop_on != "never" or trainer is not None or set_:
+        if stop_on != "never" or trainer is not None or set_ or templates is not None:
             raise click.BadParameter(
-                "a pipeline takes no --set, --trainer or --stop-on: set them per stage in the pipeline file "
-                "(a stage's 'set:', 'trainer:'; stages always stop at their first error finding)",
+                "a pipeline takes no --set, --trainer, --stop-on or --templates: set them per stage in the "
+                "pipeline file (a stage's 'set:', 'trainer:', 'data: {templates: random}'; stages always stop "
+                "at their first error finding)",
                 param_hint="'CONFIG.yaml'",
             )
         if detach and headless:
@@ -216,6 +222,9 @@ def train_cmd(
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
+    if templates not in (None, "random"):
+        raise click.BadParameter(f"{templates!r}: only 'random' (own templates: a pipeline stage's data.templates)",
+                                 param_hint="'--templates'")
     if detach and headless:
         raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
     if accelerate_config is not None:
@@ -239,6 +248,7 @@ def train_cmd(
         stop_on=stop_on,
         argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
         memory_estimate=estimate,
+        extra={"data": {"templates": [templates], "template_seed": template_seed}} if templates else None,
     )
     rd = launched.run
     print(rd.name, flush=True)
