@@ -5,6 +5,7 @@ A case (``tests/fixtures/rules/<CODE>.yaml``)::
     - name: persistent zeros
       expect: error            # error | warning | info | fire (any severity) | none
       trainer: sft             # facts.trainer_kind (default sft)
+      format: run_dir          # Run.format (default fixture): a run directory judges by its status
       facts: {is: ignored, vocab_size: 32000, ...}   # any RunFacts field
       status: {state: running, pid: 42, progress: {checked_at: 10.0, last_progress: 1.0}}  # RunStatus
       every: 10                # step spacing for plain value lists (default 1)
@@ -61,7 +62,7 @@ def _fill(add: Any, spec: Any, every: int) -> None:
 
 def build_run(case: dict[str, Any], source: str = "fixture") -> Run:
     """A Run from one fixture case."""
-    run = Run(source=source, format="fixture")
+    run = Run(source=source, format=case.get("format", "fixture"))
     run.facts.trainer_kind = case.get("trainer", "sft")
     for key, value in (case.get("facts") or {}).items():
         if not hasattr(run.facts, key):

@@ -78,3 +78,19 @@ def test_follow_output_dir_before_first_log(tmp_path: Path) -> None:
     (tmp_path / "trainer_log.jsonl").write_text('{"current_steps": 5, "total_steps": 10, "loss": 1.0}\n')
     assert f.poll() == 1
     assert f.run.format == "llamafactory_jsonl" and f.run.facts.max_steps == 10
+
+
+def test_follow_traceback_cut_off_then_completed(tmp_path: Path) -> None:
+    # While a traceback is being printed the log ends on its frames: a cut-off traceback for now;
+    # when its exception line arrives, that is the only event left.
+    p = tmp_path / "train.log"
+    p.write_text("{'loss': 2.0, 'epoch': 0.01}\nTraceback (most recent call last):\n"
+                 '  File "/x/torch/autograd/__init__.py", line 266, in backward\n    run_backward(\n')
+    f = Follower(p)
+    f.poll()
+    assert [e.code for e in f.run.events] == ["TruncatedTraceback"]
+    assert "backward" in f.run.events[0].text
+    with p.open("a") as fh:
+        fh.write("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    f.poll()
+    assert [e.kind for e in f.run.events] == ["oom"]

@@ -10,7 +10,7 @@ def test_half_billion_full_gets_5e5_to_1e4() -> None:
     p = recommend(resolve_model("Qwen/Qwen2.5-0.5B-Instruct"), method="full", gpu_memory_gib=24.0)
     r = p.get("learning_rate")
     assert 5e-5 <= r.value <= 1e-4 and r.range == (5e-5, 1e-4)
-    assert r.row == "recommend/learning_rate.yaml#sft-full-tiny" and "seeds/000" in r.source
+    assert r.row == "recommend/learning_rate.yaml#sft-full-tiny" and "by model size" in r.source
     assert p.fits is True and p.setup.method == "full"
 
 

@@ -115,6 +115,19 @@ def test_charts_mark_the_steps_where_findings_begin() -> None:
     assert any(code == "S103" for _, code, _ in render_charts(run, make_findings("x"), 80, with_infos=True)[0].marks)
 
 
+def test_constant_learning_rate_is_drawn_at_its_value_not_on_a_zero_axis() -> None:
+    # A constant rate of 2e-4 drawn on plotext's default -1..1 axis sat on the "0.0" tick: it
+    # looked like a learning rate of zero.
+    run = Run(source="c", format="jsonl")
+    for s in range(1, 51):
+        run.add_train("loss", s, 2.0 - s * 0.01)
+        run.add_train("learning_rate", s, 2e-4)
+    lr = next(c for c in render_charts(run, [], 80) if c.title == "learning rate")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", lr.ansi)
+    labels = [row.split("┤")[0].strip() for row in text.splitlines() if "┤" in row]
+    assert "0.0002" in labels and not any(lab in ("0.0", "-1.0", "1.0") for lab in labels)
+
+
 def test_chart_selection_by_trainer_kind() -> None:
     grpo = Run(source="g", format="jsonl")
     for s in range(1, 30):

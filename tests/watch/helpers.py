@@ -25,7 +25,9 @@ def make_run_dir(
     d.mkdir(parents=True)
     with open(d / "metrics.jsonl", "w", encoding="utf-8") as fh:
         for s in range(1, steps + 1):
-            fh.write(json.dumps({"loss": 2.0 - 0.05 * s, "grad_norm": 1.0, "learning_rate": 1e-4, "step": s, "epoch": s / 100}) + "\n")
+            # a healthy cross-entropy: falls, flattens, never goes below 0 (negative-loss would fire)
+            loss = 2.0 - 0.05 * s if s <= 30 else 0.5 * 0.99 ** (s - 30)
+            fh.write(json.dumps({"loss": loss, "grad_norm": 1.0, "learning_rate": 1e-4, "step": s, "epoch": s / 100}) + "\n")
     st = {"state": "running", "pid": None, "host": socket.gethostname(), "step": steps, "max_steps": 100,
           "started": "2025-01-01T00:00:00Z", "ended": None, "exit_code": None, "error": None}
     st.update(status or {})

@@ -13,7 +13,7 @@ from tuneterm.logs import load_run
 from tuneterm.runs.diagnose import evaluate_run as evaluate_all
 from tuneterm.runs.load import load_source as load_checked
 
-CRASH_RULES = ("cuda-out-of-memory", "distributed-error", "missing-package", "download-failed", "killed-by-signal", "run-vanished", "run-crashed")
+CRASH_RULES = ("cuda-out-of-memory", "distributed-error", "missing-package", "download-failed", "killed-by-signal", "run-vanished", "run-crashed", "run-interrupted")
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +194,21 @@ def test_stopped_run_with_an_exception_is_interrupted_not_crashed(tmp_path: Path
     d = make_run_dir(tmp_path, "stopped", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "error": "stopped on request"},
                      stderr=traceback("ValueError: printed before the stop"))
     found = crash_findings(d, rules)
-    assert set(found) == {"run-crashed"} and found["run-crashed"].severity.value == "warning"
-    assert found["run-crashed"].evidence["pattern"] == "interrupted"
+    assert set(found) == {"run-interrupted"} and found["run-interrupted"].severity.value == "info"
+    assert found["run-interrupted"].evidence["pattern"] == "interrupted"
+
+
+def test_stop_on_error_stop_is_info_without_resume_advice(tmp_path: Path, rules: RuleSet) -> None:
+    # What stop_for_finding records (tuneterm/watch/loop.py): the run was stopped on purpose
+    # because of a finding; that finding has the fixes, resuming would repeat it.
+    why = "N101 nan-or-inf: loss is NaN at 3 of 12 logged steps (persistent)"
+    d = make_run_dir(tmp_path, "stopon", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "stop_reason": why,
+                                                 "error": f"stopped by tuneterm watch --stop-on error: {why}"})
+    found = crash_findings(d, rules)
+    assert set(found) == {"run-interrupted"}, found
+    f = found["run-interrupted"]
+    assert f.severity.value == "info" and "stopped by tuneterm" in f.message and "N101" in f.message
+    assert not f.fixes
 
 
 def test_run_dir_crash_is_an_error_whatever_the_line_numbers(tmp_path: Path, rules: RuleSet) -> None:
@@ -219,8 +232,8 @@ def test_crash_before_the_first_metric_says_so(tmp_path: Path, rules: RuleSet) -
 def test_sigterm_and_stop_are_not_crashes(tmp_path: Path, rules: RuleSet) -> None:
     d = make_run_dir(tmp_path, "term", status={"state": "stopped", "exit_code": -15, "signal": "SIGTERM", "error": "stopped on request"})
     found = crash_findings(d, rules)
-    assert "killed-by-signal" not in found
-    assert found.get("run-crashed") is None or found["run-crashed"].severity.value == "warning"
+    assert "killed-by-signal" not in found and "run-crashed" not in found
+    assert found["run-interrupted"].severity.value == "info"
     d2 = make_run_dir(tmp_path, "forced", status={"state": "stopped", "exit_code": -9, "signal": "SIGKILL", "error": "stopped on request (forced: SIGKILL)"})
     assert "killed-by-signal" not in crash_findings(d2, rules)
 

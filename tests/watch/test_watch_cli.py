@@ -85,6 +85,13 @@ def test_stop_on_error_stops_the_run(tmp_path: Path) -> None:
     assert not pid_alive(status["pid"])
     assert took < 20  # stopped early: the fake trainer would have hung for 60 s
     assert "stopped on error" in res.stderr
+    # Diagnosed afterwards, tuneterm's own stop is not a crash and gets no resume advice.
+    from tuneterm.engine import load_rules
+    from tuneterm.runs.diagnose import diagnose
+
+    found = {f.name: f for f in diagnose(runs / "nanrun", load_rules(scopes=["log"])).findings}
+    assert "run-crashed" not in found
+    assert found["run-interrupted"].severity.value == "info" and not found["run-interrupted"].fixes
 
 
 def test_clean_run_exits_0(tmp_path: Path) -> None:

@@ -15,11 +15,16 @@ import sys
 from enum import Enum
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 import typer
 
 from tuneterm.cli import app
 from tuneterm.exit_codes import ExitCode
+
+if TYPE_CHECKING:  # annotations only: the report package loads inside the commands
+    from tuneterm.report.result import CheckResult
 
 
 class OutputFormat(str, Enum):
@@ -149,6 +154,10 @@ def check_cmd(
         model=model, max_length=max_length, sample=sample,
     )
     threshold = Severity(fail_on.value)
+    if results and fmt is OutputFormat.json:
+        from tuneterm.cli.advice import advise_results
+
+        results = advise_results(results)
     if results and fmt is OutputFormat.text and output is None:
         # A dataset check's text output is a report a person reads (counts, length histogram,
         # worst rows); the concise finding lines follow for every subject.
@@ -205,12 +214,19 @@ def doctor_cmd(
     width: int | None = typer.Option(None, "--width", min=40, max=400, metavar="N", help="Render at this many columns (default: the terminal's)."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings at or above this severity."),
     charts: bool = typer.Option(True, "--charts/--no-charts", help="Draw metric charts."),
+    fix: bool = typer.Option(False, "--fix", help="Write the prescription as a config to train with (needs -o FILE)."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="With --fix: where to write the fixed config (YAML)."),
 ) -> None:
     """Diagnose a training run: what went wrong, from which step, why, and what to change.
+
+    Ends with the prescription: one consistent set of changes for this run and the steps to take
+    first. `--fix -o FILE` writes the run's config with those changes applied (`tuneterm train
+    FILE` starts a new run; `--resume-from RUN` continues the old one where that is sound).
 
     Exit codes as `tuneterm check`: 0 clean, 1 errors found (see --fail-on), 2 bad input,
     3 no training metrics. `--demo` alone exits 0 once the sample runs are diagnosed.
     """
+    from tuneterm.cli.advice import advise_results
     from tuneterm.engine.model import Severity
     from tuneterm.report import fails
     from tuneterm.report.doctor import make_console, render_doctor
@@ -220,14 +236,42 @@ def doctor_cmd(
         targets += demo_paths()
     if not targets:
         raise click.UsageError("give a PATH to diagnose, or --demo to see the sample runs")
+    if fix and (output is None or len(targets) != 1):
+        raise click.UsageError("--fix writes one run's fixed config: give one PATH and -o FILE")
+    if output is not None and not fix:
+        raise click.UsageError("-o FILE goes with --fix")
     from tuneterm.runs.pipeline import expand_pipelines
 
     results, override = gather(expand_pipelines(targets), select, ignore)
+    results = advise_results(results, build_schema=fix)
     if results:
         render_doctor(results, make_console(width), verbose=verbose, charts=charts)
+    if fix and results and output is not None:
+        _write_fix(results[0], output)
     if override is not None:
         raise typer.Exit(int(override))
     if demo and not paths:
         # The sample runs are broken on purpose; the demo's exit code says whether it ran.
         raise typer.Exit(int(ExitCode.OK))
     raise typer.Exit(int(ExitCode.FINDINGS if fails(results, Severity(fail_on.value)) else ExitCode.OK))
+
+
+def _write_fix(result: CheckResult, output: Path) -> None:
+    """Write ``doctor --fix``'s config; say on stderr what was written, or why nothing was."""
+    from tuneterm.advise.apply import fix_document
+    from tuneterm.cli.advice import context_of, key_schema
+    from tuneterm.errors import TunetermError
+
+    p = result.prescription
+    ctx = context_of(result, key_schema(build=True))
+    text = fix_document(p, ctx) if p is not None and ctx is not None else None
+    if text is None:
+        why = "; ".join(p.blockers) if p is not None and p.blockers else "the prescription holds no config change"
+        warn(f"nothing written to {output}: {why}")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise TunetermError(f"cannot write {output}: {exc.strerror or exc}") from None
+    kind = "fixed config" if ctx is not None and ctx.config_kind in ("tuneterm", "trl") else "config fragment (no run config found)"
+    print(f"tuneterm: wrote the {kind} to {output}: tuneterm train {output}", file=sys.stderr)

@@ -172,6 +172,21 @@ def _report(rd: Any, outcome: Any) -> int:
     return int(ExitCode.OK)
 
 
+def _resume(cfg: Any, run: str, runs_dir: str | None) -> Any:
+    """``cfg`` set to resume ``run``'s checkpoint before its first bad step (ConfigError: none)."""
+    import dataclasses
+
+    from tuneterm.cli.advice import resume_checkpoint
+    from tuneterm.errors import ConfigError
+
+    point = resume_checkpoint(run, cfg.values, runs_dir)
+    if point.checkpoint is None:
+        raise ConfigError(f"--resume-from {run}: {point.reason}")
+    _say(f"tuneterm: resuming from {point.checkpoint} ({point.reason})")
+    # absolute: the training process runs in the new run's directory, not in the caller's
+    return dataclasses.replace(cfg, values={**cfg.values, "resume_from_checkpoint": str(point.checkpoint.resolve())})
+
+
 @app.command("train")
 def train_cmd(
     config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere), a pipeline file (stages:), or with --resume a pipeline directory."),
@@ -188,6 +203,10 @@ def train_cmd(
     ),
     sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
     force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
+    resume_from: str | None = typer.Option(
+        None, "--resume-from", metavar="RUN",
+        help="Continue RUN (the run `doctor --fix` diagnosed) from its last checkpoint saved before its first bad step.",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Pipelines: continue at the first stage that has not passed its gate."
     ),
@@ -197,16 +216,22 @@ def train_cmd(
     ),
     template_seed: int = typer.Option(0, "--template-seed", help="Seed of --templates' per-row choice."),
 ) -> int:
-    """Validate CONFIG (or a PIPELINE.yaml of stages) and launch training that survives SSH drops."""
+    """Validate CONFIG (or a PIPELINE.yaml of stages) and launch training that survives SSH drops.
+
+    `--resume-from RUN` starts from RUN's last checkpoint saved before the first step a finding
+    marks as bad, when the config's changes allow it (not a changed learning rate, optimizer,
+    scheduler, model or adapter shape: a checkpoint restores the old ones); otherwise it refuses
+    (exit 2) and says why. `--resume` continues a pipeline at its first stage that has not passed.
+    """
     import click
 
     from tuneterm.errors import InputError
     from tuneterm.preflight.pipeline_spec import is_pipeline_file
 
     if resume or is_pipeline_file(config):
-        if stop_on != "never" or trainer is not None or set_ or templates is not None:
+        if stop_on != "never" or trainer is not None or set_ or templates is not None or resume_from is not None:
             raise click.BadParameter(
-                "a pipeline takes no --set, --trainer, --stop-on or --templates: set them per stage in the "
+                "a pipeline takes no --set, --trainer, --stop-on, --templates or --resume-from: set them per stage in the "
                 "pipeline file (a stage's 'set:', 'trainer:', 'data: {templates: random}'; stages always stop "
                 "at their first error finding)",
                 param_hint="'CONFIG.yaml'",
@@ -237,6 +262,8 @@ def train_cmd(
     from tuneterm.train.launch import launch
 
     cfg = resolve(config, overrides=parse_set(set_), trainer=trainer)
+    if resume_from is not None:
+        cfg = _resume(cfg, resume_from, runs_dir)
     estimate = _preflight(cfg, gpus, force)
     launched = launch(
         cfg,

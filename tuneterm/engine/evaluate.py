@@ -18,6 +18,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tuneterm.engine.causes import merge_causes
 from tuneterm.engine.model import Detection, Finding, Rule, Severity
 from tuneterm.engine.registry import get_detector
 from tuneterm.engine.stats import analysis_cache, fmt_num
@@ -106,7 +107,7 @@ def make_finding(
         first_step=det.first_step,
         last_step=det.last_step,
         evidence=dict(det.evidence),
-        causes=tuple(dict.fromkeys(det.causes + rule.causes)),
+        causes=merge_causes(det.causes, rule.causes),
         fixes=det.fixes + static,
         references=rule.references,
         source=source,

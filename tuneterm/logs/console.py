@@ -12,17 +12,26 @@ whole-file reader and the tailer. It recognises:
 * the ``***** Running training *****`` header, the Unsloth banner, PEFT's ``trainable params`` line,
   a ``TrainingArguments(...)`` dump, ``***** train metrics *****`` blocks;
 * tqdm bars (``N/M``), tqdm postfix metrics (``loss=0.49``) when a log has no dicts, torchtune
-  ``Step 1 | loss:2.08 lr:2e-05`` lines;
-* tracebacks (final ``SomeError: message`` line -> an ``exception``/``oom`` event) and known
-  warnings (stable codes, see :data:`WARNINGS`).
+  ``Step 1 | loss:2.08 lr:2e-05`` lines, the metric lines of hand-written loops when a log has no
+  dicts (``step 10/611 loss=12.1181 lr=1.97e-04``, nanoGPT's ``iter 10: loss 4.57``; read by
+  :mod:`tuneterm.logs.kvlines`), and a step printed before a dict (``Step:      3 {'loss': ...}``,
+  text-generation-webui's Training_PRO);
+* ``logging_steps`` from a ``TrainingArguments`` dump, a CLI flag (``--logging_steps 2``) or a
+  config echo (``logging_steps: 2``);
+* tracebacks (final ``SomeError: message`` line -> an ``exception``/``oom`` event; a log that
+  ends inside a traceback, before that line -> an ``exception`` event coded
+  ``TruncatedTraceback`` naming the last frame) and known warnings (stable codes, see
+  :data:`WARNINGS`).
 
 Steps. A dict's own ``step`` wins. Otherwise HF's console dicts carry no step, and the tqdm position
 printed next to a dict is *not* its step: stdout (dicts) is block-buffered when redirected while
 tqdm writes to unbuffered stderr, so dicts arrive in bursts glued to a later bar (corpus 019: the
 step-10 dict sits next to ``50/160``; 049: next to ``200/8264``). So a dict's step is
 ``index x logging_steps``; logging_steps comes from the log (``TrainingArguments`` dump, config) or
-is inferred at the end from the training bar (``last N / number of train dicts``), and the already
-stored steps are rescaled then. Without either, steps are the 1-based logging index.
+is inferred at the end from the training bar (``last N / number of train dicts``; the training bar
+is the one whose total the header or the glued dicts name, else the bar redrawn last before most
+train dicts), and the already stored steps are rescaled then. Without either, steps are the
+1-based logging index.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from collections import Counter
 from typing import Any, Final
 
 from tuneterm.logs.entries import EntrySink, LineIndex, to_float
+from tuneterm.logs.kvlines import may_be_kv_line, read_kv_line
 from tuneterm.logs.model import LogEvent, Run
 from tuneterm.logs.names import STEP_KEYS, classify, is_metric_name, is_summary_keys
 
@@ -52,6 +62,12 @@ _POSTFIX_PAIR: Final = re.compile(
     r"(?:^|,\s*)([A-Za-z_][\w/.-]{0,40})\s*[= :]\s*"
     r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|nan|NaN|-?inf)(?=,|$)"
 )
+_FIXED_POINT: Final = re.compile(r"^[-+]?\d{1,12}\.(\d{1,8})$")
+# `Step:      3 {'loss': ...}` (text-generation-webui Training_PRO), `step 12 {...}`: a step printed
+# right before a metric dict.
+_STEP_PREFIX: Final = re.compile(r"(?i)\bstep\s*[:=]?\s*(\d{1,12})\s*$")
+# logging_steps as a CLI flag, YAML/JSON config echo or inside a config repr.
+_LOGGING_STEPS: Final = re.compile(r"""(?:--|\b|["'])logging_steps["']?\s*(?:=|:|\s)\s*["']?(\d{1,7})(?![\d.])""")
 _TORCHTUNE_STEP: Final = re.compile(r"^\s*Step (\d{1,12}) \| (.{1,2000})$")
 _TORCHTUNE_DESC: Final = re.compile(r"^\s*(\d{1,6})\|(\d{1,12})\|Loss: ([-+0-9.eE]{1,40}|nan|inf):")
 _KV_COLON: Final = re.compile(r"([A-Za-z_][\w/.-]{0,60}):\s?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?)|nan|inf)")
@@ -187,7 +203,10 @@ class ConsoleParser:
         self.n_train = 0
         self.explicit_steps = False
         self.postfix_points = 0
+        self.kv_points = 0
+        self.kv_lines = 0
         self.skipped_dicts = 0
+        self._train_votes: Counter[int] = Counter()  # bar totals seen right before a train dict
         self._decisions: dict[tuple[str, ...], bool] = {}
         self._bar_max: dict[int, int] = {}
         self._glued_totals: Counter[int] = Counter()
@@ -197,6 +216,10 @@ class ConsoleParser:
         self._tb_lines = 0
         self._tb_junk = 0
         self._tb_phase: str | None = None
+        self._tb_start = 0
+        self._tb_last_frame = ""
+        self._tb_tail_is_frame = False  # the last line read belonged to the traceback's frames
+        self._tb_cut: LogEvent | None = None
         self._block: str | None = None
         self._header_left = 0
         self._events_dropped = 0
@@ -268,14 +291,30 @@ class ConsoleParser:
                 if added >= 0:
                     return added
                 added = 0
-        tail_from = 0
         if "|" in seg and "/" in seg and "[" in seg:
             added += self._bars(lineno, seg)
-            # a bar redraw holds no warning text except what is glued after its last `]`
-            tail_from = seg.rfind("]") + 1
-        if _TRIGGER.search(seg, tail_from):
+            if "%|" in seg or "it/s" in seg or "s/it" in seg:
+                # a tqdm redraw holds no warning text except what is glued after its last `]`;
+                # its postfix metrics were read by _bars
+                if _TRIGGER.search(seg, seg.rfind("]") + 1):
+                    added += self._triggered(lineno, seg)
+                return added
+        if "logging_steps" in seg:
+            self._logging_steps(seg)
+        triggered = _TRIGGER.search(seg) is not None
+        if triggered:
             added += self._triggered(lineno, seg)
-        elif seg[:1].islower() and "=" in seg[:64]:
+            if added:
+                return added
+        kv = -1
+        if (
+            self.metrics
+            and self.sink.entries <= self.postfix_points + self.kv_points  # a dict log keeps its dicts
+            and may_be_kv_line(seg)
+        ):
+            kv = self._kv_line(lineno, seg)
+            added += max(kv, 0)
+        if kv < 0 and not triggered and seg[:1].islower() and "=" in seg[:64]:
             self._arg_line(seg)
         return added
 
@@ -296,8 +335,13 @@ class ConsoleParser:
                 self._glued_totals[int(m)] += 1
                 self._note_bar(int(n), int(m))
         elif self._bar_seg is not None:
-            self._flush_bar_seg()
+            last_bar = self._flush_bar_seg()
+            if last_bar is not None and has_train and not summary:
+                self._train_votes[last_bar] += 1  # the total of the bar redrawn last before a train dict
         own = self.sink.step_of(d) if has_step else None
+        if own is None and start > 0:
+            pm = _STEP_PREFIX.search(seg, 0, start)
+            own = int(pm.group(1)) if pm else None
         if own is not None:
             self.explicit_steps = True
             step = own
@@ -309,16 +353,53 @@ class ConsoleParser:
             self.run.facts.finished = True
         return self.sink.add(d, step, lineno)
 
+    def _kv_line(self, lineno: int, seg: str) -> int:
+        """A ``key=value`` metric line of a hand-written loop; returns points added, or -1 when
+        the line is not one (fewer than one metric pair with a step/epoch marker, or two
+        without; a log with metric dicts keeps only its dicts)."""
+        if self.sink.entries > self.postfix_points + self.kv_points:
+            return -1
+        line = read_kv_line(_RANK_PREFIX.sub("", seg))
+        if line is None:
+            return -1
+        if line.step is not None:
+            step = line.step
+            if line.total:  # `step 10/611`: the total is the training length, like a glued bar's
+                self._glued_totals[line.total] += 1
+                self._note_bar(step, line.total)
+        elif line.epoch is not None:
+            step = line.epoch  # an epoch-level loop: the epoch is the x axis
+        else:
+            step = (self.kv_lines + 1) * self.scale
+        entry = line.entry
+        self.kv_lines += 1
+        self.explicit_steps = True
+        got = self.sink.add(entry, step, lineno)
+        self.kv_points += 1 if got else 0
+        return got
+
+    def _logging_steps(self, seg: str) -> None:
+        """``logging_steps`` from a CLI flag, a config echo or a config repr (first one wins)."""
+        m = _LOGGING_STEPS.search(seg)
+        if m and self.run.facts.logging_steps is None:
+            n = int(m.group(1))
+            if n >= 1:
+                self.run.facts.logging_steps = n
+
     def _note_bar(self, n: int, m: int) -> None:
         if n > self._bar_max.get(m, -1):
             if len(self._bar_max) < 1000 or m in self._bar_max:
                 self._bar_max[m] = n
 
-    def _flush_bar_seg(self) -> None:
+    def _flush_bar_seg(self) -> int | None:
+        """Record the positions of the pending bar segment; returns the total of its last bar."""
         seg, self._bar_seg = self._bar_seg, None
+        last: int | None = None
         if seg is not None:
             for n_s, m_s, _ in _TQDM.findall(seg):
-                self._note_bar(int(n_s), int(m_s))
+                last = int(m_s)
+                self._note_bar(int(n_s), last)
+        return last
 
     def _bars(self, lineno: int, seg: str) -> int:
         if self.sink.entries > self.postfix_points or not self.metrics:
@@ -349,12 +430,23 @@ class ConsoleParser:
                     got = self.sink.add(entry, n, lineno)
                     self.postfix_points += 1 if got else 0
                     added += got
+                    self._note_resolution(entry)
         return added
+
+    def _note_resolution(self, entry: dict[str, str]) -> None:
+        """Record the rounding unit of fixed-point postfix values (``0.0000`` -> 1e-4): tqdm
+        postfixes are formatted strings, so a printed 0 is "below half a unit", not an exact 0."""
+        for key, text in entry.items():
+            m = _FIXED_POINT.match(text)
+            s = self.run.train.get(classify(key)[2]) if m else None
+            if s is not None and m is not None:
+                s.resolution = max(s.resolution, 10.0 ** -len(m.group(1)))
 
     def _triggered(self, lineno: int, seg: str) -> int:
         s = _RANK_PREFIX.sub("", seg)
         if "Traceback (most recent call last)" in s:
             self._in_tb, self._tb_lines, self._tb_junk, self._tb_phase = True, 0, 0, None
+            self._tb_start, self._tb_last_frame, self._tb_tail_is_frame = lineno, "", True
             return 0
         for needle, code in WARNINGS:
             if needle in s:
@@ -509,11 +601,15 @@ class ConsoleParser:
         if not s or s[0] in " \t^~" or s.startswith(
             ("Traceback (most", "During handling", "The above exception", "[")
         ):
-            if s and self._tb_phase != "eval" and s.lstrip().startswith("File "):
-                self._note_frame(s)
+            self._tb_tail_is_frame = True
+            if s and s.lstrip().startswith("File "):
+                self._tb_last_frame = s.strip()[:300]
+                if self._tb_phase != "eval":
+                    self._note_frame(s)
             return True
         m = _EXC_LINE.match(s)
         if m and (m.group(2) is not None or m.group(1)[0].isupper()):
+            self._drop_cut()
             cls, msg = m.group(1), m.group(2) or ""
             short = cls.rsplit(".", 1)[-1]
             if "OutOfMemoryError" in short or "out of memory" in msg:
@@ -528,6 +624,7 @@ class ConsoleParser:
                 self._event("exception", seg, lineno, short, self._tb_phase)
             self._in_tb = False
             return True
+        self._tb_tail_is_frame = False
         self._tb_junk += 1  # interleaved output (tqdm, other ranks)
         if self._tb_junk > _TB_MAX_JUNK:
             self._in_tb = False
@@ -539,7 +636,35 @@ class ConsoleParser:
             return self.run.facts.max_steps
         if self._glued_totals:
             return self._glued_totals.most_common(1)[0][0]
+        if self._train_votes:
+            # dicts on their own lines: the bar redrawn last before most train dicts is training's
+            return self._train_votes.most_common(1)[0][0]
         return None
+
+    def _drop_cut(self) -> None:
+        """Remove the placeholder of a cut-off traceback added by an earlier :meth:`finish`
+        (by code and line: a rescale may have replaced the event object)."""
+        cut, self._tb_cut = self._tb_cut, None
+        if cut is not None:
+            self.run.events[:] = [e for e in self.run.events if not (e.code == cut.code and e.line == cut.line)]
+
+    def _cut_traceback(self) -> None:
+        """A log that ends inside a traceback (no exception line yet): an exception event coded
+        ``TruncatedTraceback`` naming the last frame, replaced on every call (a tailed log may
+        still print the exception line; then the real event is the only one)."""
+        self._drop_cut()
+        if not (self._in_tb and self._tb_tail_is_frame and self._tb_last_frame) or len(self.run.events) >= _MAX_EVENTS:
+            return  # other output after the frames: not a traceback cut off at the end of the log
+        where = f"; last frame: {self._tb_last_frame}" if self._tb_last_frame else ""
+        self._tb_cut = LogEvent(
+            kind="exception",
+            text=f"the log ends inside a traceback, before its exception line{where}"[:2000],
+            line=self._tb_start,
+            step=self._step_now(),
+            code="TruncatedTraceback",
+            phase=self._tb_phase,  # type: ignore[arg-type]
+        )
+        self.run.events.append(self._tb_cut)
 
     def finish(self) -> None:
         """Settle facts and steps from everything seen so far (idempotent; called per poll)."""
@@ -564,6 +689,7 @@ class ConsoleParser:
             f.global_step = last_n
         elif f.global_step is None and self.sink.last_step is not None:
             f.global_step = self.sink.last_step
+        self._cut_traceback()
         self.sink.finish()
         # Idempotent: replace the notes this parser added on a previous call (tailing).
         notes = self.run.notes

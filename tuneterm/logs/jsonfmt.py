@@ -1,4 +1,5 @@
-"""JSON documents: HF ``trainer_state.json``, a bare ``log_history`` list, ``{"metrics": [...]}``.
+"""JSON documents: HF ``trainer_state.json``, a bare ``log_history`` list, ``{"metrics": [...]}``,
+and other dumps of a history (another key, series by metric: :mod:`tuneterm.logs.jsonshapes`).
 
 The fast path is ``json.loads`` of the whole file followed by one tight loop over the entries
 (:meth:`tuneterm.logs.entries.EntrySink.add_many`); only when that raises ``JSONDecodeError`` does
@@ -142,8 +143,45 @@ def read_json_doc(run: Run, doc: Any, path: Path) -> None:
         if not run.has_metrics():
             run.notes.append("the metrics list holds no numeric metrics")
         return
+    if _read_other_shape(run, doc):
+        return
     run.format = "json"
     run.notes.append(f"{show(path)}: JSON object has no log_history or metrics list")
+
+
+def _read_other_shape(run: Run, doc: dict[str, Any]) -> bool:
+    """The history under another name, or series by metric (:mod:`tuneterm.logs.jsonshapes`)."""
+    from tuneterm.logs.jsonshapes import (
+        find_entry_list,
+        find_series,
+        merged_entry_lists,
+    )
+
+    found = find_entry_list(doc)
+    if found is not None:
+        key, entries = found
+        run.format = "log_history"
+        apply_state_facts(run, doc)
+        read_log_history(run, entries)
+        run.notes.append(f"read the history from {key!r}")
+        return run.has_metrics()
+    series = find_series(doc)
+    if series is not None:
+        where, entries = series
+        run.format = "json_series"
+        apply_state_facts(run, doc)
+        read_log_history(run, entries)
+        run.notes.append(f"read per-metric series from {where!r}" if where else "read per-metric series")
+        return run.has_metrics()
+    lists = merged_entry_lists(doc)
+    if lists is not None:
+        keys, merged = lists
+        run.format = "log_history"
+        apply_state_facts(run, doc)
+        read_log_history(run, merged)
+        run.notes.append("read the history from " + ", ".join(repr(k) for k in keys))
+        return run.has_metrics()
+    return False
 
 
 def salvage(run: Run, text: str, path: Path) -> None:

@@ -38,14 +38,19 @@ class Series:
 
     Values may be NaN or ±inf: they are data (a NaN grad_norm is the most important thing a log can
     say), never parse errors.
+
+    ``resolution`` is the unit the values were printed rounded to when the format says so (a tqdm
+    postfix ``loss 0.0000`` -> ``1e-4``), else 0.0: a value of 0.0 then means "below half that
+    unit", not an exact zero.
     """
 
-    __slots__ = ("name", "steps", "values")
+    __slots__ = ("name", "resolution", "steps", "values")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.steps: array[int] = array("q")
         self.values: array[float] = array("d")
+        self.resolution = 0.0
 
     def append(self, step: int, value: float) -> None:
         """Add one point. Steps are expected non-decreasing but this is not enforced."""
@@ -84,6 +89,7 @@ class Series:
         out = Series(self.name)
         out.steps = self.steps[:n]
         out.values = self.values[:n]
+        out.resolution = self.resolution
         return out
 
 

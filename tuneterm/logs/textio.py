@@ -33,7 +33,12 @@ def looks_binary(head: bytes) -> bool:
 
     >>> looks_binary(b"{'loss': 1.0}\\n"), looks_binary(b"\\x00\\x01\\x02junk")
     (False, True)
+    >>> looks_binary(b"\\x00" * 64 + b"step 10 | loss 4.37\\n")  # truncated while being written
+    False
     """
+    # A log truncated (`> train.log`) while a process keeps writing at its old offset starts with
+    # a run of NUL bytes (a sparse hole), then text: the text decides.
+    head = head.lstrip(b"\x00")
     if not head:
         return False
     if b"\x00" in head:

@@ -287,9 +287,9 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
         steps = -(-dataset_size * ep // (bs * ga * gpus))
         recs.append(Recommendation("num_train_epochs", ep, _ref("epochs", last), "; ".join(u["source"] for u in used),
                                    f"{dataset_size} samples, {size_b:.1f}B: {last['why']} (~{steps} optimizer steps)"))
-    recs.append(Recommendation("lr_scheduler_type", "cosine", "recommend/learning_rate.yaml", "seeds/003 'LR Scheduler: cosine'",
+    recs.append(Recommendation("lr_scheduler_type", "cosine", "recommend/learning_rate.yaml", "cosine decay, as in the TRL and alignment-handbook recipes",
                                "cosine with warmup is the standard decay; it reaches ~0 only at the planned end"))
-    recs.append(Recommendation("warmup_steps", 0.03, "recommend/learning_rate.yaml", "seeds/003 'Warmup Ratio 0.03-0.1'",
+    recs.append(Recommendation("warmup_steps", 0.03, "recommend/learning_rate.yaml", "warmup 3-10% of the steps (common practice)",
                                "3% of the steps ramp the rate up (a float below 1 is a ratio in transformers 5)"))
 
     ok, est = fit(setup)

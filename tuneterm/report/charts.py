@@ -133,6 +133,26 @@ def nice_ticks(lo: float, hi: float, target: int = 6) -> list[int]:
     return list(range(int(first), int(hi) + 1, step))
 
 
+def flat_axis(lo: float, hi: float) -> tuple[tuple[float, float], list[float]] | None:
+    """For a chart whose values are all equal (a constant learning rate), the y range and ticks
+    centred on that value; ``None`` otherwise.
+
+    plotext draws a flat line on a -1..1 axis whose middle tick reads "0.0": a constant rate of
+    2e-4 would look like a rate of zero. The range is the value +- half of it (+-1 around 0) and
+    the ticks are labelled with the value itself.
+
+    >>> flat_axis(2e-4, 2e-4)
+    ((0.0001, 0.00030000000000000003), [0.0001, 0.0002, 0.00030000000000000003])
+    >>> flat_axis(1.0, 2.0) is None
+    True
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > 1e-12 * max(abs(lo), abs(hi)):
+        return None
+    v = (lo + hi) / 2
+    pad = abs(v) / 2 if v else 1.0
+    return (v - pad, v + pad), [v - pad, v, v + pad]
+
+
 def render_charts(
     run: Run, findings: Sequence[Finding], width: int, *, height: int = CHART_HEIGHT, with_infos: bool = False
 ) -> list[Chart]:
@@ -159,10 +179,14 @@ def render_charts(
         fig.legend(active=False)
         legend: list[tuple[str, str]] = []
         lo, hi = math.inf, -math.inf
+        ylo, yhi = math.inf, -math.inf
         for i, line in enumerate(lines):
             xs, ys = decimate(line.series.steps, line.series.values)
             if len(xs) < 2 and i == 0:
                 continue
+            finite = [y for y in ys if math.isfinite(y)]
+            if finite:
+                ylo, yhi = min(ylo, min(finite)), max(yhi, max(finite))
             marker = _MARKERS[i % len(_MARKERS)]
             sig = fig.signal(xs, ys, marker=plt.marker(marker, pixel=_COLORS[i % len(_COLORS)]))
             sig.lines()
@@ -177,6 +201,11 @@ def render_charts(
             fig.line(step, orientation="v", pixel=plt.pixel(foreground=colour), style=style)
         if hi > lo:
             fig.ruler("x").ticks(nice_ticks(lo, hi, max(3, min(8, width // 12))))
+        flat = flat_axis(ylo, yhi)
+        if flat is not None:
+            (y0, y1), ticks = flat
+            fig.ruler("y").lim(y0, y1)
+            fig.ruler("y").ticks(ticks, [f"{v:.3g}" for v in ticks])
         ansi = fig.build().string()
         # plotext paints the background of vertical lines white (48;5;15) whatever the pixel
         # says; on a dark terminal that is a glaring bar, so drop it.

@@ -36,6 +36,7 @@ from rich.text import Text
 from tuneterm import __version__
 from tuneterm.engine.model import Finding, Fix, Severity
 from tuneterm.logs.model import Run
+from tuneterm.report.prescription import Prescription, show
 from tuneterm.report.result import CheckResult, Tally, command_prompt, display_path, elide_path, plural
 from tuneterm.textsafe import inert, inert_line
 
@@ -232,7 +233,43 @@ def render_result(result: CheckResult, console: Console, *, verbose: bool = Fals
             console.print(Padding(_finding_block(f, marks, verbose), (0, 0, 0, 2), expand=False))
     if charts and result.run is not None:
         _print_charts(result, console, verbose)
+    if result.prescription is not None:
+        print_prescription(result.prescription, console, verbose=verbose)
     return Tally.of(shown)
+
+
+def print_prescription(p: Prescription, console: Console, *, verbose: bool = False) -> None:
+    """The "Prescription" section: what no config change cures, the diagnostic steps, the patch as
+    a short diff (``key: old → new  # why · fixes CODE``), the overruled values and the
+    assumptions. Every part goes through :func:`inert_line`: keys and values may come from a log."""
+    console.print()
+    console.print(Text("Prescription", style="bold underline"))
+    if p.empty:
+        console.print(Padding(Text("nothing to change: no finding calls for a config change or a step", style="dim"), (0, 0, 0, 2)))
+        return
+    for b in p.blockers:
+        console.print(Padding(Text(f"must change: {inert(b, 800)}", style="bold red"), (0, 0, 0, 2), expand=False))
+    if p.steps:
+        console.print(Padding(Text("first, in order", style="dim"), (0, 0, 0, 2)))
+        for i, st in enumerate(p.steps, 1):
+            t = Text(f"{i}. ")
+            t.append(f"{command_prompt(st.command)} {inert_line(st.command, 300)}", style="bold")
+            t.append(f"  # {inert_line(st.why, 400)}", style="dim")
+            console.print(Padding(t, (0, 0, 0, 4), expand=False))
+    if p.changes:
+        console.print(Padding(Text("then change", style="dim"), (0, 0, 0, 2)))
+        for c in p.changes:
+            t = Text()
+            t.append(f"{inert_line(c.key, 100)}: ", style="bold")
+            t.append(inert_line(show(c.was), 120), style="red")
+            t.append(" → ")
+            t.append(inert_line(show(c.value), 200), style="bold green")
+            t.append(f"  # {inert_line(c.why, 400)} · fixes {inert_line(', '.join(c.findings), 80)}", style="dim")
+            console.print(Padding(t, (0, 0, 0, 4), expand=False))
+    for conflict in p.conflicts if verbose else p.conflicts[:3]:
+        console.print(Padding(Text(f"decided {inert_line(conflict.describe(), 400)}", style="dim"), (0, 0, 0, 2), expand=False))
+    for a in p.assumptions if verbose else p.assumptions[:4]:
+        console.print(Padding(Text(f"assumed: {inert_line(a, 400)}", style="dim"), (0, 0, 0, 2), expand=False))
 
 
 def _print_charts(result: CheckResult, console: Console, verbose: bool) -> None:

@@ -24,16 +24,21 @@ from tuneterm.report.result import CheckResult, json_safe
 
 
 def result_document(result: CheckResult) -> dict[str, Any]:
-    """The JSON object of one result (already passed through :func:`json_safe`)."""
-    return json_safe(
-        {
-            "tool": "tuneterm",
-            "version": __version__,
-            "source": result.source,
-            "findings": [f.to_dict() for f in result.findings],
-            "summary": result.summary(),
-        }
-    )
+    """The JSON object of one result (already passed through :func:`json_safe`).
+
+    A log subject the advisor saw carries its top-level ``"prescription"`` (DESIGN.md): one
+    change per key and the steps, beside the per-finding fixes SARIF and annotations use.
+    """
+    doc: dict[str, Any] = {
+        "tool": "tuneterm",
+        "version": __version__,
+        "source": result.source,
+        "findings": [f.to_dict() for f in result.findings],
+    }
+    if result.prescription is not None:
+        doc["prescription"] = result.prescription.to_dict()
+    doc["summary"] = result.summary()
+    return json_safe(doc)
 
 
 def render_json(results: Sequence[CheckResult], *, as_array: bool | None = None) -> str:

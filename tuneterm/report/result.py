@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding, Rule, Severity
 
+from tuneterm.report.prescription import Prescription
+
 if TYPE_CHECKING:  # only for annotations: report/ must not need the parsers at import time
     from tuneterm.logs.model import Run
 
@@ -92,6 +94,8 @@ class CheckResult:
             other subjects. Not part of equality.
         detail: a subject's own report object for the human-readable text output (a dataset
             check's ``DataReport``); ``None`` otherwise. Not part of equality.
+        prescription: the advisor's one answer for a log subject (:mod:`tuneterm.advise`), set by
+            the commands after the findings; ``None`` when not advised. Not part of equality.
     """
 
     source: str
@@ -103,6 +107,7 @@ class CheckResult:
     notes: tuple[str, ...] = ()
     run: Run | None = field(default=None, compare=False, repr=False)
     detail: Any = field(default=None, compare=False, repr=False)
+    prescription: Prescription | None = field(default=None, compare=False, repr=False)
 
     @property
     def tally(self) -> Tally:

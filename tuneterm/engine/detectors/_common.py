@@ -96,3 +96,28 @@ def lr_warming_up(run: Run) -> bool:
     if not (math.isfinite(v[-1]) and math.isfinite(v[-2])) or v[-1] <= v[-2]:
         return False
     return v[-1] >= max(x for x in v if math.isfinite(x))
+
+
+def run_ended(run: Run) -> bool:
+    """True when the run is over: finished, a run directory whose state is final, or a log whose
+    last fatal event (exception, out-of-memory, signal) comes after its last metric line (an
+    interrupted or crashed run will not log more).
+
+    >>> from tuneterm.logs.model import LogEvent
+    >>> run = Run("x", "test")
+    >>> run.add_train("loss", 1, 2.0); run.lines[1] = 10
+    >>> run_ended(run)
+    False
+    >>> run.events.append(LogEvent("exception", "KeyboardInterrupt", line=12, step=1, code="KeyboardInterrupt"))
+    >>> run_ended(run)
+    True
+    """
+    if run.facts.finished:
+        return True
+    if run.format == "run_dir":
+        return run.state in ("finished", "failed", "stopped", "died")
+    fatal = [e for e in run.events if e.kind in ("exception", "oom", "signal") and e.line is not None]
+    if not fatal:
+        return False
+    last_metric = max(run.lines.values()) if run.lines else None
+    return last_metric is None or max(e.line for e in fatal if e.line is not None) > last_metric

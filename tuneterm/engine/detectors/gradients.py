@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tuneterm.engine.detectors._common import pairs, pct, steps_text, train
@@ -11,6 +11,26 @@ from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, index_runs, value_at, within
 from tuneterm.logs.model import Run
+
+
+def _expected_grpo_zero(run: Run, i: int, steps: Sequence[int]) -> bool:
+    """A zero norm at a GRPO run's first logged step whose groups all got identical rewards.
+
+    There the gradient is 0 by construction: every advantage is 0 (reward_std 0, or
+    frac_reward_zero_std 1) and the KL term's gradient is 0 too, because the policy still equals
+    the reference model. Later zero-advantage steps stay reported (the KL term, when used, has a
+    gradient by then).
+    """
+    if i != 0 or run.facts.trainer_kind != "grpo":
+        return False
+    std = train(run, "reward_std")
+    if std is not None:
+        v = value_at(std, steps[0])
+        if v is not None and v == 0.0:
+            return True
+    frac = train(run, "frac_reward_zero_std")
+    v = value_at(frac, steps[0]) if frac is not None else None
+    return v is not None and v >= 1.0
 
 
 @detector(
@@ -37,6 +57,9 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     (skipped fp16 steps, GRPO groups with no advantage, batches whose labels are all masked) are a
     warning at most.
 
+    A zero norm at a GRPO run's first logged step where every group got identical rewards is
+    expected there and not counted (see :func:`_expected_grpo_zero`).
+
     A run still being written (``facts.finished`` not true) needs ``error_min_count`` zero norms
     before they are called persistent: at a live run's first logged steps a zero or two is 100% of
     the log (GRPO's first groups without reward variance, an fp16 scaler skip), and ``--stop-on
@@ -60,7 +83,7 @@ def zero_gradient(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if not values:
         return []
     eps = params["zero_below"]
-    zero_idx = within(s, -eps, eps)
+    zero_idx = [i for i in within(s, -eps, eps) if not _expected_grpo_zero(run, i, steps)]
     if len(zero_idx) < params["min_count"]:
         return []
     zruns = index_runs(zero_idx)

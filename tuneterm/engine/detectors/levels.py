@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneterm.engine.detectors._common import pct, train
+from tuneterm.engine.detectors._common import eval_series, pct, steps_text, train
 from tuneterm.engine.model import Detection, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, index_runs, within
@@ -28,6 +28,10 @@ from tuneterm.logs.model import Run
 def value_run(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find runs of consecutive points at (or within ``at_most`` of) ``target``.
 
+    A series printed rounded (``Series.resolution``, e.g. a tqdm postfix ``loss 0.0000``) is not
+    judged when half its rounding unit exceeds ``at_most``: a printed 0.0000 is any loss below
+    5e-05, not an exact 0 (the near-zero level itself is ``memorization``'s to report).
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 8):
@@ -43,6 +47,8 @@ def value_run(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if not values:
         return []
     tgt, tol = params["target"], params["at_most"]
+    if s.resolution / 2 > tol:
+        return []  # printed rounded (tqdm's 0.0000): "at the target" cannot be told from "near it"
     hits = within(s, tgt - tol, tgt + tol)
     other = params["skip_nonfinite"]
     if hits and other and (o := train(run, other)) is not None:
@@ -181,6 +187,67 @@ def initial_loss_scale(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     return [Detection(steps[0], steps[0], evidence, None, (), tuple(causes))]
 
 
+def _without_hidden_nan(run: Run, steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
+    """The loss points minus those logged as 0.0 at a step whose grad_norm is NaN/Inf: there the
+    0.0 is transformers' ``logging_nan_inf_filter`` hiding a NaN, not a perfect fit."""
+    g = train(run, "grad_norm")
+    if g is None:
+        return list(steps), list(values)
+    bad = {st for st, v in zip(g.steps, g.values) if not math.isfinite(v)}
+    if not bad:
+        return list(steps), list(values)
+    kept = [(st, v) for st, v in zip(steps, values) if not (v == 0.0 and st in bad)]
+    return [st for st, _ in kept], [v for _, v in kept]
+
+
+@detector(
+    "negative-values",
+    params={
+        "metric": Param("str", "the series (train)", "loss"),
+        "below": Param("float", "a point counts when it is below this (a small negative margin ignores -0.0 and rounding)", -1e-6, max=0),
+        "min_count": Param("int", "negative points needed", 1, min=1),
+    },
+    evidence=("metric", "count", "total", "percent", "min_value", "min_step", "steps_text", "first_negative"),
+)
+def negative_values(run: Run, params: Mapping[str, Any]) -> list[Detection]:
+    """Find a series logged below zero that cannot be (a token cross-entropy is >= 0).
+
+    ``-log p`` of a probability is never negative, and so is any mean of it (label smoothing as
+    transformers implements it included). A negative training loss means the logged number is not
+    a cross-entropy: a custom ``compute_loss`` that subtracts a term, soft labels with negative
+    weights, a reduction that divides by a wrong (negative or mismatched) count, or a fused loss
+    kernel's rounding.
+
+    >>> from tuneterm.logs.model import Run
+    >>> run = Run("x", "test")
+    >>> for s, v in enumerate([1.6, 0.4, 0.01, -0.0001, 0.0, -0.0003], 1):
+    ...     run.add_train("loss", s, v)
+    >>> d = negative_values(run, {"metric": "loss", "below": -1e-6, "min_count": 1})[0]
+    >>> d.evidence["count"], d.evidence["min_value"], d.first_step
+    (2, -0.0003, 4)
+    """
+    s = train(run, params["metric"])
+    if s is None:
+        return []
+    steps, values = finite_points(s)
+    neg = [i for i, v in enumerate(values) if v < params["below"]]
+    if len(neg) < params["min_count"]:
+        return []
+    imin = min(neg, key=values.__getitem__)
+    nsteps = [steps[i] for i in neg]
+    evidence = {
+        "metric": params["metric"],
+        "count": len(neg),
+        "total": len(values),
+        "percent": pct(len(neg) / len(values)),
+        "min_value": values[imin],
+        "min_step": steps[imin],
+        "steps_text": steps_text(nsteps),
+        "first_negative": nsteps[0],
+    }
+    return [Detection(nsteps[0], nsteps[-1], evidence)]
+
+
 @detector(
     "near-zero-loss",
     params={
@@ -190,27 +257,45 @@ def initial_loss_scale(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "max_entropy": Param("float", "... or the tail median entropy is at most this", min=0),
         "min_token_accuracy": Param("float", "... or the tail median mean_token_accuracy is at least this", min=0, max=1),
         "min_points": Param("int", "points needed", min=2),
+        "max_evals": Param(
+            "int", "not judged when an eval set has more than this many evaluations: held-out loss then says whether "
+            "the fit generalises (overfitting's case), the train loss alone is no longer the only signal", 2, min=0
+        ),
     },
     evidence=("signal", "value", "loss_start", "loss_end", "epoch"),
 )
 def near_zero_loss(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find a language-model run that drove its training loss (or entropy) to ~0: memorisation.
 
+    Memorisation from the train loss alone is the signal of a run *without* held-out evaluations:
+    with more than ``max_evals`` evaluations of an eval set, the eval loss says whether the fit
+    generalises (``overfitting`` reports it when it does not), so this detector stays silent.
+
+    Two look-alikes are left to their own rules: a loss of 0.0 logged at a step whose grad_norm is
+    NaN/Inf is a hidden NaN (``nan-or-inf``; those points are dropped here), and a negative loss
+    at the end is impossible for a token cross-entropy (``negative-loss``), so more epochs would
+    not be the problem.
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 21):
     ...     run.add_train("loss", s, 4.0 / s ** 3)
     >>> p = dict(metric="loss", tail_fraction=0.1, max_loss=0.05, max_entropy=0.05,
-    ...          min_token_accuracy=0.99, min_points=10)
+    ...          min_token_accuracy=0.99, min_points=10, max_evals=2)
     >>> near_zero_loss(run, p)[0].evidence["signal"]
     'loss'
     """
     s = train(run, params["metric"])
     if s is None:
         return []
-    steps, values = finite_points(s)
+    if any(len(loss) > params.get("max_evals", 2) for _, loss in eval_series(run, "loss")):
+        return []  # held-out evaluations judge generalisation: overfitting / eval rules
+    steps, values = _without_hidden_nan(run, *finite_points(s))
     if len(values) < params["min_points"]:
         return []
+    k = max(2, int(len(values) * params["tail_fraction"]))
+    if min(values[-k:]) < 0:
+        return []  # a negative cross-entropy is a loss bug (negative-loss), not memorisation
     start, end = head_tail(values, params["tail_fraction"], min_count=2)
     signal, value = None, math.nan
     if end <= params["max_loss"] and start > end:
@@ -228,7 +313,6 @@ def near_zero_loss(run: Run, params: Mapping[str, Any]) -> list[Detection]:
                 signal, value = "mean_token_accuracy", acc_end
     if signal is None:
         return []
-    k = max(2, int(len(values) * params["tail_fraction"]))
     evidence = {
         "signal": signal,
         "value": value,

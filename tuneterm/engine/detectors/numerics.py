@@ -31,6 +31,15 @@ def _trailing_nonfinite(values: Sequence[float]) -> int:
     return n
 
 
+def _leading_only(series: Series, bad_steps: Sequence[int], max_leading: int) -> bool:
+    """The non-finite points are the first ``<= max_leading`` points of ``series`` and finite
+    points follow them."""
+    n = len(bad_steps)
+    if n == 0 or n > max_leading or len(series) <= n:
+        return False
+    return list(series.steps[:n]) == list(bad_steps) and all(math.isfinite(v) for v in series.values[n:])
+
+
 @detector(
     "nonfinite",
     params={
@@ -39,6 +48,10 @@ def _trailing_nonfinite(values: Sequence[float]) -> int:
         "max_isolated": Param("int", "at most this many non-finite points, recovered from, is a warning", min=0),
         "min_trailing": Param(
             "int", "non-finite points in a row closing an unfinished log (after finite ones) that make it persistent", 2, min=1
+        ),
+        "max_leading": Param(
+            "int", "non-finite gradient norms only in at most this many first logged steps, with a finite loss and "
+            "finite norms after them: a loss scaler calibrating (info)", 3, min=0
         ),
     },
     evidence=("metric", "kind", "count", "total", "steps", "steps_text", "hidden", "hidden_note", "affected", "pattern"),
@@ -55,6 +68,13 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     is non-finite, or at least ``error_fraction`` of its points are; a warning when at most
     ``max_isolated`` points are affected and the run recovered (e.g. an fp16 loss-scaler step).
 
+    **Leading steps only** (info): a non-finite gradient norm at no more than the first
+    ``max_leading`` logged steps, with a finite loss there and finite norms after, is a dynamic loss
+    scaler finding its scale: torch's GradScaler starts at 2**16, skips the steps whose gradients
+    overflow and halves the scale each time. The finite loss afterwards proves those steps were
+    skipped (an applied NaN update would make every later loss NaN). Judged before the
+    ``error_fraction`` test: on a short log three skipped first steps are a large share.
+
     A run still being written (``facts.finished`` not true) cannot show yet whether it recovers,
     so outside the loss a non-finite value needs more evidence before it is an error (``--stop-on
     error`` kills the run on it): more than ``max_isolated`` non-finite points for the
@@ -68,7 +88,7 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run = Run("x", "test")
     >>> for s in range(1, 11):
     ...     run.add_train("grad_norm", s, float("inf") if s == 2 else 1.0); run.add_train("loss", s, 2.0)
-    >>> p = {"metrics": ["*"], "error_fraction": 0.2, "max_isolated": 2, "min_trailing": 2}
+    >>> p = {"metrics": ["*"], "error_fraction": 0.2, "max_isolated": 2, "min_trailing": 2, "max_leading": 3}
     >>> d = nonfinite(run, p)[0]
     >>> d.evidence["metric"], d.evidence["kind"], d.severity.value
     ('grad_norm', 'Infinity', 'warning')
@@ -128,7 +148,10 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         need = params["min_trailing"] if trailing < total else params["max_isolated"] + 1
         ends_bad = trailing >= need
         heavy = heavy and len(steps) > params["max_isolated"]
-    if loss_bad or hidden or ends_bad or heavy:
+    if _leading_only(series, steps, params["max_leading"]) and not (loss_bad or hidden or last_bad):
+        severity = Severity.INFO
+        pattern = "only in the first logged steps, then finite: a loss scaler calibrating, those steps were skipped"
+    elif loss_bad or hidden or ends_bad or heavy:
         severity = Severity.ERROR
         pattern = "persistent" if (ends_bad or heavy) else "in the loss"
     elif len(steps) <= params["max_isolated"]:
@@ -150,7 +173,9 @@ def nonfinite(run: Run, params: Mapping[str, Any]) -> list[Detection]:
                 why="while debugging, log NaN step losses as NaN instead of hiding them as 0.0",
             )
         )
-    if pattern.startswith("isolated"):
+    if severity is Severity.INFO:
+        causes.insert(0, "the fp16/amp loss scaler starts at a large scale and skips the first steps whose gradients overflow; harmless")
+    elif pattern.startswith("isolated"):
         causes.append(
             "a single overflowing step skipped by the fp16 loss scaler or clipped away; harmless if it stays isolated"
         )

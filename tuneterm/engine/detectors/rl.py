@@ -29,14 +29,20 @@ def _aligned(run: Run, name: str, steps: list[int]) -> list[float | None]:
         "warn_share": Param("float", "share of dead steps that fires (warning)", min=0, max=1),
         "error_share": Param("float", "share of dead steps that is an error", min=0, max=1),
         "min_points": Param("int", "logged steps an unfinished run needs before the share tests apply", 10, min=1),
+        "mostly_dead": Param(
+            "float", "no dead steps to report, but frac_reward_zero_std at least this at at least warn_share of the steps "
+            "and as the median: most groups give no signal (warning)", 0.5, min=0, max=1
+        ),
     },
-    evidence=("count", "total", "percent", "longest_run", "steps_text", "reward_median", "metric"),
+    evidence=("count", "total", "percent", "longest_run", "steps_text", "reward_median", "metric", "note"),
 )
 def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find GRPO steps whose groups all got identical rewards: zero advantage, zero gradient.
 
     Severity comes from the share of dead steps (``warn_share``, ``error_share``) or a run of
-    ``min_consecutive`` of them. A run still being written (``facts.finished`` not true) with fewer
+    ``min_consecutive`` of them. Steps where only some groups are dead are still a waste: when the
+    median ``frac_reward_zero_std`` is at least ``mostly_dead`` (and that many steps make
+    ``warn_share``), most of each batch trains nothing -- a warning. A run still being written (``facts.finished`` not true) with fewer
     than ``min_points`` logged steps is judged by the run length only: its first dead step would
     be 100% of the log, and ``--stop-on error`` would kill a run whose later groups are fine.
 
@@ -44,7 +50,8 @@ def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]
     >>> run = Run("x", "test")
     >>> for s in range(1, 21):
     ...     run.add_train("reward_std", s, 0.0); run.add_train("reward", s, 0.0)
-    >>> p = dict(frac_at_least=0.9, std_at_most=1e-9, min_consecutive=5, warn_share=0.3, error_share=0.6, min_points=10)
+    >>> p = dict(frac_at_least=0.9, std_at_most=1e-9, min_consecutive=5, warn_share=0.3, error_share=0.6, min_points=10,
+    ...          mostly_dead=0.5)
     >>> zero_reward_variance(run, p)[0].severity.value
     'error'
     >>> zero_reward_variance(run.prefix(2), p)  # 2 logged steps of a live run: too early to judge
@@ -64,17 +71,20 @@ def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]
         return []
     if not values:
         return []
+    early = not run.facts.finished and len(values) < params["min_points"]
+    note = ""
     dead = sum(flags)
-    if not dead:
-        return []
-    longest = max(e - b + 1 for b, e in runs(flags))
-    share = dead / len(values)
-    if not run.facts.finished and len(values) < params["min_points"]:
-        share = 0.0  # too few steps for a share to mean anything yet (the evidence keeps the real one)
-    if share >= params["error_share"]:
+    share = 0.0 if early else dead / len(values)  # too few steps for a share to mean anything yet
+    longest = max((e - b + 1 for b, e in runs(flags)), default=0)
+    if dead and share >= params["error_share"]:
         severity = Severity.ERROR
-    elif share >= params["warn_share"] or longest >= params["min_consecutive"]:
+    elif dead and (share >= params["warn_share"] or longest >= params["min_consecutive"]):
         severity = Severity.WARNING
+    elif frac is not None and not early and _mostly_dead(values, params["mostly_dead"], params["warn_share"]):
+        severity = Severity.WARNING
+        flags = [v >= params["mostly_dead"] for v in values]
+        dead, longest = sum(flags), max(e - b + 1 for b, e in runs(flags))
+        note = f" (at least {params['mostly_dead']:.0%} of the groups at each)"
     else:
         return []
     dead_steps = [st for st, f in zip(steps, flags) if f]
@@ -98,8 +108,15 @@ def zero_reward_variance(run: Run, params: Mapping[str, Any]) -> list[Detection]
         "steps_text": steps_text(dead_steps),
         "reward_median": reward_med,
         "metric": metric,
+        "note": note,
     }
     return [Detection(dead_steps[0], dead_steps[-1], ev, severity, tuple(fixes), tuple(causes))]
+
+
+def _mostly_dead(values: list[float], level: float, share: float) -> bool:
+    """The median ``frac_reward_zero_std`` is at least ``level`` and at least ``share`` of the
+    steps reach it."""
+    return median(values) >= level and sum(v >= level for v in values) >= share * len(values)
 
 
 @detector(

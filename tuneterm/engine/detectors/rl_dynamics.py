@@ -22,7 +22,13 @@ from typing import Any
 from tuneterm.engine.detectors._common import pct, train, train_points
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, median, rolling_median, series_blocks, slope
+from tuneterm.engine.stats import (
+    finite_points,
+    median,
+    rolling_median,
+    series_blocks,
+    slope,
+)
 from tuneterm.logs.model import Run, Series
 
 
@@ -378,8 +384,11 @@ def policy_instability(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "early_fraction": Param("float", "onset must come before this share of the run", min=0, max=1),
         "error_first_logs": Param("int", "onset within this many first logs is an error", min=1),
         "skip_algorithms": Param("str_list", "preference losses not centred on ln 2", ["orpo", "kto", "cpo", "simpo"]),
+        "late_margin": Param("float", "a later onset still counts when the saturated logs' median margin is above this ...", 50.0, min=0),
+        "late_grad_norm": Param("float", "... or their median grad_norm is below this (the gradient has vanished)", 1e-6, min=0),
+        "late_min_share": Param("float", "... and the saturated stretch is at least this share of the logs", 0.2, min=0, max=1),
     },
-    evidence=("onset_step", "onset_pct", "loss", "accuracy", "margin", "share", "total_steps"),
+    evidence=("onset_step", "onset_pct", "loss", "accuracy", "margin", "share", "total_steps", "grad_norm", "when"),
 )
 def preference_saturation(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find a DPO loss at ~0 with accuracies ~1.0 early in the run (FM-32).
@@ -391,12 +400,18 @@ def preference_saturation(run: Run, params: Mapping[str, Any]) -> list[Detection
     logs from there on are saturated. Error when the onset is within the first
     ``error_first_logs`` logs (reference mismatch or leaked pairs), else warning.
 
+    A later onset is the same failure when the saturation is extreme -- the saturated logs'
+    median margin above ``late_margin`` (the log-ratio has run away) or their median grad_norm
+    below ``late_grad_norm`` (nothing left to learn from) -- and it covers at least
+    ``late_min_share`` of the logs: the rest of the run trained on nothing (a warning).
+
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 41):
     ...     run.add_train("loss", s, 0.69 if s < 5 else 0.001); run.add_train("rewards/accuracies", s, 1.0)
     >>> p = dict(max_loss=0.05, min_accuracy=0.98, margin_at_least=10.0, min_consecutive=3, min_share_after=0.8,
-    ...          early_fraction=0.2, error_first_logs=3, skip_algorithms=["orpo"])
+    ...          early_fraction=0.2, error_first_logs=3, skip_algorithms=["orpo"], late_margin=50.0,
+    ...          late_grad_norm=1e-6, late_min_share=0.2)
     >>> d = preference_saturation(run, p)[0]
     >>> d.evidence["onset_step"], d.severity.value
     (5, 'warning')
@@ -426,14 +441,24 @@ def preference_saturation(run: Run, params: Mapping[str, Any]) -> list[Detection
     if onset is None:
         return []
     total = run.facts.max_steps or steps[-1]
-    if total <= 0 or steps[onset] > params["early_fraction"] * total:
+    if total <= 0:
         return []
     share = sum(flags[onset:]) / (n - onset)
     if share < params["min_share_after"]:
         return []
-    severity = Severity.ERROR if onset < params["error_first_logs"] else Severity.WARNING
     tail_acc = [atab[st] for st in steps[onset:] if st in atab]
     tail_mar = [mtab[st] for st in steps[onset:] if st in mtab]
+    gn = train(run, "grad_norm")
+    gtab = dict(zip(gn.steps, gn.values)) if gn is not None else {}
+    tail_gn = [g for st in steps[onset:] if (g := gtab.get(st)) is not None and math.isfinite(g)]
+    early = steps[onset] <= params["early_fraction"] * total
+    if not early:
+        extreme = (tail_mar and median(tail_mar) > params["late_margin"]) or (
+            tail_gn and median(tail_gn) < params["late_grad_norm"]
+        )
+        if not extreme or (n - onset) / n < params["late_min_share"]:
+            return []
+    severity = Severity.ERROR if onset < params["error_first_logs"] else Severity.WARNING
     ev = {
         "onset_step": steps[onset],
         "onset_pct": pct(steps[onset] / total),
@@ -442,6 +467,8 @@ def preference_saturation(run: Run, params: Mapping[str, Any]) -> list[Detection
         "margin": round(median(tail_mar), 3) if tail_mar else None,
         "share": pct(share),
         "total_steps": total,
+        "grad_norm": median(tail_gn) if tail_gn else None,
+        "when": "early" if early else "and stayed saturated",
     }
     fixes: list[Fix] = []
     beta = run.facts.beta

@@ -7,9 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneterm.engine.detectors._common import nice_ceil, pct, train
-from tuneterm.engine.model import Detection, Fix
+from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, head_tail, index_runs, peak_point, relative_change, within
+from tuneterm.engine.stats import (
+    finite_points,
+    head_tail,
+    index_runs,
+    peak_point,
+    relative_change,
+    within,
+)
 from tuneterm.logs.model import Run
 
 
@@ -90,11 +97,21 @@ def zero_learning_rate(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "min_low_share": Param("float", "... or the LR sat at ~0 for at least this share of the logged points", min=0, max=1),
         "head_fraction": Param("float", "share of loss points at each end compared", min=0.01, max=0.5),
         "loss_trainers": Param("str_list", "trainer kinds whose loss improvement is judged (DPO/GRPO losses are not comparable)", ["sft", "classification", "unknown"]),
+        "designed_tail": Param(
+            "float", "an LR that first reaches ~0 within this last share of the run's steps is the schedule's designed end "
+            "(linear decay to 0): not 'decayed early' however the loss did", 0.03, min=0, max=0.5
+        ),
     },
-    evidence=("peak_lr", "final_lr", "low_from", "low_share_pct", "loss_start", "loss_end", "improvement_pct", "scheduler"),
+    evidence=("peak_lr", "final_lr", "low_from", "low_share_pct", "loss_start", "loss_end", "improvement_pct", "scheduler", "loss_note"),
 )
 def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find a schedule that reached ~0 while the loss was still high (or sat at ~0 for long).
+
+    A schedule that first reaches ~0 only in the last ``designed_tail`` of the run's steps (a
+    linear decay to 0 hits 1% of its peak in the last 1% of the run) ends as designed: whatever
+    the loss did, an earlier end of the schedule is not its cause (loss-plateau reports a loss
+    that stopped improving). ``loss_note`` words the message for the case that fired: a loss that
+    barely improved, or a long stretch spent at ~0 after a loss that did improve.
 
     >>> from tuneterm.logs.model import Run
     >>> import math
@@ -102,7 +119,8 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> for i in range(21):
     ...     run.add_train("learning_rate", i * 25, 5e-5 * (1 + math.cos(math.pi * i / 20)) / 2 + 5e-10)
     ...     run.add_train("loss", i * 25, 2.7335 - 0.0009 * i)
-    >>> p = dict(low_fraction=0.01, min_improvement=0.05, min_low_share=0.2, head_fraction=0.1, loss_trainers=["sft"])
+    >>> p = dict(low_fraction=0.01, min_improvement=0.05, min_low_share=0.2, head_fraction=0.1, loss_trainers=["sft"],
+    ...          designed_tail=0.03)
     >>> run.facts.trainer_kind = "sft"
     >>> schedule_exhausted(run, p)[0].evidence["improvement_pct"] < 1
     True
@@ -135,8 +153,16 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         and improvement < params["min_improvement"]
         and run.facts.trainer_kind in params["loss_trainers"]
     )
-    if not ((ended_low and still_high) or low_share >= params["min_low_share"]):
+    span = steps[-1] - steps[0]
+    designed_end = span > 0 and (steps[-1] - steps[low_idx[0]]) / span <= params["designed_tail"]
+    if designed_end or not ((ended_low and still_high) or low_share >= params["min_low_share"]):
         return []
+    if still_high and improvement is not None:
+        loss_note = f" while the loss only improved {pct(improvement)}%"
+    elif improvement is not None:
+        loss_note = f"; those steps trained at a negligible rate (the loss improved {pct(improvement)}% over the run)"
+    else:
+        loss_note = "; those steps trained at a negligible rate"
     ev = {
         "peak_lr": peak,
         "final_lr": final,
@@ -146,6 +172,7 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "loss_end": end,
         "improvement_pct": pct(improvement) if improvement is not None else None,
         "scheduler": run.facts.lr_scheduler_type,
+        "loss_note": loss_note,
     }
     return [Detection(steps[low_idx[0]], steps[-1], ev)]
 
@@ -158,6 +185,14 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "target_effective_batch": Param("int", "effective batch the suggestion assumes", min=1),
         "warmup_share": Param("float", "warmup_steps suggested as this share of the new max_steps", min=0, max=0.5),
         "min_points": Param("int", "logged epoch values an unfinished run needs before its coverage is extrapolated", 3, min=2),
+        "learned_improvement": Param(
+            "float", "info instead of the rule's severity when the loss improved at least this fraction (head vs tail "
+            "medians): the run learned from what it saw", 0.2, min=0
+        ),
+        "capped_trainers": Param(
+            "str_list", "trainer kinds whose max_steps is the design, not a shortfall (online RL samples prompts from a "
+            "pool: a prompt pool is not an epoch); not judged when max_steps is known", ["grpo"]
+        ),
     },
     evidence=("epoch", "epochs", "percent", "steps", "max_steps", "num_examples", "effective_batch", "suggested_max_steps"),
 )
@@ -166,6 +201,11 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
 
     Judged only when the run finished (``facts.finished``) or ``max_steps`` is known (so a
     checkpoint of a long run in progress is projected to its scheduled end, not judged early).
+    An online-RL run (``capped_trainers``: GRPO) capped by ``max_steps`` is not judged: it samples
+    prompts from a pool for as many steps as the reward needs, and a fraction of that pool is
+    not under-training. When the loss came down anyway (at least ``learned_improvement``, medians
+    of the first and last tenth) the finding is info: the run learned from what it saw (a short
+    recipe or demo by design), and only more data would tell whether it generalises.
     The projection of an unfinished run uses the rate of its logged ``epoch`` values, from
     ``min_points`` of them on (see the comment in the code).
     The fixes are computed: ``max_steps`` to cover ``target_epochs`` at the target effective batch
@@ -176,11 +216,14 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run.add_train("loss", 500, 2.7); run.add_train("epoch", 500, 0.089)
     >>> run.facts.finished = True; run.facts.num_examples = 45000
     >>> run.facts.train_batch_size = 1; run.facts.gradient_accumulation_steps = 8
-    >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1, min_points=3)
+    >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1, min_points=3,
+    ...          capped_trainers=["grpo"], learned_improvement=0.2)
     >>> data_coverage(run, p)[0].evidence["suggested_max_steps"]
     2000
     """
     facts = run.facts
+    if facts.trainer_kind in params.get("capped_trainers", ()) and facts.max_steps:
+        return []
     ep_series = train(run, "epoch")
     epoch = facts.epoch
     if ep_series is not None:
@@ -237,6 +280,7 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     fixes.insert(0, Fix(key="max_steps", value=new_steps, why=why))
     warm = max(1, round(params["warmup_share"] * new_steps))
     fixes.append(Fix(key="warmup_steps", value=warm, why=f"{params['warmup_share']:.0%} of max_steps {new_steps} as warmup"))
+    severity = Severity.INFO if _loss_improvement(run) >= params["learned_improvement"] else None
     evd = {
         "epoch": round(epoch, 4),
         "epochs": round(epochs, 4),
@@ -247,4 +291,17 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "effective_batch": eff,
         "suggested_max_steps": new_steps,
     }
-    return [Detection(None if not ep_series else ep_series.steps[0], step, evd, None, tuple(fixes))]
+    return [Detection(None if not ep_series else ep_series.steps[0], step, evd, severity, tuple(fixes))]
+
+
+def _loss_improvement(run: Run) -> float:
+    """Relative improvement of the training loss, first tenth vs last tenth (medians); 0.0 when
+    there is no loss series of at least 4 finite points."""
+    loss = train(run, "loss")
+    if loss is None:
+        return 0.0
+    _, values = finite_points(loss)
+    if len(values) < 4:
+        return 0.0
+    start, end = head_tail(values, 0.1, min_count=2)
+    return relative_change(start, end) if start > 0 else 0.0

@@ -6,10 +6,23 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.detectors._common import lr_warming_up, pct, steps_text, train
+from tuneterm.engine.detectors._common import (
+    lr_warming_up,
+    pct,
+    run_ended,
+    steps_text,
+    train,
+)
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.engine.stats import finite_points, head_tail, median, relative_change, rolling_median, series_blocks
+from tuneterm.engine.stats import (
+    finite_points,
+    head_tail,
+    median,
+    relative_change,
+    rolling_median,
+    series_blocks,
+)
 from tuneterm.logs.model import Run
 
 
@@ -96,6 +109,39 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     return [Detection(spike_steps[0], spike_steps[-1], evidence, severity)]
 
 
+def _phases(medians: list[float], block: int, params: Mapping[str, Any]) -> tuple[bool, float, float, int, float, float]:
+    """Multi-phase divergence on a finely smoothed series (see :func:`divergence`).
+
+    The wide trailing window of the sustained test lags a noisy loss by 5% of the run, so a best
+    level held for a few hundred steps between two divergent phases disappears from it; here the
+    window is ``phase_smooth_fraction`` of the points (never under ``min_window``).
+
+    Returns (fires, share of the points after the run first reached its best level at
+    ``phase_ratio`` x that level or more, the level, the index where it was first reached, the
+    smoothed end, the smoothed start).
+    """
+    w = max(params["min_window"], round(len(medians) * params["phase_smooth_fraction"]))
+    sm = rolling_median(medians, w)
+    if len(sm) <= w:
+        return False, 0.0, math.nan, 0, math.nan, math.nan
+    lo = min(sm[w:])  # past the first window: no half-filled medians
+    # Phases count from the first time the run reached its best level (within 20%): a late dip to
+    # the same level between two divergent phases must not hide the phases before it.
+    imin = next(i for i in range(w, len(sm)) if sm[i] <= 1.2 * lo)
+    end = sm[-1]
+    after = sm[imin + 1 :]
+    if not lo > 0 or not after:
+        return False, 0.0, lo, imin, end, sm[w - 1]
+    high = sum(1 for v in after if v >= params["phase_ratio"] * lo)
+    share = high / len(after)
+    fires = (
+        end >= max(params["rise_ratio"] * lo, lo + params["min_abs_rise"])
+        and share >= params["min_phase_share"]
+        and high * block >= params["min_phase_points"]
+    )
+    return fires, share, lo, imin, end, sm[w - 1]
+
+
 @detector(
     "divergence",
     params={
@@ -106,8 +152,12 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "min_abs_rise": Param("float", "... and at least this much above it in absolute terms", min=0),
         "min_window": Param("int", "the rolling-median window spans at least this many logged points", 3, min=1),
         "min_sustain": Param("int", "the rise holds for at least this many smoothed points at the end", 5, min=2),
+        "phase_smooth_fraction": Param("float", "multi-phase divergence: rolling-median window as a fraction of the points", 0.02, min=0, max=0.5),
+        "phase_ratio": Param("float", "... the smoothed loss returns to this many times its minimum ...", 2.5, min=1),
+        "min_phase_share": Param("float", "... for at least this share of the points after the minimum ...", 0.25, min=0, max=1),
+        "min_phase_points": Param("int", "... and at least this many logged points, and ends rise_ratio x above it", 100, min=1),
     },
-    evidence=("metric", "start", "minimum", "min_step", "end", "factor", "worse_than_start"),
+    evidence=("metric", "start", "minimum", "min_step", "end", "factor", "worse_than_start", "pattern", "phase_share_pct", "phase_note"),
 )
 def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """Find a sustained rise of a series from its minimum to the end of the run.
@@ -115,6 +165,14 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     The series is smoothed with a trailing rolling median (window ``smooth_fraction`` of the
     points); the detection fires when the last smoothed points all stay at least ``rise_ratio``
     times the smoothed minimum. It is an error when the end is worse than the start.
+
+    **Phases of divergence.** A noisy per-step loss can diverge, partly recover and diverge again:
+    then the last smoothed points do not all stay up, and the end can still be below a high start,
+    so neither "sustained" nor "worse than the start" sees it (and the wide smoothing window blurs
+    a best level held between two phases away). The detector also fires when the loss, smoothed
+    over ``phase_smooth_fraction`` of the points, returns to ``phase_ratio`` x its minimum for at least ``min_phase_share`` of the
+    points after the minimum (and ``min_phase_points`` logged points: hundreds of steps, not a
+    bad stretch) and ends at least ``rise_ratio`` x above the minimum.
 
     Minimum evidence, so that the first 10-20 noisy points of a run (a live watch, where an
     error can stop the run) do not read as divergence: the window is never shorter than
@@ -130,7 +188,8 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> for s, v in enumerate([1.0, 4.3, 8.8, 13.5, 17.0, 20.1, 22.0, 25.3, 27.9, 29.6], 1):
     ...     run.add_train("loss", s * 10, v)
     >>> p = {"metric": "loss", "min_points": 5, "smooth_fraction": 0.1, "rise_ratio": 1.5, "min_abs_rise": 0.1,
-    ...      "min_window": 3, "min_sustain": 5}
+    ...      "min_window": 3, "min_sustain": 5, "phase_smooth_fraction": 0.02, "phase_ratio": 2.5, "min_phase_share": 0.25,
+    ...      "min_phase_points": 100}
     >>> d = divergence(run, p)[0]
     >>> d.severity.value, d.evidence["min_step"]
     ('error', 10)
@@ -146,14 +205,18 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     sm = rolling_median(b.medians, w)
     imin = min(range(len(sm)), key=sm.__getitem__)
     lo = sm[imin]
-    if not lo > 0 or imin >= len(sm) - 1:
+    if not lo > 0:
         return []
+    floor = max(params["rise_ratio"] * lo, lo + params["min_abs_rise"])
     sustain = max(params["min_sustain"], w)
     tail = sm[-sustain:]
-    if len(sm) - imin <= sustain or min(tail) < max(params["rise_ratio"] * lo, lo + params["min_abs_rise"]):
+    sustained = imin < len(sm) - 1 and len(sm) - imin > sustain and min(tail) >= floor
+    phased, share, p_lo, p_imin, p_end, p_start = _phases(b.medians, b.size, params)
+    if not (sustained or phased):
         return []
-    end = sm[-1]
-    start = sm[0]
+    start, end = sm[0], sm[-1]
+    if not sustained:  # the fine smoothing found the best level the wide window blurred away
+        lo, imin, start, end = p_lo, p_imin, p_start, p_end
     worse = end > start
     severity = Severity.ERROR if worse and not lr_warming_up(run) else None
     evidence = {
@@ -164,6 +227,11 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "end": end,
         "factor": round(end / lo, 2),
         "worse_than_start": worse,
+        "pattern": "sustained rise" if sustained else "phases of divergence",
+        "phase_share_pct": pct(share),
+        "phase_note": (
+            f"; back above {params['phase_ratio']:g}x its minimum for {pct(share)}% of the run after it" if phased else ""
+        ),
     }
     causes = []
     lr = train(run, "learning_rate")
@@ -192,6 +260,10 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "min_plan_share": Param(
             "float", "the flat stretch spans at least this share of max_steps (when known and not yet reached)", 0.2, min=0, max=1
         ),
+        "converged_improvement": Param(
+            "float", "a flat late stretch after the loss already fell by at least this fraction is convergence, not a plateau",
+            0.25, min=0,
+        ),
     },
     evidence=(
         "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
@@ -204,21 +276,25 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     Compares the median of the first ``head_fraction`` of points with the median of the last
     ``head_fraction``: fires when the relative change is within +-``min_improvement``; also when
     the stretch from ``late_start`` of the run to the end changed less than
-    ``min_late_improvement`` either way (a run that learned early, then stalled). A loss that got
+    ``min_late_improvement`` either way (a run that learned early, then stalled) -- unless the
+    loss had already fallen by ``converged_improvement`` or more: a run that cut its loss by a
+    quarter and then flattened has converged, the usual shape of a fine-tune. A loss that got
     clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
     for LoRA runs trained at a full-fine-tuning LR.
 
     "Most of the run" is judged against the planned run: while ``max_steps`` (from the config or
     the log header) is known and not yet reached, the flat stretch must span at least
     ``min_plan_share`` of it. A live run that learned fast in its first 300 of 6,700 steps and
-    then held still for 400 steps has not plateaued; a finished run is unaffected.
+    then held still for 400 steps has not plateaued; a run that is over (finished, or interrupted
+    or crashed after its last metric line: :func:`run_ended`) is judged on what it did.
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 21):
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
-    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2)
+    ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2,
+    ...          converged_improvement=0.25)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
     >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
@@ -244,13 +320,13 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     if abs(overall) < params["min_improvement"]:
         stretch = "the whole run"
         first = steps[0]
-    elif abs(late) < params["min_late_improvement"] and overall > -params["min_improvement"]:
+    elif abs(late) < params["min_late_improvement"] and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf):
         stretch = f"steps {steps[late_i]}-{steps[-1]}"
         first = steps[late_i]
     else:
         return []
     planned = run.facts.max_steps
-    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned:
+    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned and not run_ended(run):
         return []  # too little of the planned run to call it a plateau yet
     lr = train(run, "learning_rate")
     peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
