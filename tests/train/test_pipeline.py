@@ -93,7 +93,8 @@ def test_broken_stage_1_stops_at_the_gate_and_resume_continues_at_the_right_stag
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert "gate after stage 1 (sft) FAILED" in out
-    assert "S101 lr-zero" in out and "fix: learning_rate: 2e-05" in out
+    assert "S101 lr-zero" in out
+    assert "prescription" in out and "learning_rate: 0 -> " in out  # the advisor's change for this stage
     assert not (pdir / "02-dpo").exists()  # stage 2 never started
     assert _state(pdir)["stages"][1]["handover"] == "model"  # stage 1 trains the full model
     state = _state(pdir)
@@ -102,6 +103,8 @@ def test_broken_stage_1_stops_at_the_gate_and_resume_continues_at_the_right_stag
     gate = state["stages"][0]["gate"]
     assert gate["passed"] is False and gate["findings"][0]["name"] == "lr-zero"
     assert any(f.startswith("learning_rate:") for f in gate["findings"][0]["fixes"])
+    change = next(c for c in gate["prescription"]["changes"] if c["key"] == "learning_rate")
+    assert change["was"] == 0 and change["value"] > 0 and "S101" in change["findings"]
 
     # Fix stage 1 in the file and resume: stage 1 runs again (the failed attempt is kept), then 2.
     fixed = yaml.safe_load(pipe.read_text(encoding="utf-8"))

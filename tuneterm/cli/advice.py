@@ -25,18 +25,12 @@ def key_schema(*, build: bool = False) -> KeySchema | None:
             hold only valid keys); otherwise a missing cache gives ``None``.
     """
     from tuneterm.errors import TunetermError
-    from tuneterm.train.schema import load_schema
+    from tuneterm.train.schema import advisor_keys
 
     try:
-        schema = load_schema(build=build)
-    except (LookupError, TunetermError):
+        return advisor_keys(build=build)
+    except TunetermError:
         return None
-    return KeySchema(
-        versions=dict(schema.versions),
-        keys={name: frozenset(t.fields) for name, t in schema.trainers.items()},
-        config_class={name: t.classes[1] for name, t in schema.trainers.items()},
-        defaults={name: {k: f["default"] for k, f in t.fields.items() if "default" in f} for name, t in schema.trainers.items()},
-    )
 
 
 def model_size_b(model: str | None) -> float | None:

@@ -28,11 +28,12 @@ Layout::
                 | "gate-failed" | "failed" | "stopped"), started, ended, fingerprint, attempts
                 (directories of earlier attempts), gate (null until checked): {"passed", "fail_on",
                 "reasons": [str], "findings": [{"code", "name", "severity", "message", "fixes"}],
+                "prescription": null | the advisor's {"changes", "steps", ...} for the stage,
                 "eval": null | {"metric", "against", "against_model", "against_value",
                 "stage_value", "improvement", "min_improvement", "passed", "report"}}
 
 Part of the run-directory layer: json and the file system only; the driver that writes it is
-:mod:`tuneterm.train.pipeline`.
+:mod:`tuneterm.train.pipeline_driver`.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from tuneterm.errors import ConfigError, InputError
 from tuneterm.preflight.pipeline_spec import PipelineSpec, StageSpec, base_model, load_pipeline
 from tuneterm.runs.layout import RunDir
 from tuneterm.runs.pipeline import PipelineDir, move_to_attempts
+from tuneterm.report.prescription import show
 from tuneterm.runs.writer import now_iso
 from tuneterm.textsafe import inert
 from tuneterm.train.pipeline import stage_config
@@ -129,8 +130,17 @@ def _print_gate(stage: StageSpec, gate: Any) -> None:
         _say(f"  why: {reason}")
     for f in gate.findings:
         _say(f"  {f.severity} {f.code} {f.name}: {f.message}")
-        for fix in f.fixes:
-            _say(f"    fix: {fix}")
+        if gate.prescription is None:  # no prescription: each finding's own fixes
+            for fix in f.fixes:
+                _say(f"    fix: {fix}")
+    if gate.prescription is not None:
+        _say("  prescription (one set of changes for this stage's config; tuneterm doctor explains):")
+        for c in gate.prescription.changes:
+            _say(f"    {c.key}: {show(c.was)} -> {show(c.value)}  ({c.why}; {', '.join(c.findings)})")
+        for step in gate.prescription.steps:
+            _say(f"    run: {step.command}  ({step.why})")
+        for blocker in gate.prescription.blockers:
+            _say(f"    blocker: {blocker}")
 
 
 def _run_stage(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec, stop: _Stop, options: dict[str, Any]) -> bool:

@@ -13,7 +13,9 @@ next stage starts.
    greedy decoding, the same data for both). The full report is written to the stage's
    ``eval.json``.
 
-A failed gate carries the findings with their fixes, which the driver prints and records.
+A failed gate carries the findings with their fixes and the advisor's prescription for the stage
+(:func:`tuneterm.advise.advise`: one consistent set of config changes and steps for this run, the
+same as ``tuneterm doctor`` prints), which the driver prints and records.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.preflight.pipeline_spec import EvalGate, Gate
+from tuneterm.report.prescription import Prescription
 
 EVAL_REPORT = "eval.json"
 _RANK = {"info": 0, "warning": 1, "error": 2}
@@ -66,11 +69,13 @@ class GateResult:
     reasons: tuple[str, ...]
     findings: tuple[GateFinding, ...]
     eval: EvalOutcome | None = None
+    prescription: Prescription | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form for pipeline.json."""
+        """JSON form for pipeline.json (the prescription as in ``check --format json``)."""
         d = asdict(self)
         d["findings"] = [dict(asdict(f), fixes=list(f.fixes)) for f in self.findings]
+        d["prescription"] = self.prescription.to_dict() if self.prescription is not None else None
         return d
 
 
@@ -136,6 +141,21 @@ def run_gate_eval(stage_dir: Path, gate: EvalGate, against_model: str) -> EvalOu
                        improvement >= gate.min_improvement, str(out))
 
 
+def prescription_for(stage_dir: Path) -> Prescription | None:
+    """The advisor's prescription for the stage's run (its findings, config, method, hardware and
+    the installed TRL's keys), or None when the run cannot be diagnosed or nothing is prescribed."""
+    from tuneterm.advise import advise
+    from tuneterm.runs.layout import RunDir
+    from tuneterm.train.follow import evaluate_dir
+    from tuneterm.train.schema import advisor_keys
+
+    ev = evaluate_dir(RunDir(stage_dir))
+    if ev is None or not ev.findings:
+        return None
+    p = advise(ev.run, ev.findings, schema=advisor_keys())
+    return None if p.empty else p
+
+
 def check_gate(
     stage_dir: Path, gate: Gate, *, state: str, error: str | None, findings: Sequence[Any] | None, against_model: str
 ) -> GateResult:
@@ -168,4 +188,6 @@ def check_gate(
                 f"({outcome.against_value:.4f} -> {outcome.stage_value:.4f}); the gate needs at least "
                 f"{outcome.min_improvement:+.4f}"
             )
-    return GateResult(passed=not reasons, fail_on=gate.fail_on, reasons=tuple(reasons), findings=counted, eval=outcome)
+    prescription = prescription_for(stage_dir) if counted else None
+    return GateResult(passed=not reasons, fail_on=gate.fail_on, reasons=tuple(reasons), findings=counted, eval=outcome,
+                      prescription=prescription)

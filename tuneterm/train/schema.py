@@ -315,3 +315,23 @@ def _from_doc(doc: Mapping[str, Any], path: Path | None, *, built: bool) -> Sche
             config_fields=frozenset(classes[1]["fields"]),
         )
     return Schema(versions=dict(doc["versions"]), trainers=trainers, path=path, built=built)
+
+
+def advisor_keys(*, build: bool = False) -> Any:
+    """The advisor's :class:`~tuneterm.advise.KeySchema` (accepted keys, config class and defaults
+    per trainer) from this schema cache, or ``None`` when there is no cache and ``build`` is False.
+
+    Shared by ``doctor``/``check`` (:mod:`tuneterm.cli.advice`) and a pipeline's gate.
+    """
+    from tuneterm.advise import KeySchema
+
+    try:
+        schema = load_schema(build=build)
+    except (LookupError, InputError):
+        return None
+    return KeySchema(
+        versions=dict(schema.versions),
+        keys={name: frozenset(t.fields) for name, t in schema.trainers.items()},
+        config_class={name: t.classes[1] for name, t in schema.trainers.items()},
+        defaults={name: {k: f["default"] for k, f in t.fields.items() if "default" in f} for name, t in schema.trainers.items()},
+    )
