@@ -7,6 +7,7 @@ are found at the repository root, next to the package. Both layouts resolve thro
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def configs_dir() -> Path:
 def samples_dir() -> Path:
     """Directory of the sample runs shipped inside the package (used by ``--demo``)."""
     return _PACKAGE_DIR / "samples"
+
+
+def cache_dir() -> Path:
+    """Where tuneterm keeps what it builds (the built-in tiny models, the TRL schema cache):
+    ``$TUNETERM_CACHE_DIR``, else ``$XDG_CACHE_HOME/tuneterm``, else ``~/.cache/tuneterm``."""
+    env = os.environ.get("TUNETERM_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
 
 
 #: tuneterm's built-in datasets (``dataset_name: tuneterm:...``): JSONL files in tuneterm/train/data/.

@@ -52,6 +52,18 @@ def _qwen(row: str, model: str, seq: int, g: float) -> Point:
     return Point(row, "Qwen README profiling [S19]", model, g, "GiB", "device", setup)
 
 
+def _unsloth(row: str, gpu_gib: float, seq: int) -> Point:
+    # Unsloth README "Context length benchmarks", HF + FA2 column: Llama-3.1-8B-Instruct, 4-bit QLoRA
+    # on every linear, r 32, batch 1, padded to length; the largest context that fit on the card, so
+    # the device-level peak at that length equals the card's memory. The HF baseline of that time
+    # (TRL < 0.12, transformers 4.4x) called prepare_model_for_kbit_training and checkpointed every
+    # layer; Unsloth's examples use adamw_8bit and lora_dropout 0.
+    setup = dict(method="qlora", lora_r=32, lora_targets="all-linear", lora_dropout=0.0, batch_size=1, seq_len=seq,
+                 gradient_checkpointing=True, attn="flash_attention_2", optimizer="adamw_8bit", stack="hf-legacy",
+                 gpu_total_gib=gpu_gib)
+    return Point(row, "Unsloth context-length boundaries [S13]", "meta-llama/Llama-3.1-8B", gpu_gib, "GiB", "device", setup)
+
+
 def _swift(row: str, model: str, seq: int, gib: float, excluded: str = "", **kw: Any) -> Point:
     setup = dict(method="lora", lora_r=8, lora_targets=("c_attn",), lora_dropout=0.05, batch_size=1, seq_len=seq,
                  gradient_checkpointing=True, attn="flash_attention_2", grad_accum=16, optimizer="adamw_torch",
@@ -75,6 +87,9 @@ POINTS: list[Point] = [
     _peft("182", 22_273_851_392, method="lora"),
     _peft("183", 24_540_872_704, method="dora"),
     _peft("184", 37_241_225_216, method="full"),
+    # 5.I Unsloth HF + FA2 context boundaries on a 24 GB and an 80 GB card (rows 188, 191)
+    _unsloth("188", 24.0, 5789),
+    _unsloth("191", 80.0, 28454),
     # 5.C LitGPT: A100-40GB, bf16-true, LoRA q+v r8, no AC, longest Alpaca sample, max allocated (GB)
     _litgpt("17", PHI, 1044, QV, 1, None, 4.82),
     _litgpt("18", PHI, 1044, QV, 1, "nf4", 3.78),

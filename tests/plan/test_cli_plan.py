@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,47 @@ def test_gpu_and_plan_do_not_import_torch() -> None:
             "print('HEAVY', bad, file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in r.stderr, r.stderr[-500:]
+
+
+def test_json_to_fit_and_facts_source(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-7B", "--method", "qlora", "--seq-len", "2048",
+                            "--batch-size", "4", "--gpu-memory", "24GiB", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["fits"] is False and d["facts_source"] == "table"
+    assert d["to_fit"] and set(d["to_fit"][0]) >= {"set", "peak_gib", "cost"}
+    assert d["to_fit"][0]["set"] == {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 16}
+    assert d["to_fit"][0]["peak_gib"] < 24.0
+
+
+def test_no_gpu_gives_a_fit_table(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "meta-llama/Llama-3.1-8B", "--method", "lora", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["fits"] is None
+    assert [r["card"].split()[0] for r in d["fit_table"]] == ["24", "40", "48", "80", "141"]
+    assert all(r["batch_size"] >= 1 for r in d["fit_table"] if r["fits"])
+    code, text, _ = run_cli(["plan", "--model", "meta-llama/Llama-3.1-8B", "--method", "lora"], capsys)
+    assert "no GPU found: fit on common cards" in text and "141 GB (H200)" in text
+
+
+def test_guess_is_loud(capsys, fake_nvml) -> None:
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "someorg/Mystery-13B", "--gpu-memory", "80GiB"], capsys)
+    assert code == 0 and "WARNING: architecture GUESSED" in out
+    code, out, _ = run_cli(["plan", "--model", "someorg/Mystery-13B", "--gpu-memory", "80GiB", "--json"], capsys)
+    assert json.loads(out)["facts_source"] == "guess"
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_keys_never_cut_and_sizes_rounded(width: int, capsys, fake_nvml, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    fake_nvml([])
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-7B", "--method", "qlora", "--seq-len", "2048",
+                            "--batch-size", "4", "--gpu-memory", "24GiB"], capsys)
+    assert code == 0
+    for key in ("gradient_accumulation_steps", "per_device_train_batch_size", "lora_target_modules", "gradient_checkpointing"):
+        assert key + ":" in out
+    assert "…" not in "".join(line.split(":")[0] for line in out.splitlines())
+    assert not re.search(r"\d+\.\d{3,} GiB", out)  # 74.5 GiB, never 74.5058
+    assert not re.search(r"seeds?/|issue \d|memory\.md", out)

@@ -88,3 +88,25 @@ def test_bad_local_config(tmp_path: Path) -> None:
 def test_fused_module_names() -> None:
     assert F.table_facts("microsoft/Phi-3-mini-4k-instruct").module_names()[:2] == ["qkv_proj", "o_proj"]
     assert "c_attn" in F.table_facts("Qwen/Qwen-7B-Chat").module_names()
+
+
+def test_moe_config_json_is_read(tmp_path: Path) -> None:
+    """Local config.json files of mixtures of experts (shapes as published on the Hub)."""
+    qwen3 = {"model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048, "num_attention_heads": 32,
+             "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 6144, "moe_intermediate_size": 768,
+             "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "tie_word_embeddings": False}
+    ds = {"model_type": "deepseek", "num_hidden_layers": 28, "hidden_size": 2048, "num_attention_heads": 16,
+          "num_key_value_heads": 16, "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 64,
+          "n_shared_experts": 2, "num_experts_per_tok": 6, "first_k_dense_replace": 1, "vocab_size": 102400,
+          "tie_word_embeddings": False, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekConfig"}}
+    out = {}
+    for name, cfg in (("qwen3", qwen3), ("ds", ds)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        out[name] = F.resolve_model(str(d))
+    q, d = out["qwen3"], out["ds"]
+    assert (q.experts, q.experts_per_token, q.intermediate) == (128, 8, 768) and q.fused_experts
+    assert 29.5 < q.size_b < 31.5 and 3.0 < q.active_params / 1e9 < 3.6
+    assert (d.shared_intermediate, d.dense_layers, d.dense_intermediate) == (2 * 1408, 1, 10944) and not d.fused_experts
+    assert 16.0 < d.size_b < 16.8 and 2.6 < d.active_params / 1e9 < 3.0

@@ -152,3 +152,56 @@ def test_variable_lengths_add_reserved_not_allocated() -> None:
     assert big.device <= 80.0 * GIB + 1 < nobound.device
     with pytest.raises(ConfigError):
         estimate(f, TrainSetup(mean_sample_tokens=0))
+
+
+def _method_errors(method: str) -> list[float]:
+    return [e for p, _, e in errors() if not p.excluded and p.setup.get("method", "lora") == method]
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora", "dora"])
+def test_each_method_median_within_ten_percent(method: str) -> None:
+    errs = _method_errors(method)
+    assert errs and statistics.median(abs(e) for e in errs) <= 0.10
+
+
+def test_no_qlora_point_underestimated_by_more_than_ten_percent() -> None:
+    # an under-estimate sends a run into OOM: the one error a planner exists to prevent
+    errs = _method_errors("qlora")
+    assert len(errs) >= 10 and min(errs) >= -0.10
+
+
+def test_kbit_linears_keep_their_inputs() -> None:
+    # bitsandbytes MatMul4Bit keeps its input for backward; a LoRA on a module keeps it already
+    from tuneterm.plan.memory import STACKS, kbit_kept_inputs_per_token
+
+    f = table_facts("meta-llama/Llama-2-7b-hf")
+    h, i = f.hidden, f.intermediate
+    qv = TrainSetup(method="qlora", lora_targets=("q_proj", "v_proj")).validated()
+    # not kept by q/v adapters: o_proj's input, the MLP norm output (gate/up share it), down_proj's input
+    assert kbit_kept_inputs_per_token(f, qv, STACKS["hf"]) == 2 * h + 2 * h + 2 * i
+    allin = TrainSetup(method="qlora", lora_targets="all-linear").validated()
+    assert kbit_kept_inputs_per_token(f, allin, STACKS["hf"]) == 0
+    assert kbit_kept_inputs_per_token(f, TrainSetup(method="lora").validated(), STACKS["hf"]) == 0
+
+
+def test_kbit_preparation_upcasts_head_and_residual_stream() -> None:
+    f = table_facts(LLAMA8)
+    plain = estimate(f, TrainSetup(method="qlora", seq_len=2048, stack="hf"))
+    prep = estimate(f, TrainSetup(method="qlora", seq_len=2048, stack="peft-kbit"))
+    names = {c.name: c for c in prep.components}
+    assert "bf16 autocast copy of the fp32 head" not in {c.name for c in plain.components}
+    assert abs(names["bf16 autocast copy of the fp32 head"].bytes - f.vocab * f.hidden * 2) < 1
+    assert "fp32 residual stream" in names["activations (saved for backward)"].detail
+    # embeddings + head + norms at 4 B instead of 2 B
+    w_gap = names["weights"].bytes - next(c.bytes for c in plain.components if c.name == "weights")
+    assert abs(w_gap - 2 * f.param_counts().unquantized) < 1
+    assert prep.peak_gib > plain.peak_gib
+
+
+def test_zero3_optimizer_label_matches_its_number() -> None:
+    f = table_facts(LLAMA8)
+    e = estimate(f, TrainSetup(method="full", gpus=4, sharding="zero3"))
+    opt = next(c for c in e.components if c.name == "optimizer states")
+    # DeepSpeed keeps fp32 states: 8 B/param before sharding, and the label says 8, not 4
+    assert abs(opt.bytes * 4 / f.params - 8.0) < 0.01
+    assert opt.detail.split(":")[1].strip().startswith("8 B/param")

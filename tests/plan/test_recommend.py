@@ -10,7 +10,7 @@ def test_half_billion_full_gets_5e5_to_1e4() -> None:
     p = recommend(resolve_model("Qwen/Qwen2.5-0.5B-Instruct"), method="full", gpu_memory_gib=24.0)
     r = p.get("learning_rate")
     assert 5e-5 <= r.value <= 1e-4 and r.range == (5e-5, 1e-4)
-    assert r.row == "recommend/learning_rate.yaml#sft-full-tiny" and "by model size" in r.source
+    assert r.row == "recommend/learning_rate.yaml#sft-full-tiny" and "TRL SFTConfig" in r.source
     assert p.fits is True and p.setup.method == "full"
 
 
@@ -52,9 +52,12 @@ def test_method_ladder_and_batch_that_fits() -> None:
     assert p.get("method").value in ("lora", "qlora") and p.fits is True
     assert p.estimate.fits(24.0, 0.10)
     big = recommend(f, method="qlora", gpu_memory_gib=80.0)
-    assert big.setup.batch_size == 2  # the table's per-device maximum for 4-16B
+    # the largest micro-batch that fits, up to the effective batch: the GPU is used, not a size table
+    assert big.setup.batch_size >= 8 and big.estimate.peak_gib > 0.3 * 80.0
     tiny = recommend(table_facts("meta-llama/Llama-3.1-70B"), method="full", gpu_memory_gib=16.0)
-    assert tiny.fits is False and tiny.get("model_name_or_path").value == "a smaller model"
+    assert tiny.fits is False
+    smaller = [c for c in tiny.to_fit if "model_name_or_path" in c.set]
+    assert smaller and table_facts(smaller[0].set["model_name_or_path"]).size_b < 10
 
 
 def test_precision_by_gpu_and_epochs_by_data() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.plan.conftest import make_fake_nvml
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.preflight.config import check_config, looks_like_config
 
@@ -20,6 +21,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 GOOD = """\
 model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct
+dataset_name: trl-lib/Capybara
 learning_rate: 5.0e-5
 per_device_train_batch_size: 4
 gradient_accumulation_steps: 8
@@ -262,3 +264,122 @@ def test_guessed_model_size_still_checks_the_rate(tmp_path: Path) -> None:
     facts, findings = check_config(p)
     # the model is unknown-but-sized (a guess): the rate check still runs on the guessed size
     assert any(f.code == "C101" for f in findings)
+
+
+# ---------------------------------------------------------------- the validation `train` runs
+def _findings(path: Path, **kw) -> list:
+    return check_config(path, **kw)[1]
+
+
+def test_unknown_and_misspelt_keys_with_did_you_mean(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("learning_rate: 5.0e-5\n", "learnig_rate: 5.0e-5\nfoo_bar: true\nlora_rnak: 8\n"))
+    found = {f.evidence["key"]: f for f in _findings(p, gpu_memory_gib=24.0) if f.code == "C120"}
+    assert set(found) == {"learnig_rate", "foo_bar", "lora_rnak"}
+    assert all(f.severity.value == "error" for f in found.values())
+    assert "did you mean 'learning_rate'" in found["learnig_rate"].message and found["learnig_rate"].line == 3
+    assert found["learnig_rate"].fixes[0].key == "learning_rate" and found["learnig_rate"].fixes[0].value == 5e-5
+    assert "did you mean 'lora_r'" in found["lora_rnak"].message
+    # the misspelt rate is not judged as if TRL's default were meant
+    assert "C101" not in codes(p, gpu_memory_gib=24.0)
+
+
+def test_missing_dataset_and_conflicting_precision(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("dataset_name: trl-lib/Capybara\n", "").replace("bf16: true\n", "bf16: true\nfp16: true\n"))
+    msgs = [f.message for f in _findings(p, gpu_memory_gib=24.0) if f.code == "C121"]
+    assert any("missing key 'dataset_name'" in m for m in msgs)
+    assert any("bf16 and fp16 are both true" in m for m in msgs)
+    assert "C121" not in codes(write(tmp_path, GOOD, "ok.yaml"), gpu_memory_gib=24.0)
+
+
+def test_bf16_against_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # NVML answers but finds no driver: bf16, explicit or TRL's default, cannot run; train would refuse
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", make_fake_nvml([], init_error="Driver Not Loaded"))
+    p = write(tmp_path, GOOD)
+    (f,) = [f for f in _findings(p) if f.code == "C122"]
+    assert f.severity.value == "error" and "Your setup doesn't support bf16/gpu" in f.message and f.line is not None
+    implicit = write(tmp_path, GOOD.replace("bf16: true\n", ""), "implicit.yaml")
+    assert "TRL turns bf16 on by default" in next(f.message for f in _findings(implicit) if f.code == "C122")
+    cpu = write(tmp_path, GOOD.replace("bf16: true\n", "bf16: false\nuse_cpu: true\n"), "cpu.yaml")
+    assert "C122" not in codes(cpu)
+    # a typed --gpu-memory checks another machine: bf16 is not judged against this one
+    assert "C122" not in codes(p, gpu_memory_gib=80.0)
+
+
+def test_bf16_not_judged_without_nvml(tmp_path: Path) -> None:
+    # pynvml hidden (autouse fixture): the GPUs are unknown, so no verdict on bf16
+    assert "C122" not in codes(write(tmp_path, GOOD))
+
+
+def test_bf16_on_a_gpu_without_it() -> None:
+    from tuneterm.preflight.config_validate import hardware_problems
+
+    (p,) = hardware_problems({"model_name_or_path": "m"}, "trl", gpu_bf16=False, gpu_name="Tesla T4")
+    assert p.key == "bf16" and "Tesla T4 has no bf16" in p.message and (p.fix_key, p.fix_value) == ("fp16", True)
+    assert hardware_problems({"fp16": True}, "trl", gpu_bf16=False, gpu_name="Tesla T4") == []
+    assert hardware_problems({}, "trl", gpu_bf16=True) == []
+
+
+LF = """\
+model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+dataset: alpaca_en_demo
+template: qwen
+cutoff_len: 1024
+output_dir: saves/qwen
+"""
+
+
+def test_llama_factory_judged_with_its_own_defaults(tmp_path: Path) -> None:
+    facts, findings = check_config(write(tmp_path, LF), gpu_memory_gib=24.0)
+    assert facts["model"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    got = {f.code: f for f in findings}
+    assert facts["dialect"] == "llama-factory"
+    # LLaMA-Factory's lora_alpha defaults to 2 x lora_rank (TRL's 32 would be 4x r=8)
+    assert "C106" not in got
+    # its learning rate default is transformers' 5e-5, not TRL's 2e-5
+    if "C101" in got:
+        assert "LLaMA-Factory" in got["C101"].message and "TRL's" not in got["C101"].message
+    assert "C120" not in got and "C121" not in got  # its own keys are not "unknown TRL keys"
+    no_data = write(tmp_path, LF.replace("dataset: alpaca_en_demo\n", ""), "nodata.yaml")
+    assert any("missing key 'dataset'" in f.message for f in _findings(no_data, gpu_memory_gib=24.0) if f.code == "C121")
+
+
+def test_axolotl_needs_datasets(tmp_path: Path) -> None:
+    ax = write(tmp_path, "base_model: Qwen/Qwen2.5-0.5B\nadapter: lora\nmicro_batch_size: 2\nsequence_len: 1024\nlearning_rate: 2.0e-4\n")
+    msgs = [f.message for f in _findings(ax, gpu_memory_gib=24.0) if f.code == "C121"]
+    assert any("missing key 'datasets'" in m for m in msgs)
+
+
+def test_fit_verdict_on_a_guessed_architecture_says_so(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("Qwen/Qwen2.5-0.5B-Instruct", "someorg/Mystery-70B"), "guess.yaml")
+    facts, findings = check_config(p, gpu_memory_gib=24.0)
+    (f,) = [f for f in findings if f.code == "C111"]
+    assert "GUESSED architecture" in f.message and facts["model_source"] == "guess"
+    known = write(tmp_path, GOOD.replace("Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.1-70B"), "known.yaml")
+    assert "GUESSED" not in next(f.message for f in check_config(known, gpu_memory_gib=24.0)[1] if f.code == "C111")
+
+
+def test_does_not_fit_fixes_are_the_planners_ranked_changes(tmp_path: Path) -> None:
+    cfg = ("model_name_or_path: Qwen/Qwen2.5-7B\ndataset_name: trl-lib/Capybara\nuse_peft: true\nload_in_4bit: true\n"
+           "dtype: bfloat16\nmax_length: 2048\nper_device_train_batch_size: 8\nbf16: true\nlearning_rate: 1.0e-4\n")
+    (f,) = [f for f in _findings(write(tmp_path, cfg, "q.yaml"), gpu_memory_gib=24.0) if f.code == "C111"]
+    keys = [x.key for x in f.fixes if x.key]
+    assert keys[:2] == ["per_device_train_batch_size", "gradient_accumulation_steps"]
+    first = f.fixes[0]
+    assert first.value < 8 and "predicted peak" in first.why and "cost:" in first.why
+
+
+def test_llama_factory_unknown_keys_against_its_own_arguments(tmp_path: Path) -> None:
+    # the keys of LLaMA-Factory's own examples/train_lora/llama3_lora_sft.yaml are all known
+    example = LF + ("lora_target: all\nwarmup_ratio: 0.1\nlearning_rate: 1.0e-4\nper_device_train_batch_size: 1\n"
+                    "gradient_accumulation_steps: 8\nnum_train_epochs: 3.0\nlr_scheduler_type: cosine\nbf16: true\n"
+                    "logging_steps: 10\nsave_steps: 500\nplot_loss: true\noverwrite_cache: true\npreprocessing_num_workers: 16\n"
+                    "max_samples: 1000\nddp_timeout: 180000000\nreport_to: none\noverwrite_output_dir: true\n")
+    assert "C120" not in codes(write(tmp_path, example), gpu_memory_gib=24.0)
+    typo = write(tmp_path, LF.replace("lora_rank: 8", "lora_rnak: 8"), "typo.yaml")
+    (f,) = [f for f in _findings(typo, gpu_memory_gib=24.0) if f.code == "C120"]
+    # one LLaMA-Factory version's key table, not the installed tool: a warning, with its own names
+    assert f.severity.value == "warning" and "did you mean 'lora_rank'" in f.message

@@ -4,6 +4,7 @@ files ignored; TRL's own ``__post_init__`` checks moved to the training process 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,9 +15,15 @@ import pytest
 
 from tests.train.conftest import TINY, needs_trl, run_cli, status
 from tuneterm.errors import ConfigError
-from tuneterm.train import schema as schema_mod
+from tuneterm.preflight import schema as schema_mod
+from tuneterm.preflight.schema import (
+    FORMAT,
+    cache_path,
+    describe,
+    installed_versions,
+    load_schema,
+)
 from tuneterm.train.config import resolve
-from tuneterm.train.schema import FORMAT, cache_path, describe, installed_versions, load_schema
 
 pytestmark = needs_trl
 
@@ -216,15 +223,23 @@ def test_launcher_refuses_from_the_cache_without_importing_trl(tmp_path: Path) -
 
 
 def test_full_validation_runs_trl_post_init(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: true\nfp16: true\n")
-    assert resolve(cfg).values["bf16"] is True  # the launcher's schema check accepts the types
+    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: false\nuse_cpu: true\n"
+                            "load_best_model_at_end: true\neval_strategy: steps\nsave_strategy: epoch\n")
+    assert resolve(cfg).values["load_best_model_at_end"] is True  # the launcher's schema check accepts the types
     with pytest.raises(ConfigError, match=r"cfg\.yaml: rejected by trl sft: "):
         resolve(cfg, full=True)
 
 
-# bf16 and fp16 together are rejected by transformers' __post_init__ on any machine (on CPU the
-# bf16 check fires first); the launcher's schema check accepts both booleans.
-_POST_INIT = ["--set", "bf16=true", "--set", "fp16=true"]
+# load_best_model_at_end with save and eval strategies that differ is rejected only by
+# transformers' __post_init__ (the launcher's checks do not model it); bf16 with fp16, which this
+# used to be, is now refused by the launcher before any run directory exists.
+_POST_INIT = ["--set", "load_best_model_at_end=true", "--set", "eval_strategy=steps", "--set", "save_strategy=epoch"]
+
+
+def test_bf16_with_fp16_is_refused_before_a_run_directory(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "model_name_or_path: m\ndataset_name: d\nbf16: true\nfp16: true\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: bf16 and fp16 are both true"):
+        resolve(cfg)
 
 
 def _expect_config_failure(rd: Path) -> str:
@@ -263,3 +278,22 @@ def test_detached_post_init_error_shows_in_runs(tmp_path: Path) -> None:
     doc = json.loads(listed.stdout)
     rows = doc if isinstance(doc, list) else doc["runs"]
     assert [(r["name"], r["state"], r["error"]) for r in rows] == [("bg", "failed", error)]
+
+
+def test_bf16_without_a_bf16_gpu_is_refused_before_a_run_directory(tmp_path: Path) -> None:
+    """What `tuneterm check` reports (C122) is what `tuneterm train` refuses: no failed run
+    directory from TRL's 'Your setup doesn't support bf16/gpu' (this test machine has no GPU)."""
+    load_schema()
+    # a machine whose NVML finds no driver (a fake pynvml first on the path: any machine behaves so)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "pynvml.py").write_text("class NVMLError(Exception):\n    pass\n\n\n"
+                                    "def nvmlInit():\n    raise NVMLError('Driver Not Loaded')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli(["train", str(TINY), "--headless", "--runs-dir", "runs", "--name", "nobf16", "--set", "bf16=true"],
+                   cwd=tmp_path, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "C122" in proc.stderr and "bf16" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "nobf16").exists()
+    check = run_cli(["check", str(TINY)], cwd=tmp_path, env=env)
+    assert "C122" not in check.stdout  # the shipped tiny config trains in fp32 on the CPU

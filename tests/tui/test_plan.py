@@ -135,3 +135,27 @@ async def test_no_gpu_typed_memory_and_errors(fake_nvml) -> None:
         assert "FITS" in screen_text(app)
         await fill(pilot, "#gpu_memory", "lots")
         await wait_for(pilot, lambda: "is not a size" in screen_text(app))
+
+
+def test_plan_renderables_warn_on_guesses_and_rank_changes_to_fit() -> None:
+    from rich.console import Console
+
+    from tuneterm.plan.facts import resolve_model, table_facts
+    from tuneterm.plan.memory import TrainSetup
+    from tuneterm.plan.recommend import recommend
+    from tuneterm.plan.verdict import fit_verdict
+    from tuneterm.tui.render import PlanView, plan_renderables
+
+    def text(plan) -> str:
+        console = Console(record=True, width=120)
+        for r in plan_renderables(PlanView(plan, "--gpu-memory 24GiB", fit_verdict(plan))):
+            console.print(r)
+        return console.export_text()
+
+    tight = recommend(table_facts("Qwen/Qwen2.5-7B"), method="qlora", gpu_memory_gib=24.0, seq_len=2048,
+                      base=TrainSetup(method="qlora", seq_len=2048, batch_size=4),
+                      fixed=frozenset({"method", "batch_size", "seq_len"}))
+    shown = text(tight)
+    assert "DOES NOT FIT" in shown and "to fit 1: per_device_train_batch_size: 2" in shown
+    guessed = recommend(resolve_model("someorg/Mystery-13B", online=False), method="lora", gpu_memory_gib=80.0)
+    assert "WARNING: architecture GUESSED" in text(guessed)

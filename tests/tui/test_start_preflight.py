@@ -28,6 +28,8 @@ model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503
 dataset_name: trl-lib/Capybara
 learning_rate: 5.0e-5
 warmup_steps: 10
+bf16: false     # no GPU here: without these, C122 (bf16 on a machine without a bf16 GPU) fires too
+use_cpu: true
 """
 
 

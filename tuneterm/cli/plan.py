@@ -55,6 +55,16 @@ def _t(text: Any) -> Any:
     return Text(inert_line(str(text), 300))
 
 
+def _indented(indent: int, text: Any, limit: int = 1000) -> Any:
+    """Untrusted text made inert, wrapped by rich with a hanging indent of ``indent`` spaces."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from tuneterm.textsafe import inert_line
+
+    return Padding(Text(inert_line(str(text), limit)), (0, 0, 0, indent))
+
+
 def _fmt(v: Any, unit: str = "", nd: int = 1) -> str:
     if v is None:
         return "n/a"
@@ -152,6 +162,32 @@ def _targets(value: str | None) -> tuple[str, ...] | str | None:
     return names
 
 
+def fit_options(trainer: str) -> Any:
+    """What the installed stack allows for the changes ``plan`` proposes when a setup does not fit:
+    the Liger kernel only when it is installed and ``use_liger_kernel`` is a key of the installed
+    TRL config for ``trainer`` (read from the schema cache, without importing TRL), 8-bit/paged
+    optimizers and QLoRA only with bitsandbytes installed."""
+    import importlib.util
+
+    from tuneterm.plan.fit import FitOptions
+
+    def installed(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    liger = installed("liger_kernel")
+    if liger:
+        try:
+            from tuneterm.preflight.schema import load_schema
+
+            liger = "use_liger_kernel" in load_schema().trainers[trainer].fields
+        except Exception:  # noqa: BLE001 - no schema (TRL missing or broken): do not propose the key
+            liger = False
+    return FitOptions(liger=liger, bitsandbytes=installed("bitsandbytes"))
+
+
 @app.command("plan")
 def plan_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Local model directory, config.json, or hub id."),
@@ -172,7 +208,7 @@ def plan_cmd(
     stack: str = typer.Option("hf", "--stack", help="hf, hf-fused-ce, peft-kbit, hf-legacy or litgpt."),
     task: str = typer.Option("instruction", "--task", help="instruction, chat, classification, reasoning, code, domain ..."),
     dataset_size: int | None = typer.Option(None, "--dataset-size", min=1, help="Training samples (for epochs and steps)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="dataset_name written into -o FILE."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset for -o FILE: a hub id, a local directory, or a local .jsonl/.json/.csv/.parquet file (written as a TRL datasets: entry)."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write a TRL config (trl sft --config / tuneterm train)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (peak_gib at the top level, the breakdown beside it)."),
 ) -> None:
@@ -209,7 +245,8 @@ def plan_cmd(
         base, fixed = replace(base, gradient_checkpointing=gc), fixed | {"gradient_checkpointing"}
     base.validated()  # one-line errors for bad --method/--trainer/... before any work
     plan = recommend(facts, method=method, trainer=trainer, task=task, dataset_size=dataset_size, gpu_memory_gib=cap,
-                     gpus=gpus, compute_capability=cc, seq_len=seq_len, base=base, fixed=frozenset(fixed))
+                     gpus=gpus, compute_capability=cc, seq_len=seq_len, base=base, fixed=frozenset(fixed),
+                     options=fit_options(trainer))
     from tuneterm.plan.verdict import fit_verdict
 
     verdict = fit_verdict(plan)
@@ -220,9 +257,9 @@ def plan_cmd(
         written = write_config(output, plan, dataset_name=dataset, dataset_size=dataset_size)
     if as_json:
         out = plan.estimate.to_dict()
-        out.update({"model": facts.to_dict(), "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": gpus,
-                                                      "source": gpu_note},
-                    "fits": verdict.fits, **plan.to_dict()})
+        out.update({"model": facts.to_dict(), "facts_source": facts.source,
+                     "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": gpus, "source": gpu_note},
+                     "fits": verdict.fits, **plan.to_dict()})
         if written:
             out["config_written"] = str(written)
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
@@ -230,26 +267,36 @@ def plan_cmd(
     _render_plan(plan, verdict, gpu_note, written)
 
 
+def _gib(v: float) -> str:
+    """A size for people: one decimal (74.5), two below 1 GiB (0.25)."""
+    return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
+
+
 def _render_plan(plan: Any, verdict: Any, gpu_note: str | None, written: Any) -> None:
     from rich.table import Table
 
     c = _console()
     est, m, s = plan.estimate, plan.model, plan.setup
-    c.print(_t(f"{m.name}: {m.size_b:.2f}B parameters ({m.layers} layers, hidden {m.hidden}, vocab {m.vocab}), "
-               f"facts from {m.source}: {m.source_detail}"))
+    c.print(_t(f"{m.name}: {m.size_b:.2f}B parameters"
+               + (f" ({m.active_params / 1e9:.1f}B active per token, {m.experts} experts, all resident)" if m.experts > 1 else "")
+               + f" ({m.layers} layers, hidden {m.hidden}, vocab {m.vocab}), facts from {m.source}: {m.source_detail}"))
+    if m.is_guess:
+        c.print(_t(f"WARNING: architecture GUESSED from the name '{m.name}': no config.json and no table entry. "
+                   "Every number below is rough; pass a local model directory or a config.json for a real estimate."),
+                style="bold red")
     c.print(_t(f"{s.trainer.upper()} {s.method}, batch {s.batch_size} x {s.seq_len} tokens, gradient checkpointing "
                f"{'on' if s.gradient_checkpointing else 'off'}, {s.optimizer}, {s.gpus} GPU(s) {s.sharding if s.gpus > 1 else ''}"))
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title="memory per GPU")
-    t.add_column("part")
-    t.add_column("GiB", justify="right")
-    t.add_column("phase")
-    t.add_column("how")
+    t.add_column("part", no_wrap=True)
+    t.add_column("GiB", justify="right", no_wrap=True)
+    t.add_column("phase", no_wrap=True)
+    t.add_column("how", overflow="fold")
     for comp in est.components:
-        t.add_row(comp.name, f"{comp.gib:.2f}", comp.phase, _t(comp.detail))
+        t.add_row(comp.name, _gib(comp.gib), comp.phase, _t(comp.detail))
     c.print(t)
-    phases = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in est.phases.items())
+    phases = ", ".join(f"{k} {_gib(v / 2**30)}" for k, v in est.phases.items())
     c.print(_t(f"transient phases (GiB): {phases}; the peak is at {est.peak_phase}"))
-    c.print(_t(f"predicted peak: {est.peak_gib:.2f} GiB per GPU (allocated {est.allocated_gib:.2f}, reserved {est.reserved_gib:.2f})"))
+    c.print(_t(f"predicted peak: {_gib(est.peak_gib)} GiB per GPU (allocated {_gib(est.allocated_gib)}, reserved {_gib(est.reserved_gib)})"))
     if verdict.label is not None:
         c.print(_t(f"{verdict.label} on {gpu_note} with {verdict.headroom:.0%} headroom"))
         if verdict.note:
@@ -258,11 +305,27 @@ def _render_plan(plan: Any, verdict: Any, gpu_note: str | None, written: Any) ->
         c.print(_t(gpu_note))
     for n in est.notes + plan.warnings:
         c.print(_t(f"note: {n}"))
-    r = Table(show_header=True, header_style="bold", box=None, pad_edge=False, title="recommendations")
-    for col in ("key", "value", "why", "rule row"):
-        r.add_column(col)
+    # Keys are printed at the start of their own line and never inside a table cell, so they are
+    # never cut at any terminal width (a person copies them into a config).
+    if plan.to_fit:
+        c.print(_t("to fit, cheapest first (each with its own predicted peak):"), style="bold")
+        for i, ch in enumerate(plan.to_fit, 1):
+            keys = ", ".join(f"{k}: {json.dumps(v)}" for k, v in ch.set.items())
+            c.print(_indented(2, f"{i}. {keys}  -> {_gib(ch.peak_gib)} GiB"))
+            c.print(_indented(5, f"cost: {ch.cost}" + (f"; run: {ch.command}" if ch.command else "")))
+    if plan.fit_table:
+        tt = Table(show_header=True, header_style="bold", box=None, pad_edge=False,
+                   title=f"no GPU found: fit on common cards ({plan.headroom:.0%} headroom)")
+        for col in ("card", "fits", "micro-batch", "checkpointing", "peak GiB"):
+            tt.add_column(col, no_wrap=col != "card", overflow="fold")
+        for row in plan.fit_table:
+            tt.add_row(row.card, "yes" if row.fits else "no", str(row.batch_size) if row.fits else "-",
+                       "on" if row.gradient_checkpointing else "off", _gib(row.peak_gib))
+        c.print(tt)
+    c.print(_t("recommendations:"), style="bold")
     for rec in plan.recommendations:
-        r.add_row(rec.key, _t(json.dumps(rec.value) if not isinstance(rec.value, str) else rec.value), _t(rec.why), _t(rec.row))
-    c.print(r)
+        value = rec.value if isinstance(rec.value, str) else json.dumps(rec.value)
+        c.print(_indented(2, f"{rec.key}: {value}"))
+        c.print(_indented(6, f"{rec.why} (source: {rec.source})"), style="dim")
     if written:
         c.print(_t(f"wrote {written} (trl {s.trainer} --config {written} | tuneterm train {written})"))

@@ -6,7 +6,7 @@ failed); the default follows the run in the terminal through :func:`live_view`, 
 whether to stop the run (default: keep it running and detach).
 
 Before anything starts the launcher refuses (exit 2, one line) unknown keys, wrong types and
-missing essentials, checked against the TRL schema cache (:mod:`tuneterm.train.schema`) without
+missing essentials, checked against the TRL schema cache (:mod:`tuneterm.preflight.schema`) without
 importing TRL or torch, and the pre-flight rules of ``tuneterm check``
 (:func:`tuneterm.train.preflight.preflight`, which the TUI's Runs screen runs too; ``--force``
 overrides their errors). TRL's own ``__post_init__`` checks run in the training process before the model is

@@ -35,7 +35,10 @@ _PLAIN_MLP_TYPES = frozenset({"phi", "gpt_neox", "gpt2", "gptj", "gpt_bigcode", 
 # HF config classes whose default tie_word_embeddings is True (PretrainedConfig's default); the
 # Llama/Qwen2/Mistral/Phi3 classes default to False and say so explicitly in config.json anyway.
 _TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3", "gemma3_text", "smollm3")
-_MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config.json is a few KB; refuse to parse a huge file
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# MoE classes of transformers 5 whose experts are one fused nn.Parameter per projection
+# (modeling_<type>.py: `gate_up_proj = nn.Parameter(torch.empty(num_experts, ...))`).
+_FUSED_EXPERT_TYPES = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3", "olmoe"})  # a config.json is a few KB; refuse to parse a huge file
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,13 @@ class ModelFacts:
         mlp: ``gated`` (SwiGLU/GeGLU, three matrices) or ``plain`` (two).
         bias: ``qkv`` (Qwen2), ``all`` (Phi-1/2, GPT-NeoX) or ``none``.
         max_position: context the model was trained for, if known.
-        experts, experts_per_token: MoE shape (1/1 for dense models).
+        experts, experts_per_token: MoE shape (1/1 for dense models). For a mixture of experts
+            ``intermediate`` is one expert's MLP width; every expert is resident in memory while a
+            token runs through ``experts_per_token`` of them.
+        shared_intermediate: total MLP width of the always-active shared experts (DeepSeek-MoE,
+            Qwen2-MoE), 0 when there are none.
+        dense_layers: leading decoder layers with a dense MLP of ``dense_intermediate`` instead of
+            experts (DeepSeek ``first_k_dense_replace``).
         local_dir: directory holding config.json (and maybe tokenizer files), if any.
         trust_remote_code: config.json has an ``auto_map`` (custom code would be needed).
         is_guess: numbers come from a size parsed out of the name.
@@ -116,6 +125,9 @@ class ModelFacts:
     max_position: int | None = None
     experts: int = 1
     experts_per_token: int = 1
+    shared_intermediate: int = 0
+    dense_layers: int = 0
+    dense_intermediate: int = 0
     local_dir: Path | None = field(default=None, compare=False)
     trust_remote_code: bool = False
     is_guess: bool = False
@@ -183,13 +195,22 @@ class ModelFacts:
                 LinearModule("v_proj", h, kv, "attn"),
                 LinearModule("o_proj", q, h, "attn"),
             ]
+            # a mixture of experts is modelled as one linear over every expert (group "expert")
+            g = "expert" if e > 1 else "mlp"
             if self.mlp == "plain":
-                mods += [LinearModule("up_proj", h, i * e, "mlp"), LinearModule("down_proj", i * e, h, "mlp")]
+                mods += [LinearModule("up_proj", h, i * e, g), LinearModule("down_proj", i * e, h, g)]
             else:
                 mods += [
-                    LinearModule("gate_proj", h, i * e, "mlp"),
-                    LinearModule("up_proj", h, i * e, "mlp"),
-                    LinearModule("down_proj", i * e, h, "mlp"),
+                    LinearModule("gate_proj", h, i * e, g),
+                    LinearModule("up_proj", h, i * e, g),
+                    LinearModule("down_proj", i * e, h, g),
+                ]
+            if self.shared_intermediate:
+                si = self.shared_intermediate
+                mods += [
+                    LinearModule("shared_gate_proj", h, si, "mlp"),
+                    LinearModule("shared_up_proj", h, si, "mlp"),
+                    LinearModule("shared_down_proj", si, h, "mlp"),
                 ]
         return mods
 
@@ -209,6 +230,10 @@ class ModelFacts:
         head = 0 if self.tied else self.vocab * h
         mods = self.linear_modules()
         linear = self.layers * sum(m.params for m in mods)
+        if self.dense_layers:
+            # leading dense layers: a gated MLP of dense_intermediate instead of experts + shared experts
+            moe_mlp = sum(m.params for m in mods if m.group in ("mlp", "expert"))
+            linear += self.dense_layers * (3 * h * self.dense_intermediate - moe_mlp)
         # Norms: two per layer (four in Gemma 2/3, still tiny) + the final one. LayerNorm has a bias.
         per_norm = 2 * h if self.bias == "all" else h
         norms = (2 * self.layers + 1) * per_norm
@@ -227,6 +252,34 @@ class ModelFacts:
     def params(self) -> int:
         """Total parameters, counted from the architecture."""
         return self.param_counts().total
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token runs through: every expert's share replaced by the routed ones.
+        Equal to :attr:`params` for a dense model."""
+        if self.experts <= 1:
+            return self.params
+        per_expert = (3 if self.mlp == "gated" else 2) * self.hidden * self.intermediate
+        idle = (self.layers - self.dense_layers) * (self.experts - self.experts_per_token) * per_expert
+        return self.params - idle
+
+    @property
+    def fused_experts(self) -> bool:
+        """The experts are fused 3-D parameters, not ``nn.Linear`` modules (transformers 5's own
+        MoE classes): bitsandbytes does not quantize them and LoRA ``target_modules`` cannot reach
+        them (PEFT's ``target_parameters`` can). Remote-code MoE models keep per-expert linears."""
+        return self.experts > 1 and self.model_type in _FUSED_EXPERT_TYPES
+
+    @property
+    def expert_params(self) -> int:
+        """Weight elements of every routed expert (0 for a dense model)."""
+        moe_layers = self.layers - self.dense_layers
+        return moe_layers * sum(m.params for m in self.linear_modules() if m.group == "expert")
+
+    @property
+    def active_intermediate(self) -> int:
+        """MLP width a token's activations span: routed experts plus shared experts."""
+        return self.intermediate * max(1, self.experts_per_token) + self.shared_intermediate
 
     @property
     def size_b(self) -> float:
@@ -254,6 +307,8 @@ class ModelFacts:
             "tied_embeddings": self.tied,
             "dtype": self.dtype,
             "experts": self.experts,
+            "experts_per_token": self.experts_per_token,
+            "active_params": self.active_params,
             "max_position": self.max_position,
         }
 
@@ -301,15 +356,22 @@ def facts_from_config(cfg: Mapping[str, Any], *, name: str, source: str, detail:
     if model_type == "qwen":
         inter //= 2  # Qwen-1 stores w1+w2 together
     experts = _first(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=1) or 1
+    dense_inter = inter
+    shared = 0
+    dense_layers = 0
     if experts > 1:
         inter = _first(cfg, "moe_intermediate_size", default=inter)
+        # shared experts: DeepSeek counts them (n_shared_experts x moe width), Qwen2-MoE gives a width
+        shared = int(_first(cfg, "shared_expert_intermediate_size", default=0) or 0)
+        shared = shared or int(_first(cfg, "n_shared_experts", default=0) or 0) * inter
+        dense_layers = int(_first(cfg, "first_k_dense_replace", default=0) or 0)
     vocab = _int(_first(cfg, "vocab_size", "padded_vocab_size"), "vocab_size", detail)
     tied = bool(_first(cfg, "tie_word_embeddings", default=outer.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT)))
     dtype = str(_first(cfg, "torch_dtype", "dtype", default=outer.get("torch_dtype", "float32"))).replace("torch.", "")
     mlp = "plain" if model_type in _PLAIN_MLP_TYPES else "gated"
     if model_type in ("phi", "gpt_neox", "gpt2", "gptj", "falcon", "bloom", "opt"):
         bias = "all"
-    elif model_type in ("qwen2", "qwen", "qwen2_moe") or cfg.get("attention_bias") or cfg.get("qkv_bias"):
+    elif model_type in ("qwen2", "qwen", "qwen2_moe", "gpt_oss") or cfg.get("attention_bias") or cfg.get("qkv_bias"):
         bias = "qkv"
     else:
         bias = "none"
@@ -318,7 +380,8 @@ def facts_from_config(cfg: Mapping[str, Any], *, name: str, source: str, detail:
         hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim, intermediate=inter,
         vocab=vocab, tied=tied, dtype=dtype, mlp=mlp, bias=bias,
         max_position=_first(cfg, "max_position_embeddings", "n_positions", "seq_length"),
-        experts=int(experts), experts_per_token=int(_first(cfg, "num_experts_per_tok", default=1) or 1),
+        experts=int(experts), experts_per_token=int(_first(cfg, "num_experts_per_tok", "experts_per_token", default=1) or 1),
+        shared_intermediate=shared, dense_layers=dense_layers, dense_intermediate=dense_inter if dense_layers else 0,
         local_dir=local_dir, trust_remote_code=bool(outer.get("auto_map")),
     )
 
@@ -425,7 +488,23 @@ def table_rows() -> tuple[dict[str, Any], ...]:
     return _table()
 
 
+def _row_by_id(row_id: str) -> dict[str, Any]:
+    for r in table_rows():
+        if r["id"] == row_id:
+            return r
+    raise ConfigError(f"rules/models.yaml: base {row_id!r} is not a row")
+
+
+def _resolved_row(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A derivative row (``base: <id>``: a distill or fine-tune that keeps its base's architecture)
+    takes every shape from its base row."""
+    if "base" not in row:
+        return row
+    return {**_row_by_id(str(row["base"])), **{k: v for k, v in row.items() if k not in ("match",)}}
+
+
 def _row_facts(row: Mapping[str, Any], *, name: str, source: str, detail: str, is_guess: bool = False) -> ModelFacts:
+    row = _resolved_row(row)
     heads = int(row["heads"])
     return ModelFacts(
         name=name, source=source, source_detail=detail, model_type=str(row["model_type"]),
@@ -434,6 +513,9 @@ def _row_facts(row: Mapping[str, Any], *, name: str, source: str, detail: str, i
         intermediate=int(row["intermediate"]), vocab=int(row["vocab"]), tied=bool(row["tied"]),
         dtype=str(row.get("dtype", "bfloat16")), mlp=str(row.get("mlp", "gated")), bias=str(row.get("bias", "none")),
         max_position=row.get("max_position"), is_guess=is_guess,
+        experts=int(row.get("experts", 1)), experts_per_token=int(row.get("experts_per_token", 1)),
+        shared_intermediate=int(row.get("shared_intermediate", 0)), dense_layers=int(row.get("dense_layers", 0)),
+        dense_intermediate=int(row.get("dense_intermediate", 0)),
     )
 
 
@@ -458,7 +540,10 @@ def table_facts(spec: str) -> ModelFacts:
     row = table_match(spec)
     if row is None:
         raise ConfigError(f"{spec}: not in the model table (rules/models.yaml)")
-    return _row_facts(row, name=spec, source="table", detail=f"rules/models.yaml: {row['id']} ({row['source']})")
+    detail = f"rules/models.yaml: {row['id']} ({row['source']})"
+    if "base" in row:
+        detail = f"rules/models.yaml: {row['id']} has the architecture of {row['base']} ({row['source']})"
+    return _row_facts(row, name=spec, source="table", detail=detail)
 
 
 _SIZE_RE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.I)
@@ -491,9 +576,11 @@ def guess_facts(spec: str) -> ModelFacts:
             f"{spec}: no config.json found (local path, HF cache) and the name matches no known family "
             "and carries no size; pass a local model directory"
         )
-    rows = [r for r in table_rows() if r.get("mlp", "gated") == "gated" and r["model_type"] != "qwen"]
+    rows = [r for r in table_rows() if "base" not in r and r.get("mlp", "gated") == "gated"
+            and r["model_type"] != "qwen" and int(r.get("experts", 1)) == 1]
     best = min(rows, key=lambda r: abs(_row_facts(r, name="", source="", detail="").size_b - size))
-    detail = f"guessed from the name ({size:g}B): architecture of {best['id']} assumed"
+    detail = (f"GUESSED from the name ({size:g}B): no config.json found and no table entry; the dense "
+              f"architecture of {best['id']} is assumed")
     return _row_facts(best, name=spec, source="guess", detail=detail, is_guess=True)
 
 
@@ -544,3 +631,15 @@ def resolve_model(spec: str, *, online: bool | None = None) -> ModelFacts:
     if table_match(spec) is not None:
         return table_facts(spec)
     return guess_facts(spec)
+
+
+def family_members(model: ModelFacts) -> list[ModelFacts]:
+    """Smaller models of ``model``'s family in the model table, largest first (empty when the
+    model matches no table row). Used to propose a smaller model when nothing else fits."""
+    row = table_match(model.name)
+    if row is None:
+        return []
+    size = model.size_b
+    members = [_row_facts(r, name=r["id"], source="table", detail=f"rules/models.yaml: {r['id']} ({r['source']})")
+               for r in table_rows() if r.get("family") == row.get("family") and r["id"] != row["id"] and "base" not in r]
+    return sorted((m for m in members if m.size_b < size * 0.9), key=lambda m: -m.size_b)

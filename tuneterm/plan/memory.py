@@ -1,11 +1,11 @@
 """Peak GPU memory of a fine-tuning run, as a breakdown a person can check.
 
-The model follows ``research/memory.md`` section 2.12: the peak is the static state (weights,
+The peak is the static state (weights,
 trainable copies, optimizer states, reference model, CUDA context) plus the **largest** transient
 phase (forward end with all saved activations and the logits/loss chain; backward with gradients
 and the recomputed layer; optimizer step with its temporaries), not the sum of every transient.
 
-Three numbers come out (memory.md section 1): ``allocated`` (what
+Three numbers come out (PyTorch's own metrics, PyTorch docs 'CUDA semantics'): ``allocated`` (what
 ``torch.cuda.max_memory_allocated`` would show), ``reserved`` (the caching allocator's segments)
 and ``device`` (reserved + CUDA context + NCCL + paged optimizer states + a vLLM pool: what
 ``nvidia-smi`` shows and what decides an OOM). ``peak_gib`` is the device number.
@@ -66,7 +66,7 @@ VARLEN_VOCAB_SETS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Stack:
-    """What the training framework does that changes memory (memory.md section 3).
+    """What the training framework does that changes memory (transformers/TRL, LLaMA-Factory, LitGPT ...).
 
     Attributes:
         name: preset key.
@@ -127,7 +127,7 @@ class TrainSetup:
         lora_targets: ``"all-linear"`` or module names (``("q_proj", "v_proj")``).
         lora_dropout: > 0 makes PEFT keep a dropped-out copy of each adapted module's input.
         batch_size: per-device micro-batch (``per_device_train_batch_size``).
-        seq_len: tokens of the longest padded sample (``max_length``; memory.md 2.11).
+        seq_len: tokens of the longest padded sample (``max_length``: the worst batch sets the peak).
         gradient_checkpointing: recompute activations layer by layer in backward.
         optimizer: TRL/transformers ``optim`` name.
         trainer: ``sft``, ``dpo`` or ``grpo``.
@@ -337,7 +337,8 @@ def selected_modules(model: ModelFacts, targets: tuple[str, ...] | str) -> list[
     Explicit names match PEFT's suffix rule: ``q_proj`` selects ``...self_attn.q_proj``. Names that
     do not exist in the architecture select nothing (the config check reports them).
     """
-    mods = model.linear_modules()
+    # fused experts are parameters, not modules: target_modules never reaches them
+    mods = [m for m in model.linear_modules() if not (model.fused_experts and m.group == "expert")]
     if isinstance(targets, str):
         if targets == "all-linear":
             return mods
@@ -353,14 +354,347 @@ def lora_param_count(model: ModelFacts, targets: tuple[str, ...] | str, r: int, 
     >>> lora_param_count(table_facts("meta-llama/Llama-2-7b-hf"), ("q_proj", "v_proj"), 8)
     4194304
     """
-    mods = selected_modules(model, targets)
-    per_layer = sum(r * (m.d_in + m.d_out) + (m.d_out if dora else 0) for m in mods)
-    return model.layers * per_layer
+    def per_module(m: LinearModule) -> int:
+        if m.group == "expert":
+            # one adapter per expert (per-expert linears of remote-code MoE models)
+            return model.experts * (r * (model.hidden + model.intermediate) + (m.d_out // model.experts if dora else 0))
+        return r * (m.d_in + m.d_out) + (m.d_out if dora else 0)
+
+    return model.layers * sum(per_module(m) for m in selected_modules(model, targets))
 
 
 # ---------------------------------------------------------------------------- estimator
+# The estimate is assembled from named terms, one function each; every term returns the bytes and
+# the breakdown lines it adds. Shapes use the model's own names (layers, hidden, vocab ...).
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Tokens one forward/backward processes, per GPU.
+
+    ``rows`` sequences of ``seq`` tokens (DPO concatenates chosen and rejected; GRPO scores
+    prompt + completion), ``tokens`` = rows x seq, ``detail`` the human form.
+    """
+
+    rows: int
+    seq: int
+    tokens: int
+    detail: str
+
+
+def _batch(s: TrainSetup) -> _Batch:
+    if s.trainer == "dpo":
+        return _Batch(2 * s.batch_size, s.seq_len, 2 * s.batch_size * s.seq_len,
+                      f"2 x {s.batch_size} x {s.seq_len} tokens (chosen + rejected)")
+    if s.trainer == "grpo":
+        seq = s.max_prompt_length + s.max_completion_length
+        return _Batch(s.batch_size, seq, s.batch_size * seq,
+                      f"{s.batch_size} completions x ({s.max_prompt_length}+{s.max_completion_length}) tokens")
+    return _Batch(s.batch_size, s.seq_len, s.batch_size * s.seq_len, f"{s.batch_size} x {s.seq_len} tokens")
+
+
+def _sharding(s: TrainSetup) -> str:
+    """The effective sharding: ``ddp`` on one GPU unless ZeRO/FSDP was asked for explicitly."""
+    return s.sharding if s.gpus > 1 or s.sharding != "ddp" else "ddp"
+
+
+def _nf4_bytes_per_param(double_quant: bool) -> float:
+    """Stored bytes per NF4 weight: 4 bits + the block-64 absmax (fp32, or 8-bit with a second-level
+    fp32 absmax per 256 blocks under double quantization; QLoRA paper section 3)."""
+    return 0.5 + (8 / 64 + 32 / (64 * 256)) / 8 if double_quant else 0.5 + 4 / 64
+
+
+def weight_term(model: ModelFacts, s: TrainSetup, st: Stack) -> Component:
+    """Resident base weights: 16/32-bit, or k-bit linears plus the unquantized rest.
+
+    bitsandbytes replaces only the decoder layers' ``nn.Linear``; embeddings, the output head and
+    norms stay in the load dtype, or fp32 when the stack runs PEFT's
+    ``prepare_model_for_kbit_training`` ("cast all non INT8 parameters to fp32").
+    """
+    pc = model.param_counts()
+    load_b = _dtype_bytes(s.dtype)
+    other_b = 4 if (s.quant and st.kbit_upcast) else load_b
+    upcast = " (fp32 upcast by k-bit preparation)" if (s.quant and st.kbit_upcast) else ""
+    # bitsandbytes quantizes nn.Linear only: fused experts stay in the load dtype
+    experts = model.expert_params if model.fused_experts else 0
+    linear = pc.linear - experts
+    kept = f" + {experts / 1e9:.2f}B fused expert params at {load_b} B (not quantized)" if experts else ""
+    if s.quant == "nf4":
+        qb = _nf4_bytes_per_param(s.double_quant)
+        size = linear * qb + experts * load_b + pc.unquantized * other_b
+        detail = (f"{linear / 1e9:.2f}B linear params in NF4 ({qb:.4f} B/param incl. absmax"
+                  f"{', double-quant' if s.double_quant else ''}){kept} + {pc.unquantized / 1e9:.2f}B embeddings/head/norms "
+                  f"at {other_b} B{upcast}")
+    elif s.quant == "int8":
+        row_scales = model.layers * sum(4 * m.d_out for m in model.linear_modules() if not (experts and m.group == "expert"))
+        size = linear * 1.0 + row_scales + experts * load_b + pc.unquantized * other_b
+        detail = f"{linear / 1e9:.2f}B linear params in int8 (+ row scales){kept} + {pc.unquantized / 1e9:.2f}B at {other_b} B{upcast}"
+    else:
+        size = pc.total * load_b
+        detail = f"{pc.total / 1e9:.2f}B params x {load_b} B ({s.dtype})"
+    shard = _sharding(s)
+    if shard in ("zero3", "fsdp"):
+        size /= s.gpus
+        detail += f", sharded over {s.gpus} GPUs ({shard})"
+    return Component("weights", size, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class _Trainable:
+    """What training adds per GPU: trainable parameters, their gradients and optimizer state."""
+
+    params: int
+    param_bytes: int
+    grads: float  # per GPU, after sharding
+    optimizer: float  # per GPU, after sharding; 0 when offloaded
+    optimizer_temp: float  # step-time temporaries
+    paged: bool
+    components: tuple[Component, ...]
+    notes: tuple[str, ...]
+
+
+def trainable_terms(model: ModelFacts, s: TrainSetup, st: Stack) -> _Trainable:
+    """Adapters (or the whole model), gradients, optimizer states and ZeRO's fp32 master copies."""
+    n, shard, peft = s.gpus, _sharding(s), s.method != "full"
+    notes: list[str] = []
+    comps: list[Component] = []
+    if peft:
+        targets = selected_modules(model, s.lora_targets)
+        trainable = lora_param_count(model, tuple(m.name for m in targets), s.lora_r, s.method == "dora")
+        if not targets:
+            notes.append("no LoRA target module exists in this architecture: nothing would train")
+        tb = st.qlora_adapter_bytes if s.quant else st.adapter_bytes
+        matrices = [(m.d_in, s.lora_r) for m in targets] * model.layers + [(s.lora_r, m.d_out) for m in targets] * model.layers
+        comps.append(Component("adapter weights", trainable * tb,
+                               f"{trainable / 1e6:.1f}M {'DoRA' if s.method == 'dora' else 'LoRA'} params (r={s.lora_r}, "
+                               f"{len(targets)} modules/layer) x {tb} B"))
+    else:
+        trainable, tb = model.params, _dtype_bytes(s.dtype)
+        matrices = ([(m.d_in, m.d_out) for m in model.linear_modules()] * model.layers
+                    + [(model.vocab, model.hidden)] * (1 if model.tied else 2))
+        if s.dtype == "float32":
+            notes.append("float32 weights with bf16/fp16 autocast: 16-18 B per parameter (load in bfloat16 for 8)")
+    grad_bytes = trainable * tb
+    opt_bytes, opt_temp, opt_detail = optimizer_state_bytes(s.optimizer, trainable, tb, matrices)
+    paged = s.optimizer.lower().startswith("paged_")
+    master = 0.0
+    if shard == "ddp":
+        grads, opt = grad_bytes, opt_bytes
+        if n > 1 and not peft:
+            notes.append("DDP keeps a gradient-sized bucket copy (gradient_as_bucket_view=False)")
+    elif shard == "zero2":
+        # DeepSpeed mixed precision: 16-bit params whole; 16-bit grads, fp32 grads, fp32 master and
+        # fp32 states partitioned over N (2 + 18/N B/param, DeepSpeed's own estimator)
+        grads = grad_bytes / n
+        master = trainable * (4 + 4) / n if tb == 2 else 0.0
+        opt = opt_bytes * (4 / tb if tb == 2 else 1.0) / n
+    else:  # zero3 / fsdp
+        grads = grad_bytes / n
+        master = trainable * 4 / n if (tb == 2 and shard == "zero3") else 0.0
+        opt = opt_bytes * (4 / tb if (tb == 2 and shard == "zero3") else 1.0) / n
+    split = f", / {n} GPUs" if shard != "ddp" else ""
+    if s.cpu_offload:
+        comps.append(Component("optimizer states", 0.0, f"offloaded to CPU ({(opt_bytes + master * n) / GIB:.1f} GiB of CPU RAM)"))
+        opt, master, opt_temp = 0.0, 0.0, 0.0
+    else:
+        if shard != "ddp" and tb == 2 and (shard != "fsdp"):
+            # DeepSpeed keeps the optimizer states in fp32 whatever the model dtype: label the fp32 size
+            opt_detail = optimizer_state_bytes(s.optimizer, trainable, 4, matrices)[2] + " (DeepSpeed keeps fp32 states)"
+        comps.append(Component("optimizer states", 0.0 if paged else opt,
+                               f"{s.optimizer}: {opt_detail}{split}"
+                               + ("; paged (unified memory, not in torch stats; counted at device level)" if paged else "")))
+        if master:
+            comps.append(Component("fp32 master weights + grads", master, f"{shard} mixed precision, / {n} GPUs"))
+    persist = s.grad_accum > 1
+    comps.append(Component("gradients", grads, f"{trainable / 1e6:.1f}M trainable x {tb} B"
+                           + (f" / {n}" if shard != "ddp" else "")
+                           + ("; kept through forward (gradient accumulation)" if persist else "; freed after each step"),
+                           phase="static" if persist else "backward"))
+    return _Trainable(trainable, tb, grads, opt, opt_temp, paged, tuple(comps), tuple(notes))
+
+
+def reference_term(model: ModelFacts, s: TrainSetup) -> tuple[Component | None, str | None]:
+    """A frozen reference model (DPO full fine-tuning by default), or a note why there is none."""
+    peft = s.method != "full"
+    ref = s.ref_model if s.ref_model is not None else (s.trainer == "dpo" and not peft)
+    if ref:
+        pc = model.param_counts()
+        load_b = _dtype_bytes(s.dtype)
+        size = pc.total * load_b / (s.gpus if _sharding(s) in ("zero3", "fsdp") else 1)
+        return Component("reference model", size, f"frozen copy of the policy ({pc.total / 1e9:.2f}B x {load_b} B)"), None
+    if s.trainer == "dpo" and peft:
+        return None, "DPO with an adapter uses the base model with adapters disabled as reference: no second copy"
+    return None, None
+
+
+def activation_width(model: ModelFacts, m: LinearModule) -> int:
+    """Input width of ``m`` that one token's activations span: an expert projection of a mixture
+    of experts (modelled as one linear over every expert) sees only the routed experts."""
+    if m.group == "expert" and m.d_in == model.intermediate * model.experts:
+        return model.intermediate * max(1, model.experts_per_token)
+    return m.d_in
+
+
+def layer_bytes_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> float:
+    """Bytes one decoder layer saves for backward per token (Korthikanti et al., arXiv:2205.05198, adapted to
+    Llama-style layers).
+
+    The norms' inputs/outputs (and fp32 copies for HF-style RMSNorm; LayerNorm architectures save
+    only their 16-bit input/output), q and the attention output (2 B each), k and v (2 B each of
+    the KV width), the MLP's saved tensors (gate, up, act(gate), product for a gated MLP; two for
+    a plain one) over the experts a token is routed to, PEFT's dropout copies, DoRA's outputs.
+    """
+    norm_b = 8.0 if model.bias == "all" else st.norm_bytes_per_hidden
+    per_token = norm_b * model.hidden + 4 * model.q_width + 4 * model.kv_width
+    per_token += (8 if model.mlp == "gated" else 4) * model.active_intermediate
+    if s.method != "full":
+        targets = selected_modules(model, s.lora_targets)
+        if s.lora_dropout > 0:
+            per_token += sum(3 * activation_width(model, m) for m in targets)  # dropout(x) (2 B) + mask (1 B) per module
+        if s.method == "dora":
+            per_token += sum(4 * m.d_out for m in targets)  # base and LoRA outputs for the magnitude rescale
+    return per_token
+
+
+def kbit_kept_inputs_per_token(model: ModelFacts, s: TrainSetup, st: Stack) -> float:
+    """Bytes per token and layer that 4-bit linears keep for backward beyond what a 16-bit layer keeps.
+
+    bitsandbytes' ``MatMul4Bit.forward`` stores its input (``ctx.tensors = (A, B)``) whenever any
+    input needs a gradient, although the input gradient alone does not need it; a frozen 16-bit
+    ``nn.Linear`` keeps only its weight. So each distinct input of a quantized linear stays alive
+    until backward unless something else keeps it already (a LoRA adapter on that module). When
+    k-bit preparation left the residual stream in fp32, each module casts its input to the
+    16-bit compute dtype separately and keeps its own copy.
+    """
+    if not s.quant:
+        return 0.0
+    mods = model.linear_modules()
+    if st.kbit_upcast:
+        return float(sum(2 * activation_width(model, m) for m in mods))
+    targeted = {m.name for m in selected_modules(model, s.lora_targets)} if s.method != "full" else set()
+    groups: dict[str, tuple[int, bool]] = {}  # input tensor -> (width, kept by an adapter)
+    for m in mods:
+        key = _input_group(model, m)
+        width, kept = groups.get(key, (activation_width(model, m), False))
+        groups[key] = (width, kept or m.name in targeted)
+    return float(sum(2 * width for width, kept in groups.values() if not kept))
+
+
+def _input_group(model: ModelFacts, m: LinearModule) -> str:
+    """Which tensor feeds linear ``m``: q/k/v share the first norm's output, gate/up the second's
+    (Phi-1/2 run attention and MLP in parallel on one norm's output), the others their own."""
+    if m.group == "attn":
+        return "attn-in" if m.d_in == model.hidden and m.name not in ("o_proj", "dense", "c_proj") else f"attn-{m.name}"
+    if m.d_in == model.hidden:
+        return "attn-in" if model.model_type == "phi" else "mlp-in"
+    return f"mlp-{m.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Activations:
+    saved: float  # alive at the end of forward
+    recompute: float  # one layer rebuilt in backward (checkpointing), else 0
+    components: tuple[Component, ...]
+
+
+def activation_terms(model: ModelFacts, s: TrainSetup, st: Stack, b: _Batch) -> _Activations:
+    """Saved activations (all layers, or checkpoints + one recomputed layer) with eager attention's
+    s^2 scores, 4-bit linears' kept inputs, and fp32 checkpoints of an upcast residual stream."""
+    per_token = layer_bytes_per_token(model, s, st) + kbit_kept_inputs_per_token(model, s, st)
+    eager = EAGER_BYTES_PER_SCORE * model.heads * b.seq * b.tokens if s.attn == "eager" else 0.0
+    layer = b.tokens * per_token + eager
+    h = model.hidden
+    if s.gradient_checkpointing:
+        # k-bit preparation casts the embeddings to fp32, so every layer input (the checkpoint) is fp32
+        ck_b = 4 if (s.quant and st.kbit_upcast) else 2
+        saved = model.layers * ck_b * b.tokens * h
+        comps = [Component("activations (saved for backward)", saved,
+                           f"checkpoints: {model.layers} layers x {ck_b} B x {h} x {b.detail}"
+                           + (" (fp32 residual stream after k-bit preparation)" if ck_b == 4 else ""), phase="forward"),
+                 Component("recomputed layer (checkpointing)", layer,
+                           f"one layer's activations rebuilt in backward ({per_token / h:.1f}h B/token)", phase="backward")]
+        return _Activations(saved, layer, tuple(comps))
+    saved = model.layers * layer
+    detail = (f"{model.layers} layers x {per_token / h:.1f}h B/token ({b.detail})"
+              + (", eager attention s^2 scores" if eager else "")
+              + (", incl. inputs kept by 4-bit matmuls" if s.quant else ""))
+    return _Activations(saved, 0.0, (Component("activations (saved for backward)", saved, detail, phase="forward"),))
+
+
+def logits_term(model: ModelFacts, st: Stack, b: _Batch) -> Component:
+    """The logits/loss chain at its peak: tokens x vocab x k, or one chunk with a chunked/fused loss."""
+    k = st.logits_bytes_per_vocab
+    if k > 0:
+        return Component("logits + cross-entropy", b.tokens * model.vocab * k,
+                         f"{b.tokens} tokens x vocab {model.vocab} x {k:g} B (bf16 logits, fp32 upcast, log-softmax, grad)",
+                         phase="forward")
+    return Component("logits + cross-entropy", min(b.tokens, st.chunk_tokens) * model.vocab * 12.0,
+                     f"chunked/fused cross-entropy: one {st.chunk_tokens}-token chunk x vocab {model.vocab} x 12 B", phase="forward")
+
+
+def quant_transient_terms(model: ModelFacts, s: TrainSetup, st: Stack) -> tuple[Component, ...]:
+    """Transients of a k-bit base, alive in forward and backward.
+
+    * bitsandbytes dequantizes each 4-bit weight into a fresh 16-bit tensor for every matmul: one
+      copy of the largest linear in forward and one in backward.
+    * With the head upcast to fp32 by k-bit preparation, bf16 autocast casts it to bf16 for the
+      logits matmul and autograd keeps that copy for the input gradient until backward
+      (vocab x hidden x 2 B).
+    """
+    if not s.quant:
+        return ()
+    comps = [Component("dequantised weight (transient)", 2 * max(m.params for m in model.linear_modules()) * 2,
+                       "bf16 copy of the largest linear, forward + backward", phase="forward")]
+    if st.kbit_upcast:
+        comps.append(Component("bf16 autocast copy of the fp32 head", model.vocab * model.hidden * 2.0,
+                               f"vocab {model.vocab} x hidden {model.hidden} x 2 B, kept from forward to backward",
+                               phase="forward"))
+    return tuple(comps)
+
+
+def distributed_terms(model: ModelFacts, s: TrainSetup, grad_bytes_full: float) -> tuple[Component, ...]:
+    """DDP gradient buckets, DeepSpeed overlap_comm buckets, gathered ZeRO-3/FSDP layers."""
+    n, shard = s.gpus, _sharding(s)
+    if n <= 1:
+        return ()
+    comps: list[Component] = []
+    if shard == "ddp" and s.method == "full":
+        comps.append(Component("DDP gradient buckets", grad_bytes_full, "one gradient-sized copy", phase="backward"))
+    elif shard in ("zero2", "zero3"):
+        h = model.hidden
+        comps.append(Component("DeepSpeed communication buckets", 2 * 4.5 * 2 * h * h,
+                               "overlap_comm, reduce/allgather buckets = hidden^2", phase="backward"))
+    if shard in ("zero3", "fsdp"):
+        unit = 2 * sum(m.params for m in model.linear_modules()) * _dtype_bytes(s.dtype)
+        comps.append(Component("gathered layers in flight", unit, f"{shard}: current + prefetched decoder layer", phase="forward"))
+    return tuple(comps)
+
+
+def generation_terms(model: ModelFacts, s: TrainSetup, b: _Batch) -> tuple[Component, ...]:
+    """GRPO generation: a colocated vLLM pool, or HF ``generate``'s KV cache and last logits."""
+    if s.trainer != "grpo":
+        return ()
+    if s.use_vllm:
+        pool = (s.gpu_total_gib or 0.0) * GIB * s.vllm_gpu_memory_utilization
+        return (Component("vLLM pool (colocate)", pool, f"vllm_gpu_memory_utilization {s.vllm_gpu_memory_utilization} x GPU"
+                          + ("" if s.gpu_total_gib else " (GPU size unknown: not counted)"), phase="overhead"),)
+    rows = s.batch_size * s.grad_accum
+    kv = 2 * model.layers * model.kv_width * 2 * b.seq * rows
+    return (Component("generation KV cache", kv + rows * model.vocab * 4 * 2,
+                      f"HF generate: 2 x {model.layers} layers x {model.kv_width} x 2 B x {b.seq} tokens x {rows} sequences",
+                      phase="generate"),)
+
+
+def _bytes(comps: tuple[Component, ...] | list[Component], name: str) -> float:
+    return sum(c.bytes for c in comps if c.name == name)
+
+
 def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
     """Estimate the per-GPU peak memory of training ``model`` with ``setup``.
+
+    The static terms (weights, adapters, optimizer states, a reference model) are always resident;
+    the transient ones are grouped into phases (forward with the loss, backward, optimizer step,
+    GRPO generation) and only the largest phase adds to the peak.
 
     Returns:
         A :class:`MemoryEstimate` with the breakdown, the phases and the three peaks.
@@ -370,234 +704,87 @@ def estimate(model: ModelFacts, setup: TrainSetup) -> MemoryEstimate:
     """
     s = setup.validated()
     st = STACKS[s.stack]
-    notes: list[str] = []
-    comps: list[Component] = []
-    pc = model.param_counts()
-    n = s.gpus
-    L, h, V = model.layers, model.hidden, model.vocab
-    load_b = _dtype_bytes(s.dtype)
-    peft = s.method != "full"
-    shard = s.sharding if n > 1 or s.sharding != "ddp" else "ddp"
-    shard_params = shard in ("zero3", "fsdp")
+    b = _batch(s)
+    n, shard = s.gpus, _sharding(s)
+    comps: list[Component] = [weight_term(model, s, st)]
+    tr = trainable_terms(model, s, st)
+    comps += tr.components
+    notes: list[str] = list(tr.notes)
+    ref, ref_note = reference_term(model, s)
+    comps += [ref] if ref else []
+    notes += [ref_note] if ref_note else []
+    acts = activation_terms(model, s, st, b)
+    comps += acts.components
+    logits = logits_term(model, st, b)
+    quant = quant_transient_terms(model, s, st)
+    dist = distributed_terms(model, s, tr.params * tr.param_bytes)
+    gen = generation_terms(model, s, b)
+    comps += [logits, *quant, *dist, *gen]
 
-    # --- weights -----------------------------------------------------------------------------
-    mods = model.linear_modules()
-    targets = selected_modules(model, s.lora_targets) if peft else []
-    if s.quant == "nf4":
-        qb = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8 if s.double_quant else 0.5 + 4 / 64
-        other_b = 4 if st.kbit_upcast else load_b
-        w_lin = pc.linear * qb
-        w_other = pc.unquantized * other_b
-        wdetail = (f"{pc.linear / 1e9:.2f}B linear params in NF4 ({qb:.4f} B/param incl. absmax"
-                   f"{', double-quant' if s.double_quant else ''}) + {pc.unquantized / 1e9:.2f}B embeddings/head/norms "
-                   f"at {other_b} B{' (fp32 upcast by k-bit preparation)' if st.kbit_upcast else ''}")
-    elif s.quant == "int8":
-        other_b = 4 if st.kbit_upcast else load_b
-        w_lin = pc.linear * 1.0 + L * sum(4 * m.d_out for m in mods)  # int8 + fp32 row scales
-        w_other = pc.unquantized * other_b
-        wdetail = f"{pc.linear / 1e9:.2f}B linear params in int8 (+ row scales) + {pc.unquantized / 1e9:.2f}B at {other_b} B"
-    else:
-        w_lin, w_other = pc.linear * load_b, pc.unquantized * load_b
-        wdetail = f"{pc.total / 1e9:.2f}B params x {load_b} B ({s.dtype})"
-    weights = w_lin + w_other
-    if shard_params:
-        weights /= n
-        wdetail += f", sharded over {n} GPUs ({shard})"
-    comps.append(Component("weights", weights, wdetail))
-
-    # --- trainable state ---------------------------------------------------------------------
-    if peft:
-        trainable = lora_param_count(model, targets and tuple(m.name for m in targets) or (), s.lora_r, s.method == "dora")
-        if not targets:
-            notes.append("no LoRA target module exists in this architecture: nothing would train")
-        tb = st.qlora_adapter_bytes if s.quant else st.adapter_bytes
-        matrices = [(m.d_in, s.lora_r) for m in targets] * L + [(s.lora_r, m.d_out) for m in targets] * L
-        comps.append(Component("adapter weights", trainable * tb,
-                               f"{trainable / 1e6:.1f}M {'DoRA' if s.method == 'dora' else 'LoRA'} params (r={s.lora_r}, "
-                               f"{len(targets)} modules/layer) x {tb} B"))
-    else:
-        trainable = pc.total
-        tb = load_b
-        matrices = [(m.d_in, m.d_out) for m in mods] * L + [(V, h)] * (1 if model.tied else 2)
-    grad_bytes = trainable * tb
-    opt_bytes, opt_temp, opt_detail = optimizer_state_bytes(s.optimizer, trainable, tb, matrices)
-    amp_master = 0.0
-    if not peft and s.dtype == "float32":
-        notes.append("float32 weights with bf16/fp16 autocast: 16-18 B per parameter (load in bfloat16 for 8)")
-    paged = s.optimizer.lower().startswith("paged_")
-    # sharding of gradients and optimizer states
-    if shard == "ddp":
-        g_shard, o_shard = grad_bytes, opt_bytes
-        if n > 1 and not peft:
-            notes.append("DDP keeps a gradient-sized bucket copy (gradient_as_bucket_view=False)")
-    elif shard == "zero2":
-        # DeepSpeed mixed precision: bf16 params full, bf16 grads + fp32 grads + fp32 master + states / N
-        g_shard = grad_bytes / n
-        amp_master = trainable * (4 + 4) / n if tb == 2 else 0.0
-        o_shard = (opt_bytes * (4 / tb if tb == 2 else 1.0)) / n
-    else:  # zero3 / fsdp
-        g_shard = grad_bytes / n
-        amp_master = trainable * 4 / n if (tb == 2 and shard == "zero3") else 0.0
-        o_shard = opt_bytes * (4 / tb if (tb == 2 and shard == "zero3") else 1.0) / n
-    if s.cpu_offload:
-        comps.append(Component("optimizer states", 0.0, f"offloaded to CPU ({(opt_bytes + amp_master * n) / GIB:.1f} GiB of CPU RAM)"))
-        o_shard, amp_master, opt_temp = 0.0, 0.0, 0.0
-    else:
-        comps.append(Component("optimizer states", 0.0 if paged else o_shard,
-                               f"{s.optimizer}: {opt_detail}{f', / {n} GPUs' if shard != 'ddp' else ''}"
-                               + ("; paged (unified memory, not in torch stats; counted at device level)" if paged else "")))
-        if amp_master:
-            comps.append(Component("fp32 master weights + grads", amp_master, f"{shard} mixed precision, / {n} GPUs"))
-    persist_grads = s.grad_accum > 1
-    comps.append(Component("gradients", g_shard, f"{trainable / 1e6:.1f}M trainable x {tb} B"
-                           + (f" / {n}" if shard != "ddp" else "")
-                           + ("; kept through forward (gradient accumulation)" if persist_grads else "; freed after each step"),
-                           phase="static" if persist_grads else "backward"))
-
-    # reference model
-    ref = s.ref_model
-    if ref is None:
-        ref = s.trainer == "dpo" and not peft
-    if ref:
-        ref_w = pc.total * load_b / (n if shard_params else 1)
-        comps.append(Component("reference model", ref_w, f"frozen copy of the policy ({pc.total / 1e9:.2f}B x {load_b} B)"))
-    elif s.trainer == "dpo" and peft:
-        notes.append("DPO with an adapter uses the base model with adapters disabled as reference: no second copy")
-
-    # --- activations ---------------------------------------------------------------------------
-    if s.trainer == "dpo":
-        tokens = 2 * s.batch_size * s.seq_len  # chosen + rejected concatenated
-        tok_detail = f"2 x {s.batch_size} x {s.seq_len} tokens (chosen + rejected)"
-        seq = s.seq_len
-        rows = 2 * s.batch_size
-    elif s.trainer == "grpo":
-        seq = s.max_prompt_length + s.max_completion_length
-        tokens = s.batch_size * seq
-        rows = s.batch_size
-        tok_detail = f"{s.batch_size} completions x ({s.max_prompt_length}+{s.max_completion_length}) tokens"
-    else:
-        seq, rows, tokens = s.seq_len, s.batch_size, s.batch_size * s.seq_len
-        tok_detail = f"{s.batch_size} x {s.seq_len} tokens"
-    # Per token per layer (memory.md 2.5, Llama-style adaptation): the norms' inputs/outputs (and
-    # fp32 copies for HF-style RMSNorm; LayerNorm archs save only their 16-bit input/output), q and
-    # the attention output (2 B each), k and v (2 B each of the KV width), then the MLP.
-    norm_b = 8.0 if model.bias == "all" else st.norm_bytes_per_hidden
-    a_tok = norm_b * h + 4 * model.q_width + 4 * model.kv_width
-    # the gated MLP saves gate, up, act(gate) and their product (4 x 2 B); a plain MLP its two
-    inter_e = model.intermediate * max(1, model.experts_per_token)
-    a_tok += (8 if model.mlp == "gated" else 4) * inter_e
-    if peft and s.lora_dropout > 0:
-        # PEFT materialises dropout(x) (2 B) + mask (1 B) per adapted module
-        a_tok += sum(3 * m.d_in for m in targets)
-    if s.method == "dora":
-        # DoRA keeps the base and LoRA outputs for the magnitude rescale (2 x 2 B per output unit)
-        a_tok += sum(4 * m.d_out for m in targets)
-    eager_layer = EAGER_BYTES_PER_SCORE * model.heads * seq * tokens if s.attn == "eager" else 0.0
-    layer_act = tokens * a_tok + eager_layer
-    if s.gradient_checkpointing:
-        saved = L * 2 * tokens * h
-        act_detail = f"checkpoints: {L} layers x 2 B x {h} x {tok_detail}"
-        recompute = layer_act
-    else:
-        saved = L * layer_act
-        act_detail = f"{L} layers x {a_tok / h:.1f}h B/token ({tok_detail})" + (", eager attention s^2 scores" if eager_layer else "")
-        recompute = 0.0
-    comps.append(Component("activations (saved for backward)", saved, act_detail, phase="forward"))
-    if recompute:
-        comps.append(Component("recomputed layer (checkpointing)", recompute,
-                               f"one layer's activations rebuilt in backward ({a_tok / h:.1f}h B/token)", phase="backward"))
-
-    # logits / loss
-    k = st.logits_bytes_per_vocab
-    if k > 0:
-        logits = tokens * V * k
-        ldetail = f"{tokens} tokens x vocab {V} x {k:g} B (bf16 logits, fp32 upcast, log-softmax, grad)"
-    else:
-        logits = min(tokens, st.chunk_tokens) * V * 12.0
-        ldetail = f"chunked/fused cross-entropy: one {st.chunk_tokens}-token chunk x vocab {V} x 12 B"
-    comps.append(Component("logits + cross-entropy", logits, ldetail, phase="forward"))
-
-    # dequantisation transient of k-bit weights: one bf16 copy of the largest linear (fwd and bwd)
-    dequant = 2 * max(m.params for m in mods) * 2 if s.quant else 0.0
-    if dequant:
-        comps.append(Component("dequantised weight (transient)", dequant, "bf16 copy of the largest linear, forward + backward", phase="forward"))
-
-    # distributed buffers
-    dist = 0.0
-    if n > 1:
-        if shard == "ddp" and not peft:
-            dist = grad_bytes  # bucket copy of all gradients
-            comps.append(Component("DDP gradient buckets", dist, "one gradient-sized copy", phase="backward"))
-        elif shard in ("zero2", "zero3"):
-            dist = 2 * 4.5 * 2 * h * h  # overlap_comm buckets with HF "auto" sizes (h^2 each)
-            comps.append(Component("DeepSpeed communication buckets", dist, "overlap_comm, reduce/allgather buckets = hidden^2", phase="backward"))
-        if shard_params:
-            unit = 2 * sum(m.params for m in mods) * load_b  # current + prefetched layer, gathered
-            comps.append(Component("gathered layers in flight", unit, f"{shard}: current + prefetched decoder layer", phase="forward"))
-            dist += unit
-
-    # GRPO generation / reference forward
-    gen = 0.0
-    if s.trainer == "grpo":
-        if s.use_vllm:
-            pool = (s.gpu_total_gib or 0.0) * GIB * s.vllm_gpu_memory_utilization
-            comps.append(Component("vLLM pool (colocate)", pool, f"vllm_gpu_memory_utilization {s.vllm_gpu_memory_utilization} x GPU"
-                                   + ("" if s.gpu_total_gib else " (GPU size unknown: not counted)"), phase="overhead"))
-        else:
-            gen_rows = s.batch_size * s.grad_accum
-            kv = 2 * L * model.kv_width * 2 * seq * gen_rows
-            gen = kv + gen_rows * V * 4 * 2
-            comps.append(Component("generation KV cache", gen, f"HF generate: 2 x {L} layers x {model.kv_width} x 2 B x {seq} tokens x {gen_rows} sequences", phase="generate"))
-
-    # --- phases --------------------------------------------------------------------------------
+    # --- phases: the peak is the static state plus the largest transient phase ------------------
     static = sum(c.bytes for c in comps if c.phase == "static")
-    grads_live = 0.0 if persist_grads else g_shard
-    ddp_bucket = dist if (shard == "ddp" and n > 1) else 0.0
+    grads_live = 0.0 if s.grad_accum > 1 else tr.grads
+    quant_b = sum(c.bytes for c in quant)
+    ddp_bucket = _bytes(dist, "DDP gradient buckets")
+    dist_b = sum(c.bytes for c in dist)
     # Backward starts with every saved tensor alive (checkpoints + the first rebuilt layer) and ends
     # with every gradient alive; activations are freed as gradients appear, so the two ends bound it.
-    bwd_start = (saved if s.gradient_checkpointing else 0.0) + recompute
-    bwd_end = grads_live + recompute
+    bwd_start = (acts.saved if s.gradient_checkpointing else 0.0) + acts.recompute
+    bwd_end = grads_live + acts.recompute
     phases = {
-        "forward+loss": saved + logits + dequant + (dist - ddp_bucket),
-        "backward": max(bwd_start, bwd_end) + dequant + dist,
-        "optimizer step": grads_live + opt_temp,
+        "forward+loss": acts.saved + logits.bytes + quant_b + (dist_b - ddp_bucket),
+        "backward": max(bwd_start, bwd_end) + quant_b + dist_b,
+        "optimizer step": grads_live + tr.optimizer_temp,
     }
-    if s.trainer == "grpo" and gen:
-        phases["generate"] = gen + dequant
+    gen_b = _bytes(gen, "generation KV cache")
+    if gen_b:
+        phases["generate"] = gen_b + quant_b
     peak_phase = max(phases, key=lambda k: phases[k])
     allocated = static + phases[peak_phase]
     reserved = allocated * (1.0 + ALLOCATOR_OVERHEAD)
-    varlen = 0.0
-    # chunked/fused cross-entropy allocates fixed-size chunks: nothing vocab-sized to fragment
-    if s.mean_sample_tokens is not None and st.logits_bytes_per_vocab > 0:
-        typical = min(s.mean_sample_tokens, seq)
-        varlen = VARLEN_VOCAB_SETS * logits * typical / seq * (1.0 + ALLOCATOR_OVERHEAD)
-        if s.gpu_total_gib:
-            # Under memory pressure the allocator frees its unused cached blocks and retries the
-            # allocation before raising OOM, so cached blocks never push reserved past the GPU
-            # (ms-swift row 149, batch 8: 76.1 GiB reserved on an 80 GiB A100).
-            room = s.gpu_total_gib * GIB - CUDA_CONTEXT_GIB * GIB - (NCCL_GIB * GIB if n > 1 else 0.0) - reserved
-            varlen = max(0.0, min(varlen, room))
-        reserved += varlen
-    overhead = CUDA_CONTEXT_GIB * GIB + (NCCL_GIB * GIB if n > 1 else 0.0)
-    if paged and not s.cpu_offload:
-        overhead += o_shard
+    varlen = _varlen_cache(s, st, logits.bytes, b.seq, reserved)
+    reserved += varlen
+    context = CUDA_CONTEXT_GIB * GIB + (NCCL_GIB * GIB if n > 1 else 0.0)
+    overhead = context + (tr.optimizer if tr.paged and not s.cpu_offload else 0.0)
     overhead += sum(c.bytes for c in comps if c.phase == "overhead")
-    comps.append(Component("CUDA context + kernels", CUDA_CONTEXT_GIB * GIB, "per process (memory.md 2.7)", phase="overhead"))
+    comps.append(Component("CUDA context + kernels", CUDA_CONTEXT_GIB * GIB, "per process (CUDA runtime and loaded kernels)", phase="overhead"))
     if n > 1:
         comps.append(Component("NCCL buffers", NCCL_GIB * GIB, "per rank", phase="overhead"))
     comps.append(Component("allocator overhead", reserved - allocated - varlen, f"{ALLOCATOR_OVERHEAD:.0%} of the allocated peak (caching allocator)", phase="overhead"))
     if varlen:
         comps.append(Component("cached blocks of shorter batches", varlen,
                                f"variable lengths (mean {s.mean_sample_tokens} tokens/sample): one more set of vocab-sized "
-                               f"logits/loss blocks for a {min(s.mean_sample_tokens, seq)}-token batch stays reserved", phase="overhead"))
+                               f"logits/loss blocks for a {min(s.mean_sample_tokens or 0, b.seq)}-token batch stays reserved", phase="overhead"))
         notes.append("variable-length batches fragment the allocator's cache; packing or padding to max_length removes "
                      f"about {varlen / GIB:.1f} GiB of reserved memory")
-    device = reserved + overhead
-    if s.seq_len and model.max_position and seq > model.max_position:
-        notes.append(f"sequence length {seq} exceeds the model's max_position_embeddings {model.max_position}")
+    if s.seq_len and model.max_position and b.seq > model.max_position:
+        notes.append(f"sequence length {b.seq} exceeds the model's max_position_embeddings {model.max_position}")
     if model.is_guess:
-        notes.append("model shape guessed from its name: treat the estimate as rough")
+        notes.append("model shape GUESSED from its name: treat the estimate as rough")
+    if model.fused_experts and s.method != "full":
+        notes.append("the experts are fused parameters (transformers 5): LoRA target_modules reach attention and "
+                     "dense/shared MLPs only (lora_target_parameters reaches the experts)"
+                     + ("; bitsandbytes leaves the experts in 16-bit" if s.quant else ""))
+    if shard != "ddp" and n == 1:
+        notes.append(f"{shard} on one GPU shards nothing")
     return MemoryEstimate(setup=s, model=model, components=tuple(comps), phases=phases, peak_phase=peak_phase,
-                          allocated=allocated, reserved=reserved, device=device,
-                          trainable_params=trainable, notes=tuple(notes))
+                          allocated=allocated, reserved=reserved, device=reserved + overhead,
+                          trainable_params=tr.params, notes=tuple(notes))
+
+
+def _varlen_cache(s: TrainSetup, st: Stack, logits: float, seq: int, reserved: float) -> float:
+    """Reserved bytes that variable-length batches leave cached (see :data:`VARLEN_VOCAB_SETS`).
+
+    Chunked/fused cross-entropy allocates fixed-size chunks: nothing vocab-sized to fragment.
+    Under memory pressure the allocator frees its unused cached blocks and retries before raising
+    OOM, so cached blocks never push reserved past the GPU (ms-swift row 149, batch 8: 76.1 GiB
+    reserved on an 80 GiB A100).
+    """
+    if s.mean_sample_tokens is None or st.logits_bytes_per_vocab <= 0:
+        return 0.0
+    typical = min(s.mean_sample_tokens, seq)
+    varlen = VARLEN_VOCAB_SETS * logits * typical / seq * (1.0 + ALLOCATOR_OVERHEAD)
+    if s.gpu_total_gib:
+        room = s.gpu_total_gib * GIB - CUDA_CONTEXT_GIB * GIB - (NCCL_GIB * GIB if s.gpus > 1 else 0.0) - reserved
+        varlen = max(0.0, min(varlen, room))
+    return varlen

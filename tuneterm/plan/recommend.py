@@ -19,6 +19,15 @@ from typing import Any
 
 from tuneterm.errors import ConfigError
 from tuneterm.plan.facts import ModelFacts
+from tuneterm.plan.fit import (
+    BatchChoice,
+    CardFit,
+    FitChange,
+    FitOptions,
+    choose_batch,
+    fit_table,
+    to_fit,
+)
 from tuneterm.plan.memory import MemoryEstimate, TrainSetup, estimate
 from tuneterm.plan.tables import load_yaml_table
 
@@ -53,6 +62,9 @@ class Plan:
     capacity_gib: float | None
     fits: bool | None
     warnings: tuple[str, ...] = ()
+    headroom: float = 0.10
+    to_fit: tuple[FitChange, ...] = ()
+    fit_table: tuple[CardFit, ...] = ()
 
     def get(self, key: str) -> Recommendation:
         """The recommendation for TRL key ``key`` (KeyError if none)."""
@@ -63,8 +75,12 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"recommendations": [r.to_dict() for r in self.recommendations],
-                "capacity_gib": self.capacity_gib, "fits": self.fits, "warnings": list(self.warnings)}
+        d: dict[str, Any] = {"recommendations": [r.to_dict() for r in self.recommendations],
+                             "capacity_gib": self.capacity_gib, "fits": self.fits, "headroom": self.headroom,
+                             "to_fit": [c.to_dict() for c in self.to_fit], "warnings": list(self.warnings)}
+        if self.fit_table:
+            d["fit_table"] = [c.to_dict() for c in self.fit_table]
+        return d
 
 
 def _rows(name: str) -> tuple[dict[str, Any], ...]:
@@ -138,8 +154,9 @@ def precision_for(compute_capability: float | None, model_dtype: str) -> tuple[s
 def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", task: str = "instruction",
               dataset_size: int | None = None, gpu_memory_gib: float | None = None, gpus: int = 1,
               compute_capability: float | None = None, seq_len: int = 1024,
-              base: TrainSetup | None = None, fixed: frozenset[str] = frozenset()) -> Plan:
-    """Recommend settings for ``model`` and estimate their memory.
+              base: TrainSetup | None = None, fixed: frozenset[str] = frozenset(),
+              options: FitOptions | None = None) -> Plan:
+    """Recommend settings for ``model``, size them to the GPU and estimate their memory.
 
     Args:
         model: the model's facts.
@@ -148,150 +165,163 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
         task: task type for the LoRA rank table (``instruction``, ``chat``, ``classification``,
             ``reasoning``, ``code``, ``domain`` ...).
         dataset_size: number of training samples, for epochs and steps (optional).
-        gpu_memory_gib: capacity of one GPU; None when unknown (nothing is fitted then).
+        gpu_memory_gib: capacity of one GPU; None when unknown (then a fit table against common
+            cards is made instead of a fit).
         gpus: data-parallel GPUs.
         compute_capability: of the GPU, for bf16 vs fp16.
         seq_len: planned ``max_length``.
         base: a setup whose fields the user fixed on the command line (rank, batch ...).
         fixed: names of ``TrainSetup`` fields the user set explicitly: never changed here.
+        options: what the installed stack allows for the changes proposed when it does not fit
+            (default: :class:`FitOptions`' defaults: no Liger kernel, bitsandbytes present).
 
     Returns:
-        A :class:`Plan`.
+        A :class:`Plan`; when it does not fit, :attr:`Plan.to_fit` ranks the changes that would.
     """
+    setup = base or TrainSetup()
+    setup = replace(setup, trainer=trainer, gpus=gpus, method=method,
+                    seq_len=setup.seq_len if "seq_len" in fixed else seq_len)
+    headroom = float(_row("memory", "headroom")["headroom"])
     recs: list[Recommendation] = []
     warnings: list[str] = []
-    setup = base or TrainSetup()
-    setup = replace(setup, trainer=trainer, gpus=gpus, seq_len=setup.seq_len if "seq_len" in fixed else seq_len)
-    setup = replace(setup, method=method)
-    size_b = model.size_b
-    mem = _row("memory", "headroom")
-    headroom = float(mem["headroom"])
+    setup = _method_by_memory(model, setup, gpu_memory_gib, headroom, fixed, recs, warnings)
+    recs.append(_learning_rate(model, setup))
+    setup = _adapter(model, setup, task, fixed, recs)
+    setup = _precision(model, setup, compute_capability, fixed, recs, warnings)
+    brow = _batch_row(model.size_b)
+    effective = int(brow["effective"])
+    setup = _batch_and_checkpointing(model, setup, gpu_memory_gib, headroom, brow, fixed, recs)
+    recs += _schedule(model, setup, dataset_size)
+    est = estimate(model, setup)
+    fits = None if gpu_memory_gib is None else est.fits(gpu_memory_gib, headroom)
+    changes = to_fit(model, setup, gpu_memory_gib, headroom, options or FitOptions()) if fits is False else ()
+    table = () if gpu_memory_gib is not None else fit_table(
+        model, setup, headroom, effective, gc_fixed="gradient_checkpointing" in fixed, batch_fixed="batch_size" in fixed)
+    if fits is False:
+        warnings.append(f"does not fit: {est.peak_gib:.1f} GiB needed, {gpu_memory_gib:.1f} GiB available "
+                        f"with {headroom:.0%} headroom" + ("" if changes else "; no single change found that fits"))
+    return Plan(model=model, setup=setup, estimate=est, recommendations=tuple(recs), capacity_gib=gpu_memory_gib,
+                fits=fits, warnings=tuple(warnings), headroom=headroom, to_fit=changes, fit_table=table)
 
-    def fit(s: TrainSetup) -> tuple[bool | None, MemoryEstimate]:
-        e = estimate(model, s)
-        if gpu_memory_gib is None:
-            return None, e
-        return e.fits(gpu_memory_gib, headroom), e
 
-    # --- method by memory: full -> lora -> qlora -> smaller model --------------------------------
+def _fits_at_batch_one(model: ModelFacts, s: TrainSetup, cap: float | None, headroom: float) -> tuple[bool | None, MemoryEstimate]:
+    e = estimate(model, replace(s, batch_size=1, gradient_checkpointing=True))
+    return (None if cap is None else e.fits(cap, headroom)), e
+
+
+def _method_by_memory(model: ModelFacts, setup: TrainSetup, cap: float | None, headroom: float, fixed: frozenset[str],
+                      recs: list[Recommendation], warnings: list[str]) -> TrainSetup:
+    """Walk the method ladder (full -> LoRA -> QLoRA) until batch 1 with checkpointing fits.
+
+    A method the user chose is kept; the rung that would fit is then only named."""
     ladder_row = _row("memory", "method-ladder")
-    ladder = [m for m in ("full", "lora", "qlora") if ladder_row and m in ladder_row["ladder"]]
-    start = setup.method if setup.method in ladder else None
-    ok, est = fit(replace(setup, batch_size=1))
-    if ok is False and "gradient_checkpointing" not in fixed and not setup.gradient_checkpointing:
-        setup = replace(setup, gradient_checkpointing=True)
-        ok, est = fit(replace(setup, batch_size=1))
-    if ok is False and "method" not in fixed and start is not None:
-        for m in ladder[ladder.index(start) + 1:]:
-            cand = replace(setup, method=m, gradient_checkpointing=setup.gradient_checkpointing or "gradient_checkpointing" not in fixed)
-            c_ok, c_est = fit(replace(cand, batch_size=1))
-            if c_ok:
-                recs.append(Recommendation("method", m, _ref("memory", ladder_row), ladder_row["source"],
-                                           f"{setup.method} needs {est.peak_gib:.1f} GiB at batch 1 (> {gpu_memory_gib:g} GiB "
-                                           f"with {headroom:.0%} headroom); {m} needs {c_est.peak_gib:.1f} GiB. {ladder_row['why']}"))
-                setup, ok, est = cand, c_ok, c_est
-                break
-    if ok is False and "method" in fixed and start is not None:
-        # the user chose the method: keep it, but say which rung of the ladder would fit
-        for m in ladder[ladder.index(start) + 1:]:
-            c_ok, c_est = fit(replace(setup, method=m, gradient_checkpointing=True, batch_size=1))
-            if c_ok:
-                recs.append(Recommendation("method", m, _ref("memory", ladder_row), ladder_row["source"],
-                                           f"{setup.method} needs {est.peak_gib:.1f} GiB at batch 1 (> {gpu_memory_gib:g} GiB "
-                                           f"with {headroom:.0%} headroom); {m} would need {c_est.peak_gib:.1f} GiB "
-                                           "(not applied: --method was given)"))
-                break
-    if ok is False:
-        recs.append(Recommendation("model_name_or_path", "a smaller model", _ref("memory", ladder_row), ladder_row["source"],
-                                   f"even {setup.method} at batch 1 needs {est.peak_gib:.1f} GiB > {gpu_memory_gib:g} GiB: "
-                                   "pick a smaller model of the same family (or more GPUs with ZeRO-3/FSDP)"))
-        warnings.append(f"does not fit: {est.peak_gib:.1f} GiB needed at batch 1, {gpu_memory_gib:g} GiB available")
+    ladder = [m for m in ("full", "lora", "qlora") if m in ladder_row["ladder"]]
+    ok, est = _fits_at_batch_one(model, setup, cap, headroom)
+    if ok is not False or setup.method not in ladder:
+        return setup
+    for m in ladder[ladder.index(setup.method) + 1:]:
+        c_ok, c_est = _fits_at_batch_one(model, replace(setup, method=m), cap, headroom)
+        if not c_ok:
+            continue
+        applied = "method" not in fixed
+        recs.append(Recommendation("method", m, _ref("memory", ladder_row), ladder_row["source"],
+                                   f"{setup.method} needs {est.peak_gib:.1f} GiB at batch 1 (> {cap:.1f} GiB with "
+                                   f"{headroom:.0%} headroom); {m} needs {c_est.peak_gib:.1f} GiB. "
+                                   + (ladder_row["why"] if applied else "(not applied: --method was given)")))
+        return replace(setup, method=m) if applied else setup
+    return setup
 
-    # --- learning rate -------------------------------------------------------------------------
-    lr = lr_row(size_b, setup.method, trainer)
-    recs.append(Recommendation("learning_rate", float(lr["default"]), _ref("learning_rate", lr), lr["source"],
-                               f"{size_b:.2f}B parameters, {setup.method} {trainer}: range {lr['low']:g}-{lr['high']:g}. {lr['why']}",
-                               (float(lr["low"]), float(lr["high"]))))
 
-    # --- LoRA rank, alpha, targets ---------------------------------------------------------------
-    if setup.method != "full":
-        rr = rank_row(task)
-        r = setup.lora_r if "lora_r" in fixed else int(rr["r"])
-        if "lora_r" not in fixed:
-            recs.append(Recommendation("lora_r", r, _ref("lora_rank", rr), rr["source"], f"task '{task}': {rr['why']}",
-                                       tuple(rr["range"])))
-        alpha = _row("lora_rank", "alpha-2r")
-        recs.append(Recommendation("lora_alpha", int(alpha["alpha_factor"]) * r, _ref("lora_rank", alpha), alpha["source"], alpha["why"]))
+def _learning_rate(model: ModelFacts, setup: TrainSetup) -> Recommendation:
+    size_b = model.size_b
+    lr = lr_row(size_b, setup.method, setup.trainer)
+    return Recommendation("learning_rate", float(lr["default"]), _ref("learning_rate", lr), lr["source"],
+                          f"{size_b:.2f}B parameters, {setup.method} {setup.trainer}: range {lr['low']:g}-{lr['high']:g}. {lr['why']}",
+                          (float(lr["low"]), float(lr["high"])))
+
+
+def _adapter(model: ModelFacts, setup: TrainSetup, task: str, fixed: frozenset[str], recs: list[Recommendation]) -> TrainSetup:
+    """LoRA rank by task, alpha = 2r, target modules by architecture, 4-bit loading for QLoRA."""
+    if setup.method == "full":
+        return setup
+    rr = rank_row(task)
+    r = setup.lora_r if "lora_r" in fixed else int(rr["r"])
+    if "lora_r" not in fixed:
+        recs.append(Recommendation("lora_r", r, _ref("lora_rank", rr), rr["source"], f"task '{task}': {rr['why']}", tuple(rr["range"])))
+    alpha = _row("lora_rank", "alpha-2r")
+    recs.append(Recommendation("lora_alpha", int(alpha["alpha_factor"]) * r, _ref("lora_rank", alpha), alpha["source"], alpha["why"]))
+    if "lora_targets" not in fixed:
         tr = target_row(model.model_type)
-        if "lora_targets" not in fixed:
-            mods = tr["modules"]
-            setup = replace(setup, lora_targets=mods if isinstance(mods, str) else tuple(mods))
-            recs.append(Recommendation("lora_target_modules", mods, _ref("target_modules", tr), tr["source"],
-                                       f"{model.model_type}: {tr['why']}"))
-        setup = replace(setup, lora_r=r)
-        if setup.method == "qlora":
-            recs.append(Recommendation("load_in_4bit", True, _ref("memory", ladder_row), ladder_row["source"],
-                                       "QLoRA: NF4 base weights (0.56 B/param) + bf16 adapters"))
+        mods = tr["modules"]
+        setup = replace(setup, lora_targets=mods if isinstance(mods, str) else tuple(mods))
+        recs.append(Recommendation("lora_target_modules", mods, _ref("target_modules", tr), tr["source"], f"{model.model_type}: {tr['why']}"))
+    if setup.method == "qlora":
+        ladder_row = _row("memory", "method-ladder")
+        recs.append(Recommendation("load_in_4bit", True, _ref("memory", ladder_row), ladder_row["source"],
+                                   "QLoRA: NF4 base weights (0.56 B/param) + bf16 adapters"))
+    return replace(setup, lora_r=r)
 
-    # --- precision -----------------------------------------------------------------------------
-    prec, prow = precision_for(compute_capability, model.dtype)
+
+def _precision(model: ModelFacts, setup: TrainSetup, cc: float | None, fixed: frozenset[str],
+               recs: list[Recommendation], warnings: list[str]) -> TrainSetup:
+    prec, prow = precision_for(cc, model.dtype)
     why = prow["why"]
     if prec == "fp16" and model.dtype == "bfloat16":
         why += f"; {model.name} was pretrained in bf16: fp16 activations may overflow"
         warnings.append("fp16 on a bf16-pretrained model: watch for inf/nan losses")
     recs.append(Recommendation(prec, True, _ref("memory", prow), prow["source"], why))
-    setup = replace(setup, dtype="bfloat16" if prec == "bf16" else "float16") if "dtype" not in fixed else setup
+    return setup if "dtype" in fixed else replace(setup, dtype="bfloat16" if prec == "bf16" else "float16")
 
-    # --- gradient checkpointing when activations dominate ----------------------------------------
-    gc_row = _row("memory", "checkpointing-when-activations-dominate")
-    if "gradient_checkpointing" not in fixed:
-        _, no_gc = fit(replace(setup, gradient_checkpointing=False, batch_size=1))
-        acts = sum(c.bytes for c in no_gc.components if c.name.startswith("activations"))
-        share = acts / no_gc.device if no_gc.device else 0.0
-        no_gc_fits = gpu_memory_gib is None or no_gc.fits(gpu_memory_gib, headroom)
-        gc_on = share > float(gc_row["activation_share"]) or not no_gc_fits
-        setup = replace(setup, gradient_checkpointing=gc_on)
-        recs.append(Recommendation("gradient_checkpointing", gc_on, _ref("memory", gc_row), gc_row["source"],
-                                   f"saved activations are {share:.0%} of the peak without it"
-                                   + ("" if no_gc_fits else " and it does not fit without it")
-                                   + f" (threshold {float(gc_row['activation_share']):.0%}). {gc_row['why']}"))
 
-    # --- batch: the largest that fits with headroom; accumulation to the effective batch ----------
-    brow = next((r for r in _rows("batch") if r["min_b"] <= size_b < r["max_b"]), _rows("batch")[-1])
-    if "batch_size" in fixed:
-        bs = setup.batch_size
-    else:
-        bs = 1
-        cand = 1
-        while cand <= int(brow["per_device_max"]):
-            c_ok, _ = fit(replace(setup, batch_size=cand))
-            if c_ok is False:
-                break
-            bs = cand
-            cand *= 2
-        setup = replace(setup, batch_size=bs)
-        recs.append(Recommendation("per_device_train_batch_size", bs, _ref("batch", brow), brow["source"],
-                                   f"largest power of two up to {brow['per_device_max']} that fits with {headroom:.0%} headroom"
-                                   if gpu_memory_gib is not None else
-                                   f"table value for {size_b:.1f}B (no GPU memory known: not fitted)"))
+def _batch_row(size_b: float) -> dict[str, Any]:
+    return next((r for r in _rows("batch") if r["min_b"] <= size_b < r["max_b"]), _rows("batch")[-1])
+
+
+def _batch_and_checkpointing(model: ModelFacts, setup: TrainSetup, cap: float | None, headroom: float, brow: dict[str, Any],
+                             fixed: frozenset[str], recs: list[Recommendation]) -> TrainSetup:
+    """The largest micro-batch that fits with headroom, checkpointing only when needed to fit,
+    and accumulation to the table's effective batch. Without a GPU size: batch 1 with
+    checkpointing (the fit table then gives the batch per card)."""
     effective = int(brow["effective"])
-    ga = max(1, -(-effective // (bs * gpus)))
-    setup = replace(setup, grad_accum=ga)
-    recs.append(Recommendation("gradient_accumulation_steps", ga, _ref("batch", brow), brow["source"],
-                               f"{bs} x {ga} x {gpus} GPU(s) = effective batch {bs * ga * gpus} (target {effective}). {brow['why']}"))
+    gc_row = _row("memory", "checkpointing-only-to-fit")
+    gc_fixed, batch_fixed = "gradient_checkpointing" in fixed, "batch_size" in fixed
+    if cap is None:
+        choice = BatchChoice(setup.batch_size if batch_fixed else 1, 1,
+                             setup.gradient_checkpointing if gc_fixed else True, 0, 0,
+                             "no GPU memory known: on, to be safe (see the fit table for each card)")
+        choice = replace(choice, grad_accum=max(1, -(-effective // (choice.batch_size * setup.gpus))))
+    else:
+        choice = choose_batch(model, setup, cap, headroom, effective, gc_fixed=gc_fixed, batch_fixed=batch_fixed)
+    setup = replace(setup, batch_size=choice.batch_size, grad_accum=choice.grad_accum,
+                    gradient_checkpointing=choice.gradient_checkpointing)
+    if not gc_fixed:
+        recs.append(Recommendation("gradient_checkpointing", choice.gradient_checkpointing, _ref("memory", gc_row),
+                                   gc_row["source"], f"{choice.why_gc}. {gc_row['why']}"))
+    if not batch_fixed:
+        recs.append(Recommendation("per_device_train_batch_size", choice.batch_size, _ref("batch", brow), brow["source"],
+                                   (f"the largest micro-batch that fits {cap:.1f} GiB with {headroom:.0%} headroom, up to the "
+                                    f"effective batch {effective}" if cap is not None else
+                                    "no GPU memory known: not fitted (see the fit table)")))
+    total = choice.batch_size * choice.grad_accum * setup.gpus
+    recs.append(Recommendation("gradient_accumulation_steps", choice.grad_accum, _ref("batch", brow), brow["source"],
+                               f"{choice.batch_size} x {choice.grad_accum} x {setup.gpus} GPU(s) = effective batch {total} "
+                               f"(target {effective}). {brow['why']}"))
+    return setup
 
-    # --- epochs and warmup -----------------------------------------------------------------------
+
+def _schedule(model: ModelFacts, setup: TrainSetup, dataset_size: int | None) -> list[Recommendation]:
+    """Epochs by dataset and model size, cosine decay with 3% warmup."""
+    recs: list[Recommendation] = []
+    per_step = setup.batch_size * setup.grad_accum * setup.gpus
     if dataset_size is not None:
-        ep, used = epochs_for(dataset_size, size_b)
+        ep, used = epochs_for(dataset_size, model.size_b)
         last = used[-1] if used else _rows("epochs")[0]
-        steps = -(-dataset_size * ep // (bs * ga * gpus))
+        steps = -(-dataset_size * ep // per_step)
         recs.append(Recommendation("num_train_epochs", ep, _ref("epochs", last), "; ".join(u["source"] for u in used),
-                                   f"{dataset_size} samples, {size_b:.1f}B: {last['why']} (~{steps} optimizer steps)"))
-    recs.append(Recommendation("lr_scheduler_type", "cosine", "recommend/learning_rate.yaml", "cosine decay, as in the TRL and alignment-handbook recipes",
+                                   f"{dataset_size} samples, {model.size_b:.1f}B: {last['why']} (~{steps} optimizer steps)"))
+    alpaca = "Stanford Alpaca training recipe (tatsu-lab/stanford_alpaca: cosine schedule, warmup ratio 0.03)"
+    recs.append(Recommendation("lr_scheduler_type", "cosine", "recommend/learning_rate.yaml", alpaca,
                                "cosine with warmup is the standard decay; it reaches ~0 only at the planned end"))
-    recs.append(Recommendation("warmup_steps", 0.03, "recommend/learning_rate.yaml", "warmup 3-10% of the steps (common practice)",
+    recs.append(Recommendation("warmup_steps", 0.03, "recommend/learning_rate.yaml", alpaca,
                                "3% of the steps ramp the rate up (a float below 1 is a ratio in transformers 5)"))
-
-    ok, est = fit(setup)
-    return Plan(model=model, setup=setup, estimate=est, recommendations=tuple(recs), capacity_gib=gpu_memory_gib,
-                fits=ok, warnings=tuple(warnings))
+    return recs

@@ -23,15 +23,45 @@ COMMON_KEYS = (
     "use_dora", "load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "seed",
 )
 TRAINER_KEYS = {
-    "sft": COMMON_KEYS + ("max_length",),
-    "dpo": COMMON_KEYS + ("max_length", "beta"),
-    "grpo": COMMON_KEYS + ("num_generations", "max_completion_length", "beta"),
+    "sft": COMMON_KEYS + ("max_length", "datasets"),
+    "dpo": COMMON_KEYS + ("max_length", "beta", "datasets"),
+    "grpo": COMMON_KEYS + ("num_generations", "max_completion_length", "beta", "datasets"),
 }
+
+# datasets' packaged builders for local files, by suffix (what `load_dataset(path=...)` expects)
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+
+
+def dataset_keys(dataset: str) -> dict[str, Any]:
+    """The TRL config keys that load ``dataset`` the way ``trl sft|dpo|grpo --config`` loads data.
+
+    A local data file becomes a one-entry ``datasets:`` mixture (TRL's ``DatasetMixtureConfig``:
+    ``path`` is the datasets builder, ``json`` for JSON Lines, and ``data_files`` the file, made
+    absolute so the config works from any directory); a local directory or a hub id stays
+    ``dataset_name`` (``load_dataset`` reads a directory's data files itself).
+
+    >>> dataset_keys("trl-lib/Capybara")
+    {'dataset_name': 'trl-lib/Capybara'}
+    """
+    p = Path(dataset).expanduser()
+    if p.is_file():
+        builder = _BUILDERS.get("".join(p.suffixes[-1:]).lower())
+        if builder is None:
+            from tuneterm.errors import ConfigError
+
+            raise ConfigError(f"--dataset {dataset}: unknown data file type (use .jsonl, .json, .csv, .parquet or .txt)")
+        return {"datasets": [{"path": builder, "data_files": str(p.resolve())}]}
+    if p.is_dir():
+        return {"dataset_name": str(p.resolve())}
+    return {"dataset_name": dataset}
 
 
 def _yaml_value(v: Any) -> str:
     import yaml
 
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        # a list of mappings (the datasets mixture) in block style, as TRL's docs write it
+        return "\n" + yaml.safe_dump(v, default_flow_style=False, sort_keys=False, width=1000).rstrip()
     return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("\n...").removesuffix("...").strip()
 
 
@@ -64,7 +94,7 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         "report_to": "none",
     }
     if dataset_name:
-        vals["dataset_name"] = dataset_name
+        vals.update(dataset_keys(dataset_name))
     for r in plan.recommendations:
         if r.key in ("bf16", "fp16"):
             vals[r.key] = bool(r.value)
@@ -103,7 +133,14 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         lines.append(f"# tuneterm-dataset-size: {dataset_size}")
     lines += [
         _comment(f"estimated peak {est.peak_gib:.1f} GiB per GPU (allocated {est.allocated_gib:.1f} GiB)"
-                 + (f" of {plan.capacity_gib:g} GiB: {'fits' if plan.fits else 'DOES NOT FIT'}" if plan.capacity_gib else "")),
+                 + (f" of {plan.capacity_gib:.1f} GiB: {'fits' if plan.fits else 'DOES NOT FIT'}" if plan.capacity_gib else "")),
+    ]
+    if plan.model.is_guess:
+        lines.append(_comment(f"WARNING: the architecture of {name} is GUESSED from its name: the estimate is rough"))
+    for i, ch in enumerate(plan.to_fit[:3], 1):
+        keys = ", ".join(f"{k}: {_yaml_value(v)}" for k, v in ch.set.items())
+        lines.append(_comment(f"to fit ({i}): {keys} -> {ch.peak_gib:.1f} GiB ({ch.cost})"))
+    lines += [
         "# run it with either of:",
         f"#   tuneterm train {{this file}} --trainer {trainer}",
         f"#   trl {trainer} --config {{this file}}" + ("" if dataset_name else " --dataset_name <your dataset>")
@@ -118,7 +155,8 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         r = why.get(key)
         if r is not None:
             lines.append(_comment(f"{r.why} [{r.row}; source: {r.source}]"))
-        lines.append(f"{key}: {_yaml_value(vals[key])}")
+        text = _yaml_value(vals[key])
+        lines.append(f"{key}:{text}" if text.startswith("\n") else f"{key}: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ Public API (used by the ``check`` command and by ``tuneterm train``'s pre-flight
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,56 @@ def looks_like_config(path: str | Path) -> bool:
     return isinstance(data, Mapping) and looks_like_training_config({str(k): v for k, v in data.items()})
 
 
-def _gpu_capacity() -> tuple[float | None, int | None, float | None]:
-    """(GiB of the smallest GPU present, GPU count, compute capability) via NVML; Nones without GPUs."""
+@dataclass(frozen=True, slots=True)
+class MachineGpus:
+    """This machine's GPUs as the config check needs them.
+
+    Attributes:
+        capacity_gib: total memory of the smallest GPU, None without a GPU.
+        count: GPUs found (None without one).
+        compute_capability: of the smallest GPU.
+        bf16: every GPU supports bf16 (False without any GPU); None when NVML could not tell.
+        without_bf16: the name of a GPU lacking bf16 (untrusted text), else None.
+    """
+
+    capacity_gib: float | None
+    count: int | None
+    compute_capability: float | None
+    bf16: bool | None
+    without_bf16: str | None = None
+
+
+def machine_gpus() -> MachineGpus:
+    """Probe this machine's GPUs through NVML (no torch)."""
     from tuneterm.plan.gpu import probe
 
+    try:
+        import pynvml  # noqa: F401 - without NVML the GPUs are unknown, not absent
+    except ImportError:
+        return MachineGpus(None, None, None, None)
     prof = probe()
     if not prof.gpus:
-        return None, None, None
+        return MachineGpus(None, None, None, False)  # NVML answers: no driver or no GPU
     smallest = min(prof.gpus, key=lambda g: g.total_bytes)
     cc = smallest.compute_capability
-    return smallest.total_gib, len(prof.gpus), None if cc is None else cc[0] + cc[1] / 10
+    lacking = [g for g in prof.gpus if g.bf16 is False]
+    unknown = any(g.bf16 is None for g in prof.gpus)
+    bf16 = False if lacking else (None if unknown else True)
+    return MachineGpus(smallest.total_gib, len(prof.gpus), None if cc is None else cc[0] + cc[1] / 10, bf16,
+                       lacking[0].name if lacking else None)
+
+
+def installed_trl_fields() -> dict[str, Any] | None:
+    """The installed TRL's config fields per trainer, from the schema cache (built on first use);
+    None when TRL is not installed (the unknown-key check is then skipped)."""
+    from tuneterm.errors import TunetermError
+    from tuneterm.preflight.schema import load_schema
+
+    try:
+        schema = load_schema()
+    except TunetermError:
+        return None
+    return {name: t.fields for name, t in schema.trainers.items()}
 
 
 def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> list[Finding]:
@@ -75,7 +116,8 @@ def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> lis
 
 
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,
-                 trainer: str | None = None, dataset_size: int | None = None) -> tuple[dict[str, Any], list[Finding]]:
+                 trainer: str | None = None, dataset_size: int | None = None,
+                 trl_fields: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], list[Finding]]:
     """Check a training config statically.
 
     Args:
@@ -86,6 +128,11 @@ def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus:
         trainer: force ``sft``/``dpo``/``grpo`` (else inferred from the keys).
         dataset_size: samples in the training set, when the caller knows it (else read from a
             local dataset file or a ``# tuneterm-dataset-size: N`` comment).
+        trl_fields: the installed TRL's fields per trainer (default: read from the schema cache,
+            the same fields ``tuneterm train`` validates against).
+
+    Without ``gpu_memory_gib`` the check is against this machine: its GPUs set the capacity and
+    whether bf16 can run (as ``tuneterm train`` would find them).
 
     Returns:
         ``(facts, findings)``: the summary facts dict and the findings, most severe first.
@@ -95,12 +142,16 @@ def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus:
         ConfigError: invalid YAML, not a mapping, or a field of the wrong type.
     """
     cc = None
+    bf16: bool | None = None
+    lacking: str | None = None
     if gpu_memory_gib is None:
-        gpu_memory_gib, found, cc = _gpu_capacity()
+        here = machine_gpus()
+        gpu_memory_gib, cc, bf16, lacking = here.capacity_gib, here.compute_capability, here.bf16, here.without_bf16
         if gpus is None:
-            gpus = found
+            gpus = here.count
     cf = read_config(path, trainer=trainer, gpu_memory_gib=gpu_memory_gib, gpus=gpus, dataset_size=dataset_size,
-                     compute_capability=cc)
+                     compute_capability=cc, trl_fields=trl_fields if trl_fields is not None else installed_trl_fields(),
+                     gpu_bf16=bf16, gpu_name=lacking)
     findings = evaluate_config(cf)
     facts = cf.summary()
     if cf.model is not None:

@@ -12,13 +12,29 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.preflight.config_read import TRL_DEFAULT_LR, TRL_DEFAULTS, ConfigFacts, load_dtype, setup_from_config
+from tuneterm.preflight.config_read import (
+    ConfigFacts,
+    default_lr,
+    defaults_of,
+    load_dtype,
+    setup_from_config,
+)
 
 _DECAYING = ("cosine", "linear", "polynomial", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr")
+
+
+def _misspelt(cf: ConfigFacts, key: str) -> bool:
+    """The file has an unknown key that is a misspelling of ``key`` (so ``key`` is meant, not unset)."""
+    from tuneterm.preflight.config_validate import did_you_mean
+
+    if cf.trl_fields is None:
+        return False
+    return any(k not in cf.trl_fields and did_you_mean(k, [key]) == key for k in cf.raw)
 
 
 def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
@@ -45,8 +61,12 @@ def lr_range(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
 
     lr = cf.get("learning_rate")
     origin = "set in the config"
+    if lr is None and _misspelt(cf, "learning_rate"):
+        return []  # learnig_rate: the unknown-key rule names it; judging the default would mislead
     if lr is None:
-        lr, origin = TRL_DEFAULT_LR[cf.trainer], f"TRL's {cf.trainer} default"
+        lr, origin = default_lr(cf)
+        if lr is None:
+            return []  # the tool has no default (Axolotl requires the key): the missing-key rule says so
     lr = float(lr)
     row = lr_row(cf.model.size_b, cf.method, cf.trainer)
     low, high = float(row["low"]), float(row["high"])
@@ -96,7 +116,7 @@ def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
           evidence=("scheduler", "max_steps", "floor_step", "floor_pct_of_epoch", "floor_fraction_pct"))
 def schedule_decays_early(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """A decaying schedule (cosine/linear) sized by max_steps reaches ~0 before one pass over the data."""
-    sched = str(cf.get("lr_scheduler_type", TRL_DEFAULTS["lr_scheduler_type"]))
+    sched = str(cf.get("lr_scheduler_type", defaults_of(cf)["lr_scheduler_type"]))
     c = _coverage(cf)
     if sched not in _DECAYING or c is None:
         return []
@@ -123,8 +143,8 @@ def no_warmup(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     if float(ws) > 0 or float(wr) > 0:
         return []
     return [Detection(None, None, evidence=_ev(cf, "warmup_steps", "warmup_ratio", "lr_scheduler_type",
-                                               scheduler=str(cf.get("lr_scheduler_type", TRL_DEFAULTS["lr_scheduler_type"])),
-                                               learning_rate=cf.get("learning_rate", TRL_DEFAULT_LR[cf.trainer])))]
+                                               scheduler=str(cf.get("lr_scheduler_type", defaults_of(cf)["lr_scheduler_type"])),
+                                               learning_rate=cf.get("learning_rate", default_lr(cf)[0])))]
 
 
 @detector("config-fp16-on-bf16-model", scope="config", params={}, evidence=("model", "model_dtype"))
@@ -183,8 +203,9 @@ def lora_alpha_ratio(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detecti
     """LoRA alpha/rank outside the range (the tables use alpha = 2r); rsLoRA scales differently."""
     if cf.method == "full" or cf.get("use_rslora"):
         return []
-    r = int(cf.get("lora_r", TRL_DEFAULTS["lora_r"]))
-    alpha = float(cf.get("lora_alpha", TRL_DEFAULTS["lora_alpha"]))
+    d = defaults_of(cf)
+    r = int(cf.get("lora_r", d["lora_r"]))
+    alpha = float(cf.get("lora_alpha", d["lora_alpha"]))
     if r <= 0:
         return []
     ratio = alpha / r
@@ -222,7 +243,7 @@ def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Det
 @detector("config-gc-reentrant-peft", scope="config", params={}, evidence=("use_reentrant",))
 def gc_reentrant_peft(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """Gradient checkpointing with PEFT and reentrant checkpointing (frozen inputs carry no grad)."""
-    if cf.method == "full" or not cf.get("gradient_checkpointing", TRL_DEFAULTS["gradient_checkpointing"]):
+    if cf.method == "full" or not cf.get("gradient_checkpointing", defaults_of(cf)["gradient_checkpointing"]):
         return []
     kw = cf.get("gradient_checkpointing_kwargs") or {}
     if isinstance(kw, str):
@@ -286,7 +307,7 @@ def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
 
 @detector("config-does-not-fit", scope="config",
           params={"headroom": Param("float", "warn when the peak is within this fraction of the capacity", min=0.0, max=1.0)},
-          evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase"))
+          evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase", "facts_note"))
 def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """The memory estimate of this config exceeds the GPU memory (present or given)."""
     if cf.model is None or cf.gpu_memory_gib is None:
@@ -301,7 +322,13 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         return []
     sev = Severity.ERROR if est.peak_gib > cap else Severity.WARNING
     biggest = max(est.components, key=lambda c: c.bytes)
-    fixes: list[Fix] = []
+    fixes = _fit_fixes(cf, setup, cap, head) if cf.dialect == "trl" else []
+    if fixes:
+        return [Detection(None, None, severity=sev, evidence=_ev(
+            cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
+            gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+            facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
+                        if cf.model.is_guess else "")), fixes=tuple(fixes))]
     if not setup.gradient_checkpointing:
         fixes.append(Fix(key="gradient_checkpointing", value=True, why="keeps one checkpoint per layer instead of every activation"))
     if setup.batch_size > 1:
@@ -313,5 +340,70 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         fixes.append(Fix(key="load_in_4bit", value=True, why="QLoRA: NF4 weights take ~0.56 B/param instead of 2"))
     return [Detection(None, None, severity=sev, evidence=_ev(
         cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
-        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase),
+        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+        facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
+                    if cf.model.is_guess else "")),
         fixes=tuple(fixes))]
+
+
+def _fit_fixes(cf: ConfigFacts, setup: Any, cap: float, headroom: float) -> list[Fix]:
+    """The planner's ranked changes that make this config fit (``tuneterm plan``'s "to fit"), as
+    fixes: the cheapest change first, each key with the peak it predicts. TRL keys only, so only
+    for TRL configs; keys of a multi-key change share one reason."""
+    from tuneterm.plan.fit import FitOptions, to_fit
+
+    if cf.model is None:
+        return []
+    fixes: list[Fix] = []
+    # config-only changes (more GPUs also need another launch command: `tuneterm plan` shows it)
+    changes = [c for c in to_fit(cf.model, setup, cap, headroom, FitOptions(liger=False)) if not c.command]
+    for change in changes[:2]:
+        why = f"predicted peak {change.peak_gib:.1f} GiB of {cap:.1f} GiB; cost: {change.cost}"
+        fixes += [Fix(key=k, value=v, why=why) for k, v in change.set.items() if k not in {f.key for f in fixes}]
+    return fixes
+
+
+# ---------------------------------------------------------------- validation (what `train` refuses)
+def _problem_detections(cf: ConfigFacts, problems: list[Any]) -> list[Detection]:
+    out = []
+    for p in problems:
+        fixes = (Fix(key=p.fix_key, value=p.fix_value, why=p.fix_why),) if p.fix_key else ()
+        ev = {"key": p.key, "problem": p.message}
+        if p.key in cf.lines:
+            ev["line"] = cf.lines[p.key]
+        out.append(Detection(None, None, evidence=ev, fixes=fixes))
+    return out
+
+
+@detector("config-unknown-keys", scope="config", params={}, evidence=("key", "problem"))
+def unknown_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """Keys the installed TRL does not know (TRL's parser and ``tuneterm train`` refuse them)."""
+    from tuneterm.preflight.config_validate import schema_problems
+
+    if cf.dialect == "llama-factory":
+        # judged against a key table of one LLaMA-Factory version, not the installed one: a warning
+        dets = _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "llama-factory")
+                                        if p.kind == "unknown-key"])
+        return [replace(d, severity=Severity.WARNING) for d in dets]
+    if cf.dialect != "trl" or cf.trl_fields is None:
+        return []
+    return _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "trl", fields=cf.trl_fields)
+                                if p.kind == "unknown-key"])
+
+
+@detector("config-missing-keys", scope="config", params={}, evidence=("key", "problem"))
+def missing_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """Keys the tool needs before it can train (model, dataset, GRPO reward) and pairs that
+    exclude each other or need each other (bf16 with fp16, load_in_4bit without use_peft)."""
+    from tuneterm.preflight.config_validate import schema_problems
+
+    return _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, cf.dialect, fields=None)
+                                if p.kind != "unknown-key"])
+
+
+@detector("config-precision-unsupported", scope="config", params={}, evidence=("key", "problem"))
+def precision_unsupported(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+    """bf16 (TRL's default) on a machine whose GPUs lack it, or that has none."""
+    from tuneterm.preflight.config_validate import hardware_problems
+
+    return _problem_detections(cf, hardware_problems(cf.raw, cf.dialect, gpu_bf16=cf.gpu_bf16, gpu_name=cf.gpu_name))

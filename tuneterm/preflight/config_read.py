@@ -51,6 +51,10 @@ class ConfigFacts:
             caller).
         gpu_memory_gib, gpus: capacity to check the fit against (None: unknown).
         compute_capability: of the first GPU, when probed.
+        trl_fields: the installed TRL's config fields for ``trainer`` (unknown-key check), or None.
+        gpu_bf16: every GPU of this machine supports bf16 (False also when there is no GPU);
+            None when the check is not against this machine (a typed ``--gpu-memory``).
+        gpu_name: the GPU without bf16, for messages (None: no GPU, or all have bf16).
     """
 
     path: Path
@@ -67,6 +71,9 @@ class ConfigFacts:
     gpus: int = 1
     compute_capability: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    trl_fields: Mapping[str, Any] | None = None
+    gpu_bf16: bool | None = None
+    gpu_name: str | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         """A TRL-named value, or ``default`` when the file does not set it."""
@@ -309,7 +316,8 @@ def _local_dataset_size(name: Any, base: Path) -> int | None:
 
 def read_config(path: str | Path, *, trainer: str | None = None, gpu_memory_gib: float | None = None,
                 gpus: int | None = None, dataset_size: int | None = None, compute_capability: float | None = None,
-                resolve: bool = True) -> ConfigFacts:
+                resolve: bool = True, trl_fields: Mapping[str, Mapping[str, Any]] | None = None,
+                gpu_bf16: bool | None = None, gpu_name: str | None = None) -> ConfigFacts:
     """Parse and normalise a training config.
 
     Args:
@@ -319,6 +327,8 @@ def read_config(path: str | Path, *, trainer: str | None = None, gpu_memory_gib:
         dataset_size: samples in the training set, if the caller knows it.
         compute_capability: of the GPU, when known.
         resolve: look the model up (local dir, HF cache, table, name).
+        trl_fields: per trainer, the installed TRL's config fields (for the unknown-key check).
+        gpu_bf16, gpu_name: what this machine's GPUs support (see :class:`ConfigFacts`).
 
     Raises:
         InputError: missing, unreadable, binary or non-UTF-8 file.
@@ -352,7 +362,9 @@ def read_config(path: str | Path, *, trainer: str | None = None, gpu_memory_gib:
         dataset_size = int(m.group(1)) if m else _local_dataset_size(values.get("dataset_name"), p.parent)
     return ConfigFacts(path=p, dialect=dialect, raw=raw, values=values, lines=lines, trainer=tr, method=method,
                        model=model, model_error=model_error, dataset_size=dataset_size,
-                       gpu_memory_gib=gpu_memory_gib, gpus=gpus or 1, compute_capability=compute_capability)
+                       gpu_memory_gib=gpu_memory_gib, gpus=gpus or 1, compute_capability=compute_capability,
+                       trl_fields=None if trl_fields is None else trl_fields.get(tr),
+                       gpu_bf16=gpu_bf16, gpu_name=gpu_name)
 
 
 # TRL ModelConfig / SFTConfig defaults used when the file leaves a field out.
@@ -362,6 +374,42 @@ TRL_DEFAULTS: dict[str, Any] = {
     "num_generations": 8, "max_completion_length": 256, "lr_scheduler_type": "linear",
 }
 TRL_DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "grpo": 1e-6}
+
+# Each tool's own defaults, in TRL names, for what a file leaves out. LLaMA-Factory: hparams/
+# finetuning_args.py (lora_rank 8, lora_alpha 2 x rank, lora_dropout 0, lora_target all),
+# data_args.py (cutoff_len 2048), gradient checkpointing unless disable_gradient_checkpointing,
+# and transformers' TrainingArguments (batch 8, learning rate 5e-5, linear decay). Axolotl:
+# its config schema (sequence_len 512, gradient_checkpointing false, micro_batch_size 1,
+# lora_dropout 0) and transformers' defaults for the rest.
+DIALECT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "trl": TRL_DEFAULTS,
+    "llama-factory": {**TRL_DEFAULTS, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "max_length": 2048,
+                      "lora_target_modules": "all-linear"},
+    "axolotl": {**TRL_DEFAULTS, "per_device_train_batch_size": 1, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+                "max_length": 512, "gradient_checkpointing": False},
+}
+DIALECT_DEFAULT_LR: dict[str, dict[str, float]] = {
+    "trl": TRL_DEFAULT_LR,
+    "llama-factory": {"sft": 5e-5, "dpo": 5e-5, "grpo": 5e-5},
+}
+
+
+def defaults_of(cf: ConfigFacts) -> dict[str, Any]:
+    """The defaults of the tool that reads ``cf`` (TRL, LLaMA-Factory or Axolotl), in TRL names."""
+    d = DIALECT_DEFAULTS.get(cf.dialect, TRL_DEFAULTS)
+    if cf.dialect == "llama-factory" and "lora_r" in cf.values and "lora_alpha" not in cf.values:
+        d = {**d, "lora_alpha": 2 * int(cf.values["lora_r"])}  # LLaMA-Factory: alpha defaults to 2 x rank
+    return d
+
+
+def default_lr(cf: ConfigFacts) -> tuple[float | None, str]:
+    """The learning rate the tool uses when the file sets none, and whose default it is; None
+    when the tool has no default (Axolotl requires learning_rate)."""
+    table = DIALECT_DEFAULT_LR.get(cf.dialect)
+    if table is None:
+        return None, f"no {cf.dialect} default"
+    name = {"trl": "TRL's", "llama-factory": "LLaMA-Factory's (transformers')"}[cf.dialect]
+    return table[cf.trainer], f"{name} {cf.trainer} default"
 
 
 def load_dtype(cf: ConfigFacts) -> str:
@@ -401,8 +449,8 @@ def setup_from_config(cf: ConfigFacts) -> Any:
     """
     from tuneterm.plan.memory import TrainSetup
 
-    d = TRL_DEFAULTS
-    targets = cf.get("lora_target_modules")
+    d = defaults_of(cf)
+    targets = cf.get("lora_target_modules", d.get("lora_target_modules"))
     if targets is None:
         names = cf.model.module_names() if cf.model else []
         targets = ("q_proj", "v_proj") if "q_proj" in names else "all-linear"

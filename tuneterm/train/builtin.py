@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneterm.errors import ConfigError
-from tuneterm.resources import BUILTIN_DATASETS
+from tuneterm.resources import (
+    BUILTIN_DATASETS,
+    cache_dir,  # re-exported: built assets live in the cache directory
+)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -72,16 +75,6 @@ def data_path(name: str) -> Path:
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise ConfigError(f"unknown built-in dataset {name!r} (known: {known})") from None
-
-
-def cache_dir() -> Path:
-    """Where built assets live: ``$TUNETERM_CACHE_DIR``, else ``$XDG_CACHE_HOME/tuneterm``, else
-    ``~/.cache/tuneterm``."""
-    env = os.environ.get("TUNETERM_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
 
 
 def built_model_dir(name: str) -> Path | None:
@@ -151,7 +144,12 @@ def build_tiny_model(out: Path, *, vocab_size: int = 512, seed: int = 0) -> None
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     tok = Tokenizer(models.BPE(unk_token="<|unk|>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -15,7 +15,7 @@ Validation happens in two places and refuses with one line naming the key
 (:class:`~tuneterm.errors.ConfigError`, exit 2):
 
 1. In the launcher, before any process starts (:func:`validate`), from the schema cache
-   (:mod:`tuneterm.train.schema`: TRL's field names, types and defaults recorded once per installed
+   (:mod:`tuneterm.preflight.schema`: TRL's field names, types and defaults recorded once per installed
    trl/transformers/peft versions), so it costs milliseconds and imports neither TRL nor torch:
 
    * unknown keys (with a "did you mean" suggestion),
@@ -39,7 +39,6 @@ versions) import the training stack (trl, hence transformers and torch).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import typing
 from collections.abc import Mapping
@@ -52,7 +51,7 @@ import yaml
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.kinds import TRAINERS, Method, Trainer
 from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
-from tuneterm.train.schema import Descriptor, Schema, load_schema
+from tuneterm.preflight.schema import Descriptor, Schema, dataclass_types, load_schema
 
 
 # Keys whose presence alone says "GRPO" (GRPOScriptArguments and GRPO-only generation knobs).
@@ -178,7 +177,7 @@ def infer_trainer(values: Mapping[str, Any], explicit: str | None = None, *, sch
 
     ``reward_funcs`` (or another GRPO-only key) -> ``grpo``; a key that only DPOConfig has ->
     ``dpo``; otherwise ``sft``. The DPO key set comes from ``schema`` (default: the schema cache,
-    :func:`tuneterm.train.schema.load_schema`), read only when the cheap checks do not decide.
+    :func:`tuneterm.preflight.schema.load_schema`), read only when the cheap checks do not decide.
 
     Raises:
         ConfigError: ``explicit`` is not a known trainer.
@@ -207,25 +206,15 @@ def dpo_only_keys(schema: Schema | None = None) -> frozenset[str]:
     return (schema or load_schema()).dpo_only_keys()
 
 
-def dataclass_types(trainer: Trainer) -> tuple[type, ...]:
-    """TRL's dataclasses for ``trainer``, in the order ``trl <trainer>`` parses them."""
-    from trl import DatasetMixtureConfig, DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, SFTConfig
-
-    if trainer == "grpo":
-        from trl.scripts.grpo import GRPOScriptArguments
-
-        return (GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)
-    cfg = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]
-    return (ScriptArguments, cfg, ModelConfig, DatasetMixtureConfig)
-
-
 def method_of(values: Mapping[str, Any]) -> Method:
     """``full``, ``lora``, ``qlora`` (use_peft + load_in_4bit) or ``dora`` (use_peft + use_dora).
 
     >>> method_of({"use_peft": True, "load_in_4bit": True}), method_of({})
     ('qlora', 'full')
     """
-    from tuneterm.preflight.config_read import infer_method  # the one definition, shared with check
+    from tuneterm.preflight.config_read import (
+        infer_method,  # the one definition, shared with check
+    )
 
     return infer_method(values)  # type: ignore[return-value]
 
@@ -271,34 +260,28 @@ def validate(
         env: the config's ``env:`` mapping.
         full: also instantiate TRL's dataclasses here (their ``__post_init__`` checks); imports
             TRL. The launcher leaves this to the training process (see the module docstring).
-        schema: the schema to check against (default: :func:`tuneterm.train.schema.load_schema`,
+        schema: the schema to check against (default: :func:`tuneterm.preflight.schema.load_schema`,
             which reads the cache and imports TRL only to build a missing one).
 
     Raises:
         ConfigError: one line naming the offending key.
     """
+    from tuneterm.preflight.config_validate import schema_problems
+
     fields = (schema or load_schema()).trainers[trainer].fields
-    unknown = [k for k in values if k not in fields]
+    # The same checks `tuneterm check CONFIG` reports (tuneterm.preflight.config_validate): the
+    # unknown keys first (before any value is converted), then missing and conflicting keys.
+    unknown = [p for p in schema_problems(values, trainer, "trl", fields=fields) if p.kind == "unknown-key"]
     if unknown:
-        key = unknown[0]
-        near = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
         more = f"; {len(unknown) - 1} more unknown key(s)" if len(unknown) > 1 else ""
-        raise ConfigError(f"{source}: unknown key {key!r} for trl {trainer}{hint}{more}")
+        raise ConfigError(f"{source}: {unknown[0].message}{more}")
     resolved: dict[str, Any] = {}
     for key, value in values.items():
         resolved[key] = _coerce(value, fields[key]["type"], key, source)
 
-    if not resolved.get("model_name_or_path"):
-        raise ConfigError(f"{source}: missing key 'model_name_or_path' (a hub id, a local path or tuneterm:tiny-llama)")
-    if not resolved.get("dataset_name") and not resolved.get("datasets"):
-        raise ConfigError(f"{source}: missing key 'dataset_name' (or a 'datasets' list)")
-    if (resolved.get("load_in_4bit") or resolved.get("load_in_8bit")) and not resolved.get("use_peft"):
-        raise ConfigError(
-            f"{source}: 'load_in_4bit'/'load_in_8bit' needs 'use_peft: true' (a quantized model can only train adapters)"
-        )
-    if trainer == "grpo" and not resolved.get("reward_funcs") and not resolved.get("reward_model_name_or_path"):
-        raise ConfigError(f"{source}: GRPO needs 'reward_funcs' (or 'reward_model_name_or_path')")
+    problems = schema_problems(resolved, trainer, "trl", fields=fields)
+    if problems:
+        raise ConfigError(f"{source}: {problems[0].message}")
     if trainer == "grpo":
         from tuneterm.train.rewards import check_reward_names
 
@@ -319,11 +302,11 @@ def instantiate(values: Mapping[str, Any], trainer: Trainer, *, source: str = "c
     Raises:
         ConfigError: a dataclass rejected a value (the message is TRL's, on one line).
     """
+    import warnings
+
     from trl.scripts._hf_argparser import HfArgumentParser
 
     from tuneterm.textsafe import inert_line
-
-    import warnings
 
     parser = HfArgumentParser(dataclass_types(trainer))
     try:

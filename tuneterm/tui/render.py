@@ -296,6 +296,9 @@ def plan_renderables(view: PlanView) -> list[RenderableType]:
     head.append(inert_line(m.name, 80), style="bold")
     head.append(f"  {m.size_b:.2f}B params · {m.layers} layers · facts from {inert_line(m.source, 20)}", style="dim")
     out.append(head)
+    if m.is_guess:
+        out.append(Text(f"WARNING: architecture GUESSED from the name ({inert_line(m.source_detail, 160)}): the estimate is rough",
+                        style="bold red"))
     out.append(Text(f"{s.trainer.upper()} {s.method} · batch {s.batch_size} x {s.seq_len} tokens x GA {s.grad_accum} · "
                     f"checkpointing {'on' if s.gradient_checkpointing else 'off'} · {s.optimizer}"))
     line = Text()
@@ -333,6 +336,12 @@ def plan_renderables(view: PlanView) -> list[RenderableType]:
     out.append(t)
     for note in (*est.notes, *plan.warnings):
         out.append(Text(f"note: {inert_line(note, 300)}", style="yellow"))
+    for i, ch in enumerate(plan.to_fit, 1):  # the cheapest changes that make it fit, each with its peak
+        keys = ", ".join(f"{k}: {json.dumps(v)}" for k, v in ch.set.items())
+        fix = Text(f"to fit {i}: ", style="bold")
+        fix.append(inert_line(keys, 200), style="green")
+        fix.append(f" -> {ch.peak_gib:.1f} GiB ({inert_line(ch.cost, 200)})", style="dim")
+        out.append(fix)
     r = Table(title="recommendations", title_justify="left", show_header=True, header_style="bold", box=None,
               pad_edge=False, expand=True)
     r.add_column("key", no_wrap=True)
