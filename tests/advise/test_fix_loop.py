@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.advise.test_invariants import parse_tuneterm
 from tests.train.conftest import HAS_TRL, TINY, TINY_GRPO, run_cli, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.train,
@@ -28,6 +29,7 @@ class Loop:
 
     root: Path
     broken: Path
+    train_broken: subprocess.CompletedProcess[str]
     doctor: subprocess.CompletedProcess[str]
     fixed_yaml: Path
     fixed: Path | None
@@ -59,9 +61,9 @@ def loop(root: Path, name: str, config: Path, sets: list[str], *, fix_and_train:
     doctor = run_cli(["doctor", str(broken), "--fix", "-o", str(fixed_yaml), "--no-charts", "--width", "100"], cwd=root)
     assert doctor.returncode in (0, 1), doctor.stderr[-3000:]
     if not (fix_and_train and fixed_yaml.exists()):
-        return Loop(root, broken, doctor, fixed_yaml, None, None)
+        return Loop(root, broken, proc, doctor, fixed_yaml, None, None)
     train_fixed = run_cli(["train", str(fixed_yaml), "--headless", "--runs-dir", "runs", "--name", f"{name}-fixed"], cwd=root)
-    return Loop(root, broken, doctor, fixed_yaml, root / "runs" / f"{name}-fixed", train_fixed)
+    return Loop(root, broken, proc, doctor, fixed_yaml, root / "runs" / f"{name}-fixed", train_fixed)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,15 @@ def _assert_cured(lp: Loop, code: str) -> None:
 
 
 def test_lr_zero_is_cured(lr_zero: Loop) -> None:
+    # the headless run that ended with an error says how to get the prescription, runnable as printed
+    hint = next(line for line in lr_zero.train_broken.stderr.splitlines() if "what to change" in line)
+    command = hint.split("what to change: ", 1)[1]
+    parse_tuneterm(command)
+    assert command.startswith("tuneterm doctor ") and command.endswith("--fix -o fixed.yaml")
+    # findings.json is what `check RUN --format json` prints: the prescription included
+    written = json.loads((lr_zero.broken / "findings.json").read_text())["prescription"]
+    assert [c["key"] for c in written["changes"]] == [c["key"] for c in prescription(lr_zero.broken, lr_zero.root)["changes"]]
+    assert "learning_rate" in [c["key"] for c in written["changes"]]
     _assert_cured(lr_zero, "S101")
     cfg = yaml.safe_load(lr_zero.fixed_yaml.read_text())
     assert cfg["learning_rate"] > 0 and cfg["model_name_or_path"] == "tuneterm:tiny-llama"

@@ -119,8 +119,8 @@ def test_sarif_structure() -> None:
     assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == SOURCE
     # Fingerprints are stable and distinct.
     again = json.loads(render("sarif", [make_result(SOURCE)]))
-    fps = [r["partialFingerprints"]["tuneterm/v1"] for r in run["results"]]
-    assert fps == [r["partialFingerprints"]["tuneterm/v1"] for r in again["runs"][0]["results"]]
+    fps = [r["partialFingerprints"]["tuneterm/v2"] for r in run["results"]]
+    assert fps == [r["partialFingerprints"]["tuneterm/v2"] for r in again["runs"][0]["results"]]
     assert len(set(fps)) == 3
 
 

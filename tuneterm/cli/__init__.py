@@ -62,7 +62,7 @@ def _register() -> None:
     # (textual, torch, transformers) are imported inside the command functions.
     import importlib
 
-    for name in ("diagnose", "rules", "plan", "train", "watch", "evaluate", "ui"):
+    for name in ("diagnose", "rules", "plan", "train", "watch", "evaluate", "compare", "ui"):
         try:
             importlib.import_module(f"tuneterm.cli.{name}")
         except ModuleNotFoundError as exc:  # a command module not written yet

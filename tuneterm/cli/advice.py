@@ -18,19 +18,12 @@ from tuneterm.report.result import CheckResult
 
 
 def key_schema(*, build: bool = False) -> KeySchema | None:
-    """The accepted config keys per trainer from ``tuneterm train``'s schema cache.
+    """The accepted config keys per trainer from ``tuneterm train``'s schema cache (see
+    :func:`tuneterm.preflight.schema.key_schema`; ``build`` for ``doctor --fix``: a file to train with
+    must hold only valid keys)."""
+    from tuneterm.preflight.schema import key_schema as train_key_schema
 
-    Args:
-        build: import TRL to build a missing cache (``doctor --fix``: a file to train with must
-            hold only valid keys); otherwise a missing cache gives ``None``.
-    """
-    from tuneterm.errors import TunetermError
-    from tuneterm.train.schema import advisor_keys
-
-    try:
-        return advisor_keys(build=build)
-    except TunetermError:
-        return None
+    return train_key_schema(build=build)
 
 
 def model_size_b(model: str | None) -> float | None:

@@ -129,6 +129,7 @@ def check_cmd(
     model: str | None = typer.Option(None, "--model", metavar="PATH|ID", help="Datasets: the model whose tokenizer and chat template render the data."),
     max_length: int | None = typer.Option(None, "--max-length", min=1, metavar="N", help="Datasets: truncation length (default: TRL's 1024)."),
     sample: int | None = typer.Option(None, "--sample", min=1, metavar="N", help="Datasets: check a random sample of N rows."),
+    sarif_category: str | None = typer.Option(None, "--sarif-category", metavar="ID", help="SARIF: automationDetails.id, GitHub's analysis category (keeps several uploads per commit apart)."),
 ) -> None:
     """Check training logs, configs or datasets against the rules; the exit code says whether to fail CI.
 
@@ -163,7 +164,7 @@ def check_cmd(
         # worst rows); the concise finding lines follow for every subject.
         _print_data_reports(results)
     if results:
-        text = render(fmt.value, results, threshold, as_array=len(paths) > 1)
+        text = render(fmt.value, results, threshold, as_array=len(paths) > 1, sarif_category=sarif_category)
         if output is not None:
             try:
                 output.write_text(text, encoding="utf-8")

@@ -39,6 +39,29 @@ def _say(text: str) -> None:
         print(inert_line(line, 600) if line.strip() else "", file=sys.stderr, flush=True)
 
 
+def _redact_notify(args: list[str]) -> list[str]:
+    """``args`` with the values of ``--notify`` hidden: apprise URLs often carry tokens, and the
+    argv is recorded in launch.json.
+
+    >>> _redact_notify(["c.yaml", "--notify", "tgram://bot:secret/1", "--notify=json://h/", "--detach"])
+    ['c.yaml', '--notify', '***', '--notify=***', '--detach']
+    """
+    out: list[str] = []
+    hide = False
+    for a in args:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a == "--notify":
+            out.append(a)
+            hide = True
+        elif a.startswith("--notify="):
+            out.append("--notify=***")
+        else:
+            out.append(a)
+    return out
+
+
 def how_to_follow(run_dir: Any) -> str:
     """The lines that tell a user how to look at and stop a detached run."""
     status = run_dir.read_status()
@@ -74,7 +97,7 @@ def _preflight(config: Any, gpus: int, force: bool) -> dict[str, Any] | None:
     return result.memory_estimate
 
 
-def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
+def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0, notify: tuple[str, ...] = ()) -> int:
     """Follow a run in the terminal (the default of ``tuneterm train``); returns the exit code.
 
     Plug point for the watcher: today this prints the same plain progress lines as ``--headless``
@@ -91,7 +114,7 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
         except ImportError:
             watch_launched = None
     if watch_launched is not None:
-        code = watch_launched(launched, stop_on=stop_on, grace_s=grace_s)
+        code = watch_launched(launched, stop_on=stop_on, grace_s=grace_s, notify=notify)
         if code == int(ExitCode.FINDINGS):
             _raise_if_config_failure(launched.run)
         return code
@@ -101,7 +124,7 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0) -> int:
     rd, proc = launched.run, launched.proc
     while True:
         try:
-            outcome = follow(rd, proc, stop_on=stop_on, out=sys.stdout, grace_s=grace_s)
+            outcome = follow(rd, proc, stop_on=stop_on, out=sys.stdout, grace_s=grace_s, notify=notify)
         except KeyboardInterrupt:
             if _ask_stop():
                 _say(f"tuneterm: stopping run {rd.name} ...")
@@ -167,6 +190,10 @@ def _report(rd: Any, outcome: Any) -> int:
         _say(f"tuneterm: warning: {note}")
     if outcome.findings is None:
         _say("tuneterm: note: the run was not evaluated by the rules")
+    if errors:
+        import shlex
+
+        _say(f"tuneterm: what to change: tuneterm doctor {shlex.quote(str(rd.path))} --fix -o fixed.yaml")
     if outcome.state != "finished" or errors:
         return int(ExitCode.FINDINGS)
     return int(ExitCode.OK)
@@ -203,6 +230,7 @@ def train_cmd(
     ),
     sample_every: int = typer.Option(0, "--sample-every", min=0, help="Greedy samples every N steps (0: ~4 per run)."),
     force: bool = typer.Option(False, "--force", help="Launch despite error-severity pre-flight findings."),
+    notify: list[str] = typer.Option([], "--notify", metavar="URL", help="Apprise URL to notify when the run ends, fails, dies, stalls or an error finding fires (repeatable; also $TUNETERM_NOTIFY and ~/.config/tuneterm/config.yaml)."),
     resume_from: str | None = typer.Option(
         None, "--resume-from", metavar="RUN",
         help="Continue RUN (the run `doctor --fix` diagnosed) from its last checkpoint saved before its first bad step.",
@@ -238,6 +266,9 @@ def train_cmd(
             )
         if detach and headless:
             raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
+        if notify:  # pipeline.json records the options; notification URLs carry tokens
+            raise click.BadParameter("a pipeline takes no --notify: set $TUNETERM_NOTIFY, which every stage "
+                                     "inherits", param_hint="'--notify'")
         from tuneterm.cli.train_pipeline import train_pipeline
 
         return train_pipeline(
@@ -273,8 +304,9 @@ def train_cmd(
         accelerate_config=accelerate_config,
         sample_every=sample_every,
         stop_on=stop_on,
-        argv=["tuneterm", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
+        argv=["tuneterm", "train", *_redact_notify(sys.argv[2:])] if len(sys.argv) > 1 else [],
         memory_estimate=estimate,
+        notify=tuple(notify),
         extra={"data": {"templates": [templates], "template_seed": template_seed}} if templates else None,
     )
     rd = launched.run
@@ -287,9 +319,9 @@ def train_cmd(
         from tuneterm.train.follow import follow
 
         try:
-            outcome = follow(rd, launched.proc, stop_on=stop_on, out=sys.stdout)
+            outcome = follow(rd, launched.proc, stop_on=stop_on, out=sys.stdout, notify=tuple(notify))
         except KeyboardInterrupt:
             _say(f"tuneterm: interrupted; run {rd.name} keeps running in the background.\n{how_to_follow(rd)}")
             return int(ExitCode.INTERRUPTED)
         return _report(rd, outcome)
-    return live_view(launched, stop_on=stop_on)
+    return live_view(launched, stop_on=stop_on, notify=tuple(notify))

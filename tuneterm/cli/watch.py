@@ -54,6 +54,7 @@ def watch_cmd(
     idle_timeout: float = typer.Option(60.0, "--idle-timeout", min=0, help="End the watch of a log file that has not grown for this many seconds (0: never)."),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     name: str | None = typer.Option(None, "--name", help="Run name for -- COMMAND (default: <script>-<date>-<time>)."),
+    notify: list[str] = typer.Option([], "--notify", metavar="URL", help="Apprise URL to notify on an error finding, a stall or the run's end (repeatable; also $TUNETERM_NOTIFY and ~/.config/tuneterm/config.yaml)."),
 ) -> int:
     """Follow a run or log live, print findings with fixes as they fire; or run COMMAND under tuneterm."""
     import click
@@ -65,7 +66,7 @@ def watch_cmd(
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
-    options = WatchOptions(stop_on=stop_on, follow=follow, idle_timeout=idle_timeout, grace_s=grace)
+    options = WatchOptions(stop_on=stop_on, follow=follow, idle_timeout=idle_timeout, grace_s=grace, notify=tuple(notify))
     rules = load_rules(scopes=["log", "eval"])
     proc = None
     if _is_command(target, runs_dir):

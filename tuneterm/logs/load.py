@@ -7,6 +7,7 @@ Detection is by content first, name second:
 * ``events.out.tfevents.*``: TensorBoard; a ``.csv`` name or a CSV-looking header: CSV;
 * anything else that is text: a console log;
 * a directory: an HF output or checkpoint directory (top-level or latest ``checkpoint-N/trainer_state.json``, by step number),
+  a W&B run (``run-*.wandb``, offline or synced, or the ``wandb/`` directory: its latest run),
   a LLaMA-Factory output (``trainer_log.jsonl``), an MLflow store, TensorBoard logs, or a single
   recognisable log file. Side files (``adapter_config.json``, ``config.json``, YAML/JSON training
   configs) add facts. ``training_args.bin`` is a pickle and is never opened.
@@ -115,6 +116,11 @@ def sniff(path: Path, head: bytes) -> str:
 
 def load_file(p: Path, run: Run, *, hint: str | None = None) -> None:
     """Parse one file into ``run`` (format detected unless ``hint`` is given)."""
+    if p.suffix == ".wandb" and p.is_file():
+        from tuneterm.logs.wandb import read_wandb
+
+        read_wandb(run, p)
+        return
     if "tfevents" in p.name:
         from tuneterm.logs.tensorboard import read_tensorboard
 
@@ -239,6 +245,11 @@ def _load_dir(d: Path) -> Run:
         if ckpts:
             run.facts.checkpoints = tuple(n for n, _ in ckpts)[-50:]
         return run
+    from tuneterm.logs.wandb import read_wandb, wandb_run_file
+
+    if wandb_run_file(d) is not None:  # a W&B run directory, or the wandb/ directory above runs
+        read_wandb(run, d)
+        return run
     for name in ("trainer_log.jsonl",):
         if (d / name).is_file():
             _side_facts(run, [d])
@@ -260,7 +271,7 @@ def _load_dir(d: Path) -> Run:
     if not candidates:
         raise InputError(
             f"no training log found in {show(d)} (looked for trainer_state.json, checkpoint-*/, "
-            "trainer_log.jsonl, metrics.jsonl, *.log, *.csv, mlruns, tfevents)"
+            "trainer_log.jsonl, metrics.jsonl, run-*.wandb, *.log, *.csv, mlruns, tfevents)"
         )
     _side_facts(run, [d])
     last_err: InputError | None = None

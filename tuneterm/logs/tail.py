@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tuneterm.errors import InputError
 from tuneterm.logs.console import ConsoleParser
@@ -52,6 +52,32 @@ class Tail:
     splitter: LineSplitter = field(default_factory=LineSplitter)
     offset: int = 0
     inode: int | None = None
+
+
+def content_signature(path: Path, own: tuple[int, float]) -> tuple[Any, ...]:
+    """What changes when a re-read source grows: for a directory holding a W&B run or TensorBoard
+    event files, the size and mtime of those files (a directory's own mtime changes only when an
+    entry is added, not when its event file grows); else ``own`` (the path's size and mtime)."""
+    if not path.is_dir():
+        return own
+    from tuneterm.logs.wandb import wandb_signature
+
+    wsig = wandb_signature(path)
+    if wsig is not None:
+        return (own, wsig)
+    from tuneterm.logs.tensorboard import event_files
+
+    files = event_files(path)
+    if not files:
+        return own
+    stats = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        stats.append((st.st_size, st.st_mtime))
+    return (own, len(stats), sum(s for s, _ in stats), max((m for _, m in stats), default=0.0))
 
 
 def _points(run: Run) -> int:
@@ -189,7 +215,7 @@ class Follower:
             st = self.path.stat()
         except OSError:
             return 0
-        sig = (st.st_size, st.st_mtime)
+        sig = content_signature(self.path, (st.st_size, st.st_mtime))
         if sig == self._whole_sig:
             return 0
         before = _points(self.run) if self._whole_sig is not None else 0

@@ -56,6 +56,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneterm.errors import InputError
+
+if typing.TYPE_CHECKING:
+    from tuneterm.advise import KeySchema
 from tuneterm.kinds import TRAINERS
 
 FORMAT = 1
@@ -333,3 +336,23 @@ def dataclass_types(trainer: str) -> tuple[type, ...]:
         return (GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig)
     cfg = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]
     return (ScriptArguments, cfg, ModelConfig, DatasetMixtureConfig)
+
+
+def key_schema(*, build: bool = False) -> KeySchema | None:
+    """The advisor's view of the schema (accepted keys, config class and defaults per trainer).
+
+    Args:
+        build: import TRL to build a missing cache; otherwise a missing cache gives ``None``.
+    """
+    from tuneterm.advise import KeySchema
+
+    try:
+        schema = load_schema(build=build)
+    except (LookupError, InputError):
+        return None
+    return KeySchema(
+        versions=dict(schema.versions),
+        keys={name: frozenset(t.fields) for name, t in schema.trainers.items()},
+        config_class={name: t.classes[1] for name, t in schema.trainers.items()},
+        defaults={name: {k: f["default"] for k, f in t.fields.items() if "default" in f} for name, t in schema.trainers.items()},
+    )

@@ -23,11 +23,18 @@ from tuneterm.report.subjects import CheckOptions, SubjectHandler, check_subject
 FORMATS: tuple[str, ...] = ("text", "json", "sarif", "github", "junit")
 
 
-def render(fmt: str, results: Sequence[CheckResult], fail_on: Severity = Severity.ERROR, *, as_array: bool | None = None) -> str:
+def render(
+    fmt: str,
+    results: Sequence[CheckResult],
+    fail_on: Severity = Severity.ERROR,
+    *,
+    as_array: bool | None = None,
+    sarif_category: str | None = None,
+) -> str:
     """Render ``results`` in machine format ``fmt`` (one of :data:`FORMATS`).
 
     ``fail_on`` matters only to JUnit (which findings are failures); ``as_array`` only to JSON
-    (array for several paths).
+    (array for several paths); ``sarif_category`` only to SARIF (``automationDetails.id``).
 
     Raises:
         ValueError: unknown format name.
@@ -43,7 +50,7 @@ def render(fmt: str, results: Sequence[CheckResult], fail_on: Severity = Severit
     if fmt == "sarif":
         from tuneterm.report.sarif import render_sarif
 
-        return render_sarif(results)
+        return render_sarif(results, category=sarif_category)
     if fmt == "github":
         from tuneterm.report.github import render_github
 

@@ -14,7 +14,10 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
     tuneterm's own launch choices (they are not TRL fields, so they are kept out of config.yaml):
     ``{"trainer": "sft"|"dpo"|"grpo", "method": "full"|"lora"|"qlora"|"dora", "gpus": int,
     "accelerate_config": str|null, "sample_every": int, "stop_on": "error"|"never",
-    "config_source": str, "cwd": str, "argv": [str], "tuneterm_version": str}``.
+    "config_source": str, "cwd": str, "argv": [str], "tuneterm_version": str}``. A run written by
+    ``TunetermCallback`` inside the user's own trainer has ``"kind": "callback"`` (and no
+    ``config_source``/``gpus``); one started by ``tuneterm watch -- COMMAND`` has ``"kind":
+    "command"``.
 
 ``status.json``
     Kept current, always replaced atomically (temp file + ``os.replace``), so a reader never sees a
@@ -28,7 +31,7 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
                     (:func:`tuneterm.train.control.run_processes`), not by process group alone
         pgid        process group id (== pid: the supervisor is a session leader)
         worker_pid  pid of the training process (rank 0's when ``--gpus`` > 1)
-        step, max_steps, epoch   progress, updated at most every 2 s and on every log event
+        step, max_steps, epoch   progress, updated at most every 2 s and at train end
         started, ended           ISO-8601 UTC times
         exit_code   the training process's exit status; negative = killed by that signal
         signal      signal name when killed by a signal (e.g. "SIGKILL"), else null
@@ -71,6 +74,11 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
 
 ``output/``
     The default ``output_dir``: checkpoints and the final model.
+
+``notify.log``, ``.notified/``
+    Notifications (:mod:`tuneterm.watch.notify`): one line per message that could not be
+    delivered, and one empty marker file per event already sent (so the supervisor, a watcher and
+    the callback send each event once).
 
 Writers: the launcher creates the directory, config.yaml, launch.json and the first status.json;
 the supervisor (``tuneterm.train.child``) records pid, the exit status and signal deaths; the

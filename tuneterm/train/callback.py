@@ -6,12 +6,25 @@
 * ``gpu.jsonl``: a memory/utilisation sample per logging window (CUDA counters, or the process RSS
   on CPU);
 * ``samples.jsonl``: greedy generations for a few fixed prompts every ``sample_every`` steps;
-* ``status.json``: state ``running`` at train begin, step/epoch at most every 2 s and at each log.
+* ``status.json``: state ``running`` at train begin, step/epoch at most every 2 s and at train end.
 
 It also turns a stop request (SIGTERM, see :mod:`tuneterm.train.worker`) into
 ``control.should_training_stop`` at the next step end, agreed across ranks when distributed so no
 rank is left waiting in a collective. Cost per step is a clock read and an integer compare; files
 are appended with line buffering, so a crash loses at most the line being written.
+
+The same class is tuneterm's public callback for a trainer tuneterm did not launch
+(``from tuneterm import TunetermCallback``)::
+
+    trainer.add_callback(TunetermCallback(runs_dir="runs", name="my-run", stop_on="error"))
+
+Without a ``run_dir`` it creates one at train begin (:mod:`tuneterm.train.attach`: config.yaml
+from the TrainingArguments and the model/PEFT config, launch.json, status.json), evaluates the
+rules in a background thread as lines arrive (:mod:`tuneterm.train.live_rules`), stops training at
+the next step end after the first error finding when ``stop_on="error"``, records the end
+(finished, stopped, failed through ``sys.excepthook``) and sends notifications
+(:mod:`tuneterm.watch.notify`). The run then reads like any other in ``tuneterm runs``, ``watch``,
+``doctor`` and the app.
 """
 
 from __future__ import annotations
@@ -23,11 +36,13 @@ import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from transformers import TrainerCallback
 
 from tuneterm.runs.layout import GPU, METRICS, SAMPLES, RunDir
+from tuneterm.train.live_rules import LiveRules
 
 _STATUS_EVERY_S = 2.0
 
@@ -52,22 +67,44 @@ class SamplePrompt:
 
 
 class TunetermCallback(TrainerCallback):
-    """Write metrics, gpu, samples and status files of ``run_dir`` from Trainer events.
+    """Write metrics, gpu, samples and status files of a run directory from Trainer events.
+
+    Two uses. ``tuneterm train``'s worker passes the ``run_dir`` it launched (the watcher outside
+    the process evaluates the rules). Anyone else passes nothing or ``runs_dir``/``name``: the
+    callback then creates the run directory itself, evaluates the rules in-process, stops on the
+    first error when ``stop_on="error"`` and records how training ended.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory tuneterm launched; ``None`` creates one at train begin.
+        runs_dir: where to create it (default ``$TUNETERM_RUNS_DIR``, else ``./runs``).
+        name: the run's name (default ``<trainer>-<model>-<date>-<time>``).
+        stop_on: ``"error"`` stops training gracefully (``control.should_training_stop``) at the
+            first error finding; ``"never"`` only reports.
+        samples: generate from a few fixed prompts about 4 times per run (own run directories).
+        notify: apprise URLs notified when the run ends or an error finding fires, added to those
+            of ``$TUNETERM_NOTIFY`` and the user's config file.
         tokenizer: the processing class (used for samples; ``None`` disables samples).
         prompts: fixed prompts for samples (empty disables samples).
         sample_every: sample every N optimizer steps (also at the end of training); 0 disables.
         max_new_tokens: generation budget per sample.
         stop_flag: returns True once a stop was requested (SIGTERM).
         samples_off_reason: when set, samples are disabled and the reason is put in status.json.
+
+    Raises:
+        ValueError: ``stop_on`` is neither ``"error"`` nor ``"never"``.
+        InputError: ``name`` is unsafe or a run of that name exists already (raised here, before
+            any training time is spent, rather than at train begin).
     """
 
     def __init__(
         self,
-        run_dir: RunDir,
+        run_dir: RunDir | None = None,
         *,
+        runs_dir: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        stop_on: str = "never",
+        samples: bool = True,
+        notify: Sequence[str] = (),
         tokenizer: Any = None,
         prompts: Sequence[SamplePrompt] = (),
         sample_every: int = 0,
@@ -75,7 +112,17 @@ class TunetermCallback(TrainerCallback):
         stop_flag: Callable[[], bool] = lambda: False,
         samples_off_reason: str | None = None,
     ) -> None:
-        self.rd = run_dir
+        if stop_on not in ("error", "never"):
+            raise ValueError(f"stop_on must be 'error' or 'never', not {stop_on!r}")
+        if run_dir is None and name is not None:
+            _check_new_name(runs_dir, name)
+        self._own = run_dir is None
+        self.rd: RunDir = run_dir if run_dir is not None else RunDir(Path())
+        self.runs_dir = runs_dir
+        self.name = name
+        self.stop_on = stop_on
+        self.want_samples = samples
+        self.notify_urls = tuple(notify)
         self.tokenizer = tokenizer
         self.prompts = list(prompts)
         self.sample_every = sample_every
@@ -86,6 +133,17 @@ class TunetermCallback(TrainerCallback):
         self._last_status = 0.0
         self._last_sample_step = -1
         self._nvml: Any = None
+        self._rules: LiveRules | None = None
+        self._notifier: Any = None
+        self._unhook: Callable[[], None] | None = None
+        self._stop_finding: Any = None
+        self._term_requested = False
+        self._opened = not self._own
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory (``None`` until training began, for an own one)."""
+        return self.rd.path if self._opened else None
 
     # -- files -------------------------------------------------------------------------------
     def _file(self, name: str) -> IO[str]:
@@ -112,11 +170,48 @@ class TunetermCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        if self._own and not self._opened:
+            self._open(args, state, kwargs)
         fields: dict[str, Any] = {"state": "running", "step": state.global_step, "max_steps": state.max_steps}
         fields["samples"] = "on" if self._samples_enabled() else f"off: {self.samples_off_reason or 'disabled'}"
         fields["world_size"] = int(getattr(args, "world_size", 1) or 1)
         self.rd.update_status(**fields)
         self._last_status = time.monotonic()
+
+    def _open(self, args: Any, state: Any, kwargs: Mapping[str, Any]) -> None:
+        """Create the own run directory; set up samples, the rules thread, crash hooks, notifier."""
+        from tuneterm.train.attach import install_crash_hooks, install_stop_signal, open_run_dir
+
+        model = kwargs.get("model")
+        if self.want_samples and self.sample_every <= 0 and state.max_steps and state.max_steps > 0:
+            self.sample_every = max(1, int(state.max_steps) // 4)
+        if self.want_samples and self.tokenizer is None:
+            tok = kwargs.get("processing_class")
+            self.tokenizer = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
+        if self.want_samples and not self.prompts and self.tokenizer is not None:
+            self.prompts = _default_prompts(self.tokenizer, kwargs.get("train_dataloader"))
+        if not self.want_samples:
+            self.samples_off_reason = "disabled (samples=False)"
+        elif self.tokenizer is None:
+            self.samples_off_reason = "no tokenizer: pass processing_class to the trainer"
+        elif getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
+            self.samples_off_reason = "sharded training (FSDP/DeepSpeed): generation would need every rank"
+        launch = {"stop_on": self.stop_on, "sample_every": self.sample_every}
+        self.rd = open_run_dir(args, model, runs_dir=self.runs_dir, name=self.name, launch=launch)
+        self._opened = True
+        from tuneterm.watch.notify import Notifier
+
+        self._notifier = Notifier.configured(self.notify_urls)
+        unhook_crash = install_crash_hooks(self.rd, self._crashed)
+        unhook_term = install_stop_signal(self._terminated)
+
+        def unhook() -> None:
+            unhook_crash()
+            unhook_term()
+
+        self._unhook = unhook
+        self._rules = LiveRules(self.rd, self._on_finding)
+        self._rules.start()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or logs is None:
@@ -128,12 +223,19 @@ class TunetermCallback(TrainerCallback):
         row["time"] = round(now, 3)
         self._write(METRICS, row)
         self._write(GPU, self._gpu_sample(state.global_step, now))
-        self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"])
-        self._last_status = time.monotonic()
+        if time.monotonic() - self._last_status >= _STATUS_EVERY_S:
+            # status.json is replaced atomically (an os.replace: most of a log event's cost), so at
+            # most every 2 s; metrics.jsonl has every step
+            self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=row["epoch"])
+            self._last_status = time.monotonic()
+        if self._rules is not None:
+            self._rules.nudge()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._stop_agreed(args):
             control.should_training_stop = True
+            if self._stop_finding is not None and state.is_world_process_zero:
+                self.rd.update_status(stop_requested=True)
         if not state.is_world_process_zero:
             return
         if time.monotonic() - self._last_status >= _STATUS_EVERY_S:
@@ -144,14 +246,80 @@ class TunetermCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            if self._samples_enabled() and self._last_sample_step != state.global_step and not self.stop_flag():
+            if self._samples_enabled() and self._last_sample_step != state.global_step and not self._stopping():
                 self._sample(kwargs.get("model"), state.global_step)
             self.rd.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch)
+            if self._own and self._opened:
+                self._finish(state)
         self.close()
+
+    def _finish(self, state: Any) -> None:
+        """Record the end of an own run, evaluate it once more and notify."""
+        from tuneterm.runs.writer import now_iso
+
+        if self._unhook is not None:
+            self._unhook()
+        fields: dict[str, Any] = {"ended": now_iso(), "exit_code": 0, "step": state.global_step}
+        if self._stop_finding is not None:
+            why = _finding_line(self._stop_finding)
+            fields.update(state="stopped", stop_reason=why, error=f"stopped by TunetermCallback(stop_on='error'): {why}")
+        elif self._term_requested:
+            fields.update(state="stopped", error="stopped on request", stop_requested=True)
+        else:
+            fields["state"] = "finished"
+        self.close()  # metrics.jsonl complete before the final evaluation reads it
+        self.rd.update_status(**fields)
+        if self._rules is not None:
+            self._rules.final()
+        self._notify_end(fields["state"], fields.get("error"))
+        if self._notifier is not None:
+            self._notifier.close()
+
+    # -- rules and notifications (own run directories) ----------------------------------------
+    def _on_finding(self, finding: Any) -> None:
+        """A finding fired (rules thread): ask the loop to stop on an error, notify."""
+        from tuneterm.engine.model import Severity
+
+        if finding.severity is not Severity.ERROR:
+            return
+        if self.stop_on == "error" and self._stop_finding is None:
+            self._stop_finding = finding
+            self.rd.update_status(stop_reason=_finding_line(finding))
+        if self._notifier is not None:
+            self._notifier.finding(self.rd, finding, self._parsed_run())
+
+    def _crashed(self, state: str, error: str | None) -> None:
+        """The process is ending without on_train_end (recorded by the crash hooks): evaluate the
+        run once more (the crash rules read the traceback), notify, and let the message go out."""
+        findings: list[Any] = self._rules.final() if self._rules is not None else []
+        if self._notifier is not None:
+            self._notifier.run_ended(self.rd, state, error, findings, self._parsed_run())
+            self._notifier.close()
+
+    def _notify_end(self, state: str, error: str | None) -> None:
+        if self._notifier is not None:
+            self._notifier.run_ended(self.rd, state, error, self._rules_findings(), self._parsed_run())
+
+    def _rules_findings(self) -> list[Any]:
+        live = getattr(self._rules, "_live", None)
+        return list(live.findings) if live is not None else []
+
+    def _parsed_run(self) -> Any:
+        """The run as the rules thread read it (for the advisor's prescription), or None."""
+        live = getattr(self._rules, "_live", None)
+        return live.run if live is not None else None
+
+    def _stopping(self) -> bool:
+        return self.stop_flag() or self._stop_finding is not None or self._term_requested
+
+    def _terminated(self) -> None:
+        """SIGTERM (``tuneterm stop``): stop at the next step end, like a stop on error."""
+        self._term_requested = True
+        self.rd.update_status(stop_requested=True)
 
     # -- stop --------------------------------------------------------------------------------
     def _stop_agreed(self, args: Any) -> bool:
-        local = self.stop_flag()
+        local = self._stopping()
         if int(getattr(args, "world_size", 1) or 1) <= 1:
             return local
         import torch
@@ -270,3 +438,32 @@ def _rss_mib() -> float | None:
 def finite_or_none(x: float | None) -> float | None:
     """``x`` if it is a finite number, else None (helper for progress lines)."""
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _finding_line(f: Any) -> str:
+    """``S101 lr-zero: message`` (one inert line)."""
+    from tuneterm.textsafe import inert_line
+
+    return inert_line(f"{f.code} {f.name}: {f.message}", 300)
+
+
+def _default_prompts(tokenizer: Any, loader: Any) -> list[SamplePrompt]:
+    """Prompts for samples of a trainer tuneterm did not build: the first rows of the training
+    dataset when they still hold text (``messages``, ``prompt``, ``text``), else a few general
+    prompts; rendered with the chat template when there is one."""
+    from tuneterm.train.runner import sample_prompts
+
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return sample_prompts(dataset if dataset is not None else [], tokenizer)
+    except Exception:  # noqa: BLE001 - tokenized or unusual datasets: general prompts instead
+        return sample_prompts([], tokenizer)
+
+
+def _check_new_name(runs_dir: str | os.PathLike[str] | None, name: str) -> None:
+    from tuneterm.errors import InputError
+    from tuneterm.runs.layout import check_name, runs_root
+
+    root = runs_root(runs_dir)
+    if (root / check_name(name)).exists():
+        raise InputError(f"run {name!r} already exists in {root}; choose another name")

@@ -123,7 +123,31 @@ def supervise(run_dir: Path) -> int:
         fields["state"] = "stopped" if stop_requested else "finished"
     rd.update_status(**fields)
     final = rd.read_status().get("state")
+    notify_end(rd)
     return 0 if final in ("finished", "stopped") else 1
+
+
+def notify_end(rd: RunDir) -> None:
+    """Notify the recorded end of the run (finished, failed, stopped) with its most severe finding,
+    when notification URLs are configured (:mod:`tuneterm.watch.notify`); never raises."""
+    try:
+        from tuneterm.watch.notify import Notifier
+
+        notifier = Notifier.configured()
+        if notifier is None:
+            return
+        from tuneterm.train.follow import evaluate_dir
+
+        status = rd.read_status()
+        ev = evaluate_dir(rd)
+        found = list(ev.findings) if ev is not None else []
+        error = status.get("error") if isinstance(status.get("error"), str) else None
+        notifier.run_ended(rd, str(status.get("state") or "failed"), error, found, ev.run if ev is not None else None)
+        notifier.close()
+    except Exception as exc:  # noqa: BLE001 - a notification must never change how the run ends
+        import logging
+
+        logging.getLogger("tuneterm.notify").warning("end of run %s not notified: %s", rd.name, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,11 @@ The stop protocol (used by ``tuneterm stop``, ``--stop-on error``, Ctrl-C -> sto
    (``pgid``) and to each surviving process of the snapshot (plus any process of the run that
    appeared since), then the state is written here.
 
+A run of ``TunetermCallback`` (launch.json ``kind: callback``) lives in the user's own process,
+which goes on after training: SIGTERM asks the callback for a graceful stop, the recorded
+``stopped`` ends the wait, and only when nothing is recorded within ``grace_s`` is that one
+process SIGKILLed (never its process group, the user's shell job) (:func:`_stop_guest`).
+
 Process identity is (pid, start time) (:class:`ProcRef`): a pid that was reused by an unrelated
 process after the run's process exited has a different start time and is never signalled. A
 process that exited but was not reaped by its parent (a zombie, common in containers whose init
@@ -221,6 +226,8 @@ def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: An
     status = rd.read_status()
     if status.get("state") in TERMINAL_STATES:
         return str(status["state"])
+    if _is_guest(rd):
+        return _stop_guest(rd, status.get("pid"), grace_s=grace_s, poll_s=poll_s)
     pid, pgid = status.get("pid"), status.get("pgid") or status.get("pid")
     procs = run_processes(rd, status)  # before SIGTERM: the supervisor's children are still its own
     rd.update_status(stop_requested=True)
@@ -273,3 +280,47 @@ def _kill_all(rd: RunDir, pgid: int | None, procs: list[ProcRef], *, poll_s: flo
         if not run_alive(pgid, targets.values()):
             break
         time.sleep(min(poll_s, 0.05))
+
+
+def _stop_guest(rd: RunDir, pid: Any, *, grace_s: float, poll_s: float) -> str:
+    """Stop a TunetermCallback run, which lives in the user's own process: SIGTERM (the callback
+    stops training at the next step end and records ``stopped``), then wait for that record, not
+    for the process, which goes on after training (saving the model ...). Only when nothing is
+    recorded within ``grace_s`` is that one process SIGKILLed (never its process group: that is
+    the user's shell job)."""
+    rd.update_status(stop_requested=True)
+    alive = pid_alive(pid) if isinstance(pid, int) else False
+    if alive:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            alive = False
+    deadline = time.monotonic() + grace_s
+    while alive and time.monotonic() < deadline:
+        state = rd.read_status().get("state")
+        if state in TERMINAL_STATES:
+            return str(state)
+        alive = pid_alive(pid)
+        time.sleep(poll_s)
+    state = rd.read_status().get("state")
+    if state in TERMINAL_STATES:
+        return str(state)
+    if alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    rd.update_status(state="stopped", error="stopped on request (forced: SIGKILL)" if alive else "stopped on request",
+                     ended=now_iso(), signal="SIGKILL" if alive else None)
+    return "stopped"
+
+
+def _is_guest(rd: RunDir) -> bool:
+    """True for a run written by TunetermCallback inside the user's own process (launch.json
+    ``kind: callback``)."""
+    from tuneterm.errors import InputError
+
+    try:
+        return rd.read_launch().get("kind") == "callback"
+    except InputError:  # no launch.json yet or unreadable: a tuneterm-launched run
+        return False

@@ -143,8 +143,16 @@ def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = No
     if run is not None:
         from tuneterm.report.subjects import result_from_run
 
+        from dataclasses import replace
+
+        from tuneterm.advise import prescribe, read_context
+        from tuneterm.preflight.schema import key_schema
+
         applicable = tuple(r for r in rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
-        doc = result_document(result_from_run(run, findings, applicable))
+        result = result_from_run(run, findings, applicable)
+        # the prescription too, so the file is what `check RUN --format json` prints
+        advice = prescribe(run, findings, read_context(run, schema=key_schema()))
+        doc = result_document(replace(result, prescription=advice))
     else:
         status = rd.read_status()
         doc = result_document(
@@ -191,6 +199,7 @@ def follow(
     eval_every_s: float = 2.0,
     grace_s: float = 30.0,
     should_detach: Callable[[], bool] = lambda: False,
+    notify: tuple[str, ...] = (),
 ) -> Outcome:
     """Print progress until the supervisor ``proc`` exits (or ``should_detach()``), then evaluate.
 
@@ -200,8 +209,13 @@ def follow(
         stop_on: ``"error"`` stops the run on the first error-severity finding; ``"never"`` does not.
         out: where progress lines go (stdout).
         should_detach: polled each tick; True leaves the run running and returns (state None).
+        notify: apprise URLs (``--notify``): the error finding that stops the run and the run's
+            end are notified (the end is the supervisor's to send; each once per run).
     """
     from tuneterm.train.control import stop_run
+    from tuneterm.watch.notify import Notifier, notify_findings
+
+    notifier = Notifier.configured(notify)
 
     tail = MetricsTail(rd.metrics)
     max_steps: int | None = None
@@ -237,6 +251,7 @@ def follow(
             found = evaluate_run(rd) or []
             errors = [f for f in found if f.severity.value == "error"]
             if errors:
+                notify_findings(notifier, rd.path, rd.name, errors[:1])
                 emit(f"tuneterm: {finding_line(errors[0])}")
                 emit(f"tuneterm: --stop-on error: stopping run {rd.name}")
                 stop_run(rd, grace_s=grace_s, proc=proc)
@@ -252,6 +267,11 @@ def follow(
     findings = None if ev is None else list(ev.findings)
     if ev is not None:
         write_findings(rd, ev.findings, ev.run, ev.rules)
+    if notifier is not None:
+        parsed = ev.run if ev is not None else None
+        notify_findings(notifier, rd.path, rd.name, findings or [], parsed)
+        notifier.run_ended(rd, state, status.get("error"), findings or [], parsed)
+        notifier.close()
     return Outcome(
         notes=notes,
         state=state,

@@ -79,6 +79,7 @@ def launch(
     argv: list[str] | None = None,
     memory_estimate: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    notify: tuple[str, ...] = (),
 ) -> Launched:
     """Create the run directory for ``config`` and start its supervisor (detached).
 
@@ -89,6 +90,10 @@ def launch(
 
     ``extra`` adds keys to launch.json: a pipeline stage records ``pipeline`` (the pipeline's
     directory, the stage's index and name), ``data`` (template options) and ``init_adapter``.
+
+    ``notify`` (``--notify`` URLs) reaches the supervisor through ``$TUNETERM_NOTIFY`` in its
+    environment, never through a file: apprise URLs often carry tokens. The supervisor notifies
+    the run's end (:func:`tuneterm.train.child.notify_end`), also when nobody is watching.
 
     Raises:
         InputError: the run directory cannot be created or the name is taken.
@@ -115,6 +120,8 @@ def launch(
     env = dict(os.environ)
     env.update(config.env)
     env["PYTHONUNBUFFERED"] = "1"
+    if notify:
+        env["TUNETERM_NOTIFY"] = " ".join([*notify, env.get("TUNETERM_NOTIFY", "")]).strip()
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
         proc = subprocess.Popen(  # fixed argv, no shell
             cmd,

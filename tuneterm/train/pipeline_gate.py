@@ -147,12 +147,12 @@ def prescription_for(stage_dir: Path) -> Prescription | None:
     from tuneterm.advise import advise
     from tuneterm.runs.layout import RunDir
     from tuneterm.train.follow import evaluate_dir
-    from tuneterm.train.schema import advisor_keys
+    from tuneterm.preflight.schema import key_schema
 
     ev = evaluate_dir(RunDir(stage_dir))
     if ev is None or not ev.findings:
         return None
-    p = advise(ev.run, ev.findings, schema=advisor_keys())
+    p = advise(ev.run, ev.findings, schema=key_schema())
     return None if p.empty else p
 
 

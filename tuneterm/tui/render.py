@@ -104,9 +104,11 @@ def check_path(path: str) -> CheckResult:
     Raises:
         TunetermError: unreadable path, no metrics (NoMetricsError), a bad rule file.
     """
+    from tuneterm.cli.advice import advise_results
     from tuneterm.report import CheckOptions, check_subject
 
-    return check_subject(os.path.expanduser(path.strip()), CheckOptions())
+    # with the prescription, as `tuneterm doctor` ends its report
+    return advise_results([check_subject(os.path.expanduser(path.strip()), CheckOptions())])[0]
 
 
 # ------------------------------------------------------------------------------- GPUs

@@ -51,6 +51,8 @@ class WatchOptions:
             (0: never). Run directories end by their status instead.
         poll_s: seconds between polls.
         grace_s: seconds between SIGTERM and SIGKILL when stopping a run.
+        notify: apprise URLs (``--notify``), added to ``$TUNETERM_NOTIFY`` and the config file's:
+            error findings, a stall and the run's end are sent (:mod:`tuneterm.watch.notify`).
     """
 
     stop_on: str = "never"
@@ -58,6 +60,7 @@ class WatchOptions:
     idle_timeout: float = 60.0
     poll_s: float = 0.25
     grace_s: float = 30.0
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -165,9 +168,13 @@ def watch(
     Raises:
         InputError: the followed file is binary or unreadable.
     """
+    from tuneterm.watch.notify import Notifier, notify_findings
+
     p = Path(path)
     view = view or PlainView()
     live = LiveEvaluator(p, rules)
+    notifier = Notifier.configured(options.notify)
+    notify_dir = p if live.is_run_dir else None
     has_status = (p / STATUS).is_file() if live.is_run_dir else False
     result = WatchResult(state=None)
     stop_warned = False
@@ -184,6 +191,7 @@ def watch(
                     result.fired = [g for g in result.fired if g.code != f.code] + [f]
                 if up.new and live.is_run_dir and has_status:
                     write_findings(live)
+                notify_findings(notifier, notify_dir, p.name, up.new, live.run)
                 view.refresh(live)
                 new_errors = [f for f in up.new if f.severity is Severity.ERROR]
                 if new_errors and options.stop_on == "error" and not result.stopped_on_error:
@@ -246,7 +254,23 @@ def watch(
         write_findings(live)
     result.findings = list(live.findings)
     result.had_input = live.run.has_metrics() or bool(live.run.events)
+    if notifier is not None:
+        _notify_end(notifier, notify_dir, p, result, live)
     return result
+
+
+def _notify_end(notifier: Any, run_dir: Path | None, p: Path, result: WatchResult, live: LiveEvaluator) -> None:
+    """Send the end of the watched run (finished, failed, stopped, died; a log that ended), then
+    let the queue drain for a few seconds."""
+    from tuneterm.watch.notify import end_message, notify_findings
+
+    errors = [f for f in result.fired if f.severity is Severity.ERROR]
+    notify_findings(notifier, run_dir, p.name, errors, live.run)
+    state = "finished" if result.state == "ended" else result.state
+    if state in (*TERMINAL, "died") and not result.interrupted:
+        error = live.status.error if live.status is not None else None
+        notifier.post(end_message(p.name, run_dir, state, error, result.findings, live.run))
+    notifier.close()
 
 
 def ask_stop() -> str:
@@ -270,7 +294,9 @@ def make_view(headless: bool, title: str) -> Any:
     return PlainView()
 
 
-def watch_launched(launched: Any, *, stop_on: str, grace_s: float = 30.0, headless: bool = False) -> int:
+def watch_launched(
+    launched: Any, *, stop_on: str, grace_s: float = 30.0, headless: bool = False, notify: tuple[str, ...] = ()
+) -> int:
     """The live view of ``tuneterm train`` (its default mode), with its exit-code contract:
     0 when the run finished clean or the user detached, 1 on an error finding or a failed run,
     130 when the user chose to stop the run."""
@@ -279,7 +305,7 @@ def watch_launched(launched: Any, *, stop_on: str, grace_s: float = 30.0, headle
     rd, proc = launched.run, launched.proc
     rules = load_rules(scopes=["log", "eval"])
     view = make_view(headless, rd.name)
-    result = watch(rd.path, rules, options=WatchOptions(stop_on=stop_on, grace_s=grace_s), view=view, proc=proc, on_interrupt=ask_stop)
+    result = watch(rd.path, rules, options=WatchOptions(stop_on=stop_on, grace_s=grace_s, notify=notify), view=view, proc=proc, on_interrupt=ask_stop)
     if result.interrupted:
         if result.action == "stopped":
             view.status(f"run {rd.name} {result.state}")
