@@ -115,6 +115,8 @@ def test_unknown_trl_key_in_a_stage_names_the_stage(tmp_path: Path) -> None:
 def test_pipeline_options_that_belong_to_single_runs_are_refused(tmp_path: Path) -> None:
     r = run_cli(["train", str(CONFIGS / "tiny-sft-dpo.yaml"), "--set", "max_steps=2"], cwd=tmp_path)
     assert r.returncode == 2 and "--set" in r.stderr
+    r = run_cli(["train", str(CONFIGS / "tiny-sft-dpo.yaml"), "--notify", "json://localhost/"], cwd=tmp_path)
+    assert r.returncode == 2 and "TUNETERM_NOTIFY" in r.stderr
 
 
 def test_resume_without_a_pipeline_is_a_usage_error(tmp_path: Path) -> None:
