@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from statistics import median
 from collections.abc import Mapping
 from typing import Any
 
@@ -189,6 +190,10 @@ def schedule_exhausted(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             "float", "info instead of the rule's severity when the loss improved at least this fraction (head vs tail "
             "medians): the run learned from what it saw", 0.2, min=0
         ),
+        "capped_improvement": Param(
+            "float", "info too when the run stopped at an explicit max_steps and the median loss of its second half is "
+            "at least this fraction below that of its first half: a deliberate cap on a run still learning", 0.03, min=0
+        ),
         "capped_trainers": Param(
             "str_list", "trainer kinds whose max_steps is the design, not a shortfall (online RL samples prompts from a "
             "pool: a prompt pool is not an epoch); not judged when max_steps is known", ["grpo"]
@@ -205,7 +210,10 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     prompts from a pool for as many steps as the reward needs, and a fraction of that pool is
     not under-training. When the loss came down anyway (at least ``learned_improvement``, medians
     of the first and last tenth) the finding is info: the run learned from what it saw (a short
-    recipe or demo by design), and only more data would tell whether it generalises.
+    recipe or demo by design), and only more data would tell whether it generalises. The same holds
+    for a run that stopped at its known ``max_steps`` (a cap set on purpose) whose noisy per-step
+    loss still falls (second-half median at least ``capped_improvement`` below the first half's):
+    the cap is the design, not a shortfall; a flat loss under such a cap keeps the warning.
     The projection of an unfinished run uses the rate of its logged ``epoch`` values, from
     ``min_points`` of them on (see the comment in the code).
     The fixes are computed: ``max_steps`` to cover ``target_epochs`` at the target effective batch
@@ -217,7 +225,7 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> run.facts.finished = True; run.facts.num_examples = 45000
     >>> run.facts.train_batch_size = 1; run.facts.gradient_accumulation_steps = 8
     >>> p = dict(min_epochs=0.5, target_epochs=1.0, target_effective_batch=32, warmup_share=0.1, min_points=3,
-    ...          capped_trainers=["grpo"], learned_improvement=0.2)
+    ...          capped_trainers=["grpo"], learned_improvement=0.2, capped_improvement=0.03)
     >>> data_coverage(run, p)[0].evidence["suggested_max_steps"]
     2000
     """
@@ -280,7 +288,11 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     fixes.insert(0, Fix(key="max_steps", value=new_steps, why=why))
     warm = max(1, round(params["warmup_share"] * new_steps))
     fixes.append(Fix(key="warmup_steps", value=warm, why=f"{params['warmup_share']:.0%} of max_steps {new_steps} as warmup"))
-    severity = Severity.INFO if _loss_improvement(run) >= params["learned_improvement"] else None
+    capped = max_steps is not None and step >= max_steps
+    learned = _loss_improvement(run) >= params["learned_improvement"] or (
+        capped and _half_improvement(run) >= params.get("capped_improvement", 0.03)
+    )
+    severity = Severity.INFO if learned else None
     evd = {
         "epoch": round(epoch, 4),
         "epochs": round(epochs, 4),
@@ -292,6 +304,21 @@ def data_coverage(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         "suggested_max_steps": new_steps,
     }
     return [Detection(None if not ep_series else ep_series.steps[0], step, evd, severity, tuple(fixes))]
+
+
+def _half_improvement(run: Run) -> float:
+    """Relative improvement of the training loss, median of the first half vs median of the second
+    half: robust to per-step noise and to a fall concentrated in the first few logs; 0.0 when there
+    is no loss series of at least 6 finite points."""
+    loss = train(run, "loss")
+    if loss is None:
+        return 0.0
+    _, values = finite_points(loss)
+    if len(values) < 6:
+        return 0.0
+    half = len(values) // 2
+    start, end = median(values[:half]), median(values[half:])
+    return relative_change(start, end) if start > 0 else 0.0
 
 
 def _loss_improvement(run: Run) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneterm.engine.detectors._common import (
+    eval_series,
     lr_warming_up,
     pct,
     run_ended,
@@ -39,6 +40,10 @@ from tuneterm.logs.model import Run
         "use_max_grad_norm": Param("bool", "raise min_value to the run's max_grad_norm when known", False),
         "warn_ratio": Param("float", "a peak this many times the baseline is a warning (else info)", min=1),
         "warn_count": Param("int", "this many spikes is a warning whatever their size", min=1),
+        "ratio_floor": Param(
+            "float", "the baseline that ratios (ratio, warn_ratio) are judged against is never below this: at a "
+            "near-zero loss any outlier batch is a large multiple of the median", 0.0, min=0
+        ),
     },
     evidence=("metric", "count", "peak_step", "peak", "baseline", "factor", "steps_text", "recovered"),
 )
@@ -50,13 +55,16 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ``recovered`` says whether the series came back under 1.5x the baseline afterwards. Severity:
     a warning when the peak is ``warn_ratio`` x the baseline, there are ``warn_count`` spikes, or
     the series did not recover; otherwise info (isolated spikes that recover are mostly harmless).
+    Both ratios are taken against the baseline raised to ``ratio_floor``: a classifier whose loss
+    sits at 2e-4 meets one misclassified batch at 0.18, "900x" its median and yet noise at the
+    floor, not the start of a divergence (the reported ``factor`` stays the plain ratio).
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
     >>> for s in range(1, 41):
     ...     run.add_train("grad_norm", s, 40.0 if s == 30 else 1.0 + 0.01 * (s % 3))
     >>> p = dict(metric="grad_norm", window=20, min_history=5, ratio=10, mad_k=5, min_jump=0, min_value=0,
-    ...          use_max_grad_norm=False, warn_ratio=30, warn_count=3)
+    ...          use_max_grad_norm=False, warn_ratio=30, warn_count=3, ratio_floor=0.0)
     >>> d = spike(run, p)[0]
     >>> d.first_step, d.severity.value
     (30, 'warning')
@@ -74,6 +82,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     min_value = params["min_value"]
     if params["use_max_grad_norm"] and run.facts.max_grad_norm:
         min_value = max(min_value, run.facts.max_grad_norm)
+    floor = params.get("ratio_floor", 0.0)
     found: list[tuple[int, float, float]] = []  # (index into finite points, value, baseline)
     for i in range(hist, n):
         peak = b.maxima[i]
@@ -81,7 +90,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             continue
         ref = b.medians[max(0, i - window) : i]
         base = median(ref)
-        if not base > 0 or peak < params["ratio"] * base:
+        if not base > 0 or peak < params["ratio"] * max(base, floor):
             continue
         spread = median([abs(v - base) for v in ref])
         if peak < base + params["mad_k"] * max(spread, 1e-12 * base) or peak - base < params["min_jump"]:
@@ -93,7 +102,7 @@ def spike(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     after = values[idx + 1 : idx + 1 + max(5, b.size * 5)]
     recovered = bool(after) and min(after) <= 1.5 * base
     factor = peak / base
-    loud = factor >= params["warn_ratio"] or len(found) >= params["warn_count"] or not recovered
+    loud = peak / max(base, floor) >= params["warn_ratio"] or len(found) >= params["warn_count"] or not recovered
     severity = Severity.WARNING if loud else Severity.INFO
     spike_steps = [steps[f[0]] for f in found]
     evidence = {
@@ -246,6 +255,27 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     return [Detection(b.steps[imin], s.steps[-1], evidence, severity, tuple(fixes), tuple(causes))]
 
 
+def _eval_still_falling(run: Run, from_step: int, min_points: int, min_improvement: float) -> bool:
+    """True when some eval set's loss fell (strictly) at every eval from ``from_step`` on (at least
+    ``min_points`` of them) and by at least ``min_improvement`` (a fraction) in all.
+
+    >>> run = Run("x", "test")
+    >>> for i, v in enumerate([1.275, 1.225, 1.19, 1.175, 1.164]):
+    ...     run.add_eval("eval", "loss", 10 * (i + 1), v)
+    >>> _eval_still_falling(run, 10, 4, 0.01), _eval_still_falling(run, 30, 4, 0.01)
+    (True, False)
+    """
+    for _, s in eval_series(run, "loss"):
+        steps, values = finite_points(s)
+        stretch = [v for st, v in zip(steps, values, strict=True) if st >= from_step]
+        if len(stretch) < min_points or stretch[0] <= 0:
+            continue
+        falling = all(b < a for a, b in zip(stretch, stretch[1:]))
+        if falling and relative_change(stretch[0], stretch[-1]) >= min_improvement:
+            return True
+    return False
+
+
 @detector(
     "plateau",
     params={
@@ -264,6 +294,17 @@ def divergence(run: Run, params: Mapping[str, Any]) -> list[Detection]:
             "float", "a flat late stretch after the loss already fell by at least this fraction is convergence, not a plateau",
             0.25, min=0,
         ),
+        "untrained_level": Param(
+            "float", "a loss whose late median is at or above this (nats) has learned nothing: flat unless it fell by "
+            "converged_improvement, judged without waiting for min_plan_share of the plan (0 = never)", 0.0, min=0
+        ),
+        "min_eval_points": Param(
+            "int", "evals within the flat stretch needed before a steadily falling eval loss vetoes the plateau", 4, min=2
+        ),
+        "eval_improvement": Param(
+            "float", "no plateau while the eval loss fell at every eval of the flat stretch and by at least this "
+            "fraction in all: the model still generalises better, the train loss is only noisy or slow", 0.003, min=0
+        ),
     },
     evidence=(
         "metric", "first", "last", "change_pct", "start", "end", "improvement_pct", "late_from",
@@ -279,14 +320,23 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ``min_late_improvement`` either way (a run that learned early, then stalled) -- unless the
     loss had already fallen by ``converged_improvement`` or more: a run that cut its loss by a
     quarter and then flattened has converged, the usual shape of a fine-tune. A loss that got
-    clearly worse is not a plateau (see the divergence detector). Computes a learning-rate fix
+    clearly worse is not a plateau (see the divergence detector). Nor is a flat train loss while
+    the eval loss keeps improving: when at least ``min_eval_points`` evals fall within the flat
+    stretch, each strictly lower than the one before and ``eval_improvement`` lower in all, the
+    run is still learning what it is judged on (an eval loss is measured on a fixed set, so a fall
+    at every one of several evals is a trend, not sampling noise; the floor keeps a numerically
+    frozen eval loss out). Computes a learning-rate fix
     for LoRA runs trained at a full-fine-tuning LR.
 
     "Most of the run" is judged against the planned run: while ``max_steps`` (from the config or
     the log header) is known and not yet reached, the flat stretch must span at least
     ``min_plan_share`` of it. A live run that learned fast in its first 300 of 6,700 steps and
     then held still for 400 steps has not plateaued; a run that is over (finished, or interrupted
-    or crashed after its last metric line: :func:`run_ended`) is judged on what it did.
+    or crashed after its last metric line: :func:`run_ended`) is judged on what it did. A loss
+    whose late median is still at or above ``untrained_level`` is the exception: one that never
+    left the level of a uniform guess over a large vocabulary has learned nothing, however early
+    in the plan, and a few percent of per-step noise between its ends (less than
+    ``converged_improvement``) is no improvement.
 
     >>> from tuneterm.logs.model import Run
     >>> run = Run("x", "test")
@@ -294,7 +344,7 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     ...     run.add_train("loss", s * 25, 2.7335 - 0.001 * s)
     >>> p = dict(metric="loss", min_points=10, head_fraction=0.1, min_improvement=0.03, late_start=0.3,
     ...          min_late_improvement=0.01, min_level=0.05, lora_learning_rate=1e-4, min_plan_share=0.2,
-    ...          converged_improvement=0.25)
+    ...          converged_improvement=0.25, min_eval_points=4, eval_improvement=0.003, untrained_level=9.0)
     >>> plateau(run, p)[0].evidence["improvement_pct"] < 1
     True
     >>> run.facts.max_steps = 5000  # the same 500 steps as the first tenth of a 5,000-step run
@@ -317,7 +367,10 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     late_head = median(values[late_i : late_i + k])
     late = relative_change(late_head, tail)
     # "Flat" means within a band around zero: a loss that got clearly *worse* is divergence's case.
-    if abs(overall) < params["min_improvement"]:
+    # A loss still at the untrained level after a noisy few percent of "improvement" is flat too.
+    untrained = 0 < params.get("untrained_level", 0.0) <= tail
+    uniform_flat = untrained and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf)
+    if abs(overall) < params["min_improvement"] or uniform_flat:
         stretch = "the whole run"
         first = steps[0]
     elif abs(late) < params["min_late_improvement"] and -params["min_improvement"] < overall < params.get("converged_improvement", math.inf):
@@ -326,8 +379,11 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     else:
         return []
     planned = run.facts.max_steps
-    if planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned and not run_ended(run):
+    early = planned and steps[-1] < planned and steps[-1] - first < params["min_plan_share"] * planned
+    if early and not untrained and not run_ended(run):
         return []  # too little of the planned run to call it a plateau yet
+    if _eval_still_falling(run, first, params.get("min_eval_points", 4), params.get("eval_improvement", 0.003)):
+        return []
     lr = train(run, "learning_rate")
     peak_lr = max(lr.values) if lr is not None and all(math.isfinite(v) for v in lr.values) else run.facts.learning_rate
     fixes: list[Fix] = []
