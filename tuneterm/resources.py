@@ -50,3 +50,20 @@ def cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
+
+
+#: tuneterm's built-in datasets (``dataset_name: tuneterm:...``): JSONL files in tuneterm/train/data/.
+BUILTIN_DATASETS: dict[str, str] = {
+    "tuneterm:tiny-sft": "tiny_sft.jsonl",
+    "tuneterm:tiny-dpo": "tiny_dpo.jsonl",
+    "tuneterm:tiny-prompts": "tiny_prompts.jsonl",
+    "tuneterm:tiny-prompt-output": "tiny_prompt_output.jsonl",
+    "tuneterm:tiny-instructions": "tiny_instructions.jsonl",
+    "tuneterm:tiny-sharegpt": "tiny_sharegpt.jsonl",
+}
+
+
+def builtin_data_file(name: str) -> Path | None:
+    """The JSONL file behind built-in dataset ``name``, or None when ``name`` is not one."""
+    fname = BUILTIN_DATASETS.get(name)
+    return None if fname is None else _PACKAGE_DIR / "train" / "data" / fname

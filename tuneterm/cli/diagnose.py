@@ -243,7 +243,9 @@ def doctor_cmd(
         raise click.UsageError("--fix writes one run's fixed config: give one PATH and -o FILE")
     if output is not None and not fix:
         raise click.UsageError("-o FILE goes with --fix")
-    results, override = gather(targets, select, ignore)
+    from tuneterm.runs.pipeline import expand_pipelines
+
+    results, override = gather(expand_pipelines(targets), select, ignore)
     results = advise_results(results, build_schema=fix)
     if results:
         render_doctor(results, make_console(width), verbose=verbose, charts=charts)

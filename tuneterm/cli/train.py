@@ -15,6 +15,9 @@ loaded (:mod:`tuneterm.train.worker`); when they reject the config the run ends 
 and exit 2, as the launcher's own refusal would; a run started with ``--detach`` shows the line
 in ``tuneterm runs`` and ``tuneterm watch``. Light at import: the training stack is never imported
 by the launcher (only to build the schema cache, once per installed trl/transformers/peft).
+
+A file with ``stages:`` is a pipeline (several stages, each from the previous one's output, a gate
+after each) and goes to :mod:`tuneterm.cli.train_pipeline`; so does ``--resume``.
 """
 
 from __future__ import annotations
@@ -213,7 +216,7 @@ def _resume(cfg: Any, run: str, runs_dir: str | None) -> Any:
 
 @app.command("train")
 def train_cmd(
-    config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere)."),
+    config: str = typer.Argument(..., metavar="CONFIG.yaml", help="A TRL config (configs/tiny.yaml runs anywhere), a pipeline file (stages:), or with --resume a pipeline directory."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config field (repeatable)."),
     runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where runs live (default $TUNETERM_RUNS_DIR or ./runs)."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: <config>-<date>-<time>)."),
@@ -232,20 +235,52 @@ def train_cmd(
         None, "--resume-from", metavar="RUN",
         help="Continue RUN (the run `doctor --fix` diagnosed) from its last checkpoint saved before its first bad step.",
     ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Pipelines: continue at the first stage that has not passed its gate."
+    ),
+    templates: str | None = typer.Option(
+        None, "--templates", metavar="random",
+        help="Instruction rows: render each with one of 4 prompt templates, seeded (template randomisation).",
+    ),
+    template_seed: int = typer.Option(0, "--template-seed", help="Seed of --templates' per-row choice."),
 ) -> int:
-    """Validate CONFIG and launch a training run that survives SSH drops; follow it live.
+    """Validate CONFIG (or a PIPELINE.yaml of stages) and launch training that survives SSH drops.
 
     `--resume-from RUN` starts from RUN's last checkpoint saved before the first step a finding
     marks as bad, when the config's changes allow it (not a changed learning rate, optimizer,
     scheduler, model or adapter shape: a checkpoint restores the old ones); otherwise it refuses
-    (exit 2) and says why.
+    (exit 2) and says why. `--resume` continues a pipeline at its first stage that has not passed.
     """
     import click
 
     from tuneterm.errors import InputError
+    from tuneterm.preflight.pipeline_spec import is_pipeline_file
+
+    if resume or is_pipeline_file(config):
+        if stop_on != "never" or trainer is not None or set_ or templates is not None or resume_from is not None:
+            raise click.BadParameter(
+                "a pipeline takes no --set, --trainer, --stop-on, --templates or --resume-from: set them per stage in the "
+                "pipeline file (a stage's 'set:', 'trainer:', 'data: {templates: random}'; stages always stop "
+                "at their first error finding)",
+                param_hint="'CONFIG.yaml'",
+            )
+        if detach and headless:
+            raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
+        if notify:  # pipeline.json records the options; notification URLs carry tokens
+            raise click.BadParameter("a pipeline takes no --notify: set $TUNETERM_NOTIFY, which every stage "
+                                     "inherits", param_hint="'--notify'")
+        from tuneterm.cli.train_pipeline import train_pipeline
+
+        return train_pipeline(
+            config, resume=resume, runs_dir=runs_dir, name=name, detach=detach, force=force,
+            options={"gpus": gpus, "accelerate_config": accelerate_config, "sample_every": sample_every},
+        )
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
+    if templates not in (None, "random"):
+        raise click.BadParameter(f"{templates!r}: only 'random' (own templates: a pipeline stage's data.templates)",
+                                 param_hint="'--templates'")
     if detach and headless:
         raise click.BadParameter("--detach and --headless exclude each other", param_hint="'--detach'")
     if accelerate_config is not None:
@@ -272,6 +307,7 @@ def train_cmd(
         argv=["tuneterm", "train", *_redact_notify(sys.argv[2:])] if len(sys.argv) > 1 else [],
         memory_estimate=estimate,
         notify=tuple(notify),
+        extra={"data": {"templates": [templates], "template_seed": template_seed}} if templates else None,
     )
     rd = launched.run
     print(rd.name, flush=True)

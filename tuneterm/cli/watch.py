@@ -81,6 +81,7 @@ def watch_cmd(
         if name is not None:
             raise click.BadParameter("--name is only for -- COMMAND", param_hint="'--name'")
         path = resolve_target(target[0], runs_dir)
+        path = _pipeline_stage(path)
     view = make_view(headless, path.name, heartbeat_s=heartbeat)
     interactive = not headless and sys.stdin is not None and sys.stdin.isatty()
     result = watch(path, rules, options=options, view=view, proc=proc, on_interrupt=ask_stop if interactive else None)
@@ -114,6 +115,21 @@ def _reached(path: Path, state: str | None) -> str:
     return f" at step {step_text(step, max_steps if isinstance(max_steps, int) else None, state)}"
 
 
+def _pipeline_stage(path: Path) -> Path:
+    """A pipeline directory stands for its running stage (else the last one started)."""
+    from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
+
+    if not is_pipeline_dir(path):
+        return path
+    from tuneterm.errors import InputError
+
+    stage = current_stage_dir(PipelineDir(path))
+    if stage is None:
+        raise InputError(f"pipeline {path.name} has not started a stage yet; try again in a moment")
+    _say(f"pipeline {path.name}: watching stage {stage.name} (each stage is its own run)")
+    return stage
+
+
 @app.command("runs")
 def runs_cmd(
     json_out: bool = typer.Option(False, "--json", help="One JSON array of runs (name, state, step, loss, findings ...)."),
@@ -142,9 +158,9 @@ def runs_cmd(
 
 
 _RUN_COLUMNS = ("name", "state", "step", "loss", "findings", "started", "duration")
-_STATE_STYLES = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow"}
+_STATE_STYLES = {"running": "green", "finished": "bold green", "failed": "bold red", "died": "bold red", "stopped": "yellow", "gated": "bold red"}
 # States whose recorded error line is shown under the run's row.
-ERROR_LINE_STATES = frozenset({"failed", "died", "stopped"})
+ERROR_LINE_STATES = frozenset({"failed", "died", "stopped", "gated"})
 
 
 def _run_cells(i: Any) -> list[Any]:
@@ -284,6 +300,20 @@ def stop_cmd(
         path = resolve_target(run, runs_dir)
     except InputError:
         raise InputError(f"no such run: {run}") from None
+    from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
+    from tuneterm.runs.pipeline import effective_state as pipeline_state
+
+    if is_pipeline_dir(path):  # a pipeline: stop its running stage, and the driver
+        pd = PipelineDir(path)
+        pstate = pipeline_state(pd.read())
+        if pstate not in ("starting", "running", "died"):  # died: the driver is gone, a stage may not be
+            _say(f"pipeline {path.name} already {pstate}")
+            return int(ExitCode.OK)
+        from tuneterm.train.pipeline import stop_pipeline
+
+        _say(f"stopping pipeline {path.name} (driver pid {pd.read().get('pid')}) ...")
+        _say(f"pipeline {path.name} {stop_pipeline(pd, grace_s=0.0 if force else grace)}")
+        return int(ExitCode.OK)
     if not is_run_dir(path) or not (path / STATUS).is_file():
         raise InputError(f"no such run: {run} (not a tuneterm run directory)")
     raw = read_status(path)  # {} when torn or unreadable: the processes decide then

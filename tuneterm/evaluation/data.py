@@ -177,7 +177,7 @@ def parse_row(row: Any, ident: str) -> EvalExample | None:
             if isinstance(row.get(key), str):
                 return EvalExample(ident, prompt, row[key])
         return None
-    instruction, output = row.get("instruction"), row.get("output")
+    instruction, output = row.get("instruction"), row.get("output", row.get("response"))
     if isinstance(instruction, str) and isinstance(output, str):
         extra = row.get("input")
         text = f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra.strip() else instruction

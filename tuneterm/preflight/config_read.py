@@ -160,6 +160,10 @@ def _load_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int], str]:
     return {str(k): v for k, v in data.items()}, lines, text
 
 
+#: ``# tuneterm: trainer=NAME`` in a config file picks the trainer (TRL ignores comments).
+TRAINER_DIRECTIVE = re.compile(r"^\s*#\s*tuneterm:\s*trainer\s*[=:]\s*([A-Za-z]+)\s*$", re.MULTILINE)
+
+
 def detect_dialect(raw: Mapping[str, Any]) -> str:
     """``llama-factory``, ``axolotl`` or ``trl`` from the keys present."""
     keys = set(raw)

@@ -32,6 +32,7 @@ from tuneterm.preflight.data_formats import (
     to_example,
 )
 from tuneterm.preflight.data_load import DataRow, iter_rows
+from tuneterm.preflight.data_templates import describe_rendering
 from tuneterm.preflight.data_render import FAMILIES, Rendered, Renderer, TokenizerFacts
 
 BATCH = 512
@@ -354,9 +355,16 @@ def analyse(
     if fmt in ("alpaca", "prompt_output"):
         target = "a user/assistant prompt-completion pair" if chat else "an Alpaca-style text prompt and completion"
         an.notes.append(
-            f"TRL does not read '{fmt}' columns as is; rendered as {target} (convert the columns to "
-            "prompt/completion or messages before training)"
+            f"TRL does not read '{fmt}' columns as is; tuneterm train renders them as {target} (with "
+            "`trl` itself, convert the columns to prompt/completion or messages first)"
         )
+        if fmt == "alpaca":
+            an.notes.append(
+                "template randomisation: a pipeline stage's data: {templates: random} renders each row with "
+                "one of 4 prompt templates, picked per row by template_seed (see docs/commands-train.md)"
+            )
+    if fmt == "sharegpt":
+        an.notes.append(f"template: {describe_rendering('sharegpt')} (tuneterm train)")
     if sample is not None and an.rows > sample:
         an.notes.append(f"token statistics from a random sample of {len(an.refs)} of {an.rows} rows (--sample)")
     if facts is None:

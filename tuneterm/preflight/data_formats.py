@@ -11,6 +11,7 @@ sharegpt           ``conversations`` [{from, value}]            SFT; TRL renames
                                                                 but keeps the role *values* (human/gpt)
 prompt_completion  ``prompt`` + ``completion`` (str or chat)    SFT, loss on the completion only
 alpaca             ``instruction`` [+ ``input``] + ``output``   not read by TRL as is: rendered as a
+                   (or ``response``)
                                                                 user/assistant prompt-completion pair
 prompt_output      ``prompt`` + ``output``                      not read by TRL as is: rendered as
                                                                 prompt/completion
@@ -45,7 +46,7 @@ FORMAT_COLUMNS: dict[str, str] = {
     "messages": "messages",
     "sharegpt": "conversations",
     "prompt_completion": "prompt+completion",
-    "alpaca": "instruction+output",
+    "alpaca": "instruction+output (or response)",
     "prompt_output": "prompt+output",
     "preference": "chosen+rejected",
     "prompt_only": "prompt",
@@ -89,7 +90,7 @@ def detect_row_format(row: Any) -> str | None:
         return "messages"
     if "conversations" in keys:
         return "sharegpt"
-    if "instruction" in keys and "output" in keys:
+    if "instruction" in keys and ("output" in keys or "response" in keys):
         return "alpaca"
     if "prompt" in keys and "output" in keys:
         return "prompt_output"
@@ -281,7 +282,7 @@ def to_example(row: Any, fmt: str, *, chat_template: bool) -> Example:
             inp = row.get("input")
             if inp is not None and not isinstance(inp, str):
                 raise RowError(f"'input' is {type(inp).__name__}, expected a string")
-            output = _require_str(row, "output")
+            output = _require_str(row, "output" if "output" in row else "response")
             user = instruction + (f"\n\n{inp}" if inp and inp.strip() else "")
             if chat_template:
                 prompt: Any = [{"role": "user", "content": user}]

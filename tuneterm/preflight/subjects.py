@@ -43,6 +43,24 @@ def _check_config(path: Path, options: CheckOptions) -> CheckResult:
 register_subject(SubjectHandler(kind="config", claims=_claims_config, check=_check_config, priority=10))
 
 
+def _claims_pipeline(path: Path) -> bool:
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    from tuneterm.preflight.pipeline_spec import is_pipeline_file
+
+    return is_pipeline_file(path)
+
+
+def _check_pipeline(path: Path, options: CheckOptions) -> CheckResult:
+    from tuneterm.preflight.pipeline_check import check_pipeline
+
+    return check_pipeline(path, options)
+
+
+# Above configs: a pipeline file is YAML too, and only its `stages:` key tells it apart.
+register_subject(SubjectHandler(kind="pipeline", claims=_claims_pipeline, check=_check_pipeline, priority=11))
+
+
 _TRAIN_EXTRA = "dataset checks need the training stack: pip install 'tuneterm[train]'"
 
 

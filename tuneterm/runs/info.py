@@ -7,6 +7,7 @@ from ``findings.json`` while that is fresh and otherwise evaluated (:func:`tunet
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from tuneterm.runs.files import tail_rows
 from tuneterm.runs.layout import FINDINGS, LIVE_STATES, METRICS, PROGRESS_FILES, is_run_dir, read_json_object, runs_root
 from tuneterm.runs.diagnose import diagnose, has_evidence
 from tuneterm.runs.load import load_source
+from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
+from tuneterm.runs.pipeline import effective_state as pipeline_state
 from tuneterm.runs.progress import progress_marks
 from tuneterm.logs.model import RunStatus
 from tuneterm.runs.status import effective_state, parse_status, read_status, supervisor_lost
@@ -40,8 +43,8 @@ def resolve_target(arg: str, runs_dir: str | os.PathLike[str] | None = None) -> 
         InputError: neither a run in the runs directory nor an existing path.
     """
     root = runs_root(runs_dir)
-    if "/" not in arg and arg not in (".", ".."):
-        candidate = root / arg
+    if arg not in (".", "..") and not arg.startswith(("/", ".")):
+        candidate = root / arg  # a run name, or <pipeline>/<NN-stage>
         if candidate.is_dir():
             return candidate
     p = Path(arg)
@@ -259,6 +262,36 @@ def _note(status: RunStatus, state: str, d: Path, workers: list[WorkerRecord]) -
     return f"supervisor (pid {status.pid}) died during the run{when}; the training process recorded its end"
 
 
+def _pipeline_stage_dirs(root: Path) -> list[tuple[Path, str]]:
+    """The stage run directories of every pipeline in ``root``, named ``<pipeline>/<NN-stage>``."""
+    out: list[tuple[Path, str]] = []
+    for p in root.iterdir():
+        if is_pipeline_dir(p):
+            out += [(s, f"{p.name}/{s.name}") for s in sorted(p.iterdir()) if is_run_dir(s)]
+    return out
+
+
+def pipeline_info(p: Path) -> RunInfo:
+    """A pipeline directory as one row of ``tuneterm runs``: its state (``gated`` when a gate
+    stopped it), ``step`` = stages passed of ``max_steps`` = stages, and its error line."""
+    data = PipelineDir(p).read()
+    stages = [s for s in data.get("stages") or [] if isinstance(s, dict)]
+    t0, t1 = parse_time(data.get("started")), parse_time(data.get("ended"))
+    state = pipeline_state(data)
+    if t1 is None and state in LIVE_STATES:
+        t1 = time.time()
+    err = data.get("error")
+    pid = data.get("pid")
+    return RunInfo(
+        name=p.name, path=str(p), state=state, recorded_state=data.get("state"),
+        pid=pid if isinstance(pid, int) else None,
+        step=sum(s.get("state") == "passed" for s in stages), max_steps=len(stages), last_loss=None,
+        errors=None, warnings=None, started=data.get("started"), ended=data.get("ended"),
+        duration_s=(t1 - t0) if t0 is not None and t1 is not None else None,
+        error=inert_line(err, 300) if isinstance(err, str) and err else None, findings_from=None,
+    )
+
+
 def _default_rules() -> tuple[Rule, ...]:
     return tuple(load_rules(scopes=["log", "eval"]))
 
@@ -274,10 +307,13 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None, *, evaluate: bool 
     if not root.is_dir():
         raise InputError(f"no runs directory {root} (set --runs-dir or TUNETERM_RUNS_DIR)")
     try:
-        dirs = [p for p in root.iterdir() if is_run_dir(p)]
+        dirs = [(p, p.name) for p in root.iterdir() if is_run_dir(p)]
+        dirs += _pipeline_stage_dirs(root)
     except OSError as exc:
         raise InputError(f"cannot list {root}: {exc.strerror or exc}") from None
     rules = _default_rules() if dirs and evaluate else None
-    infos = [run_info(d, rules, evaluate=evaluate) for d in dirs]
+    infos = [run_info(d, rules, evaluate=evaluate) for d, _ in dirs]
+    infos = [i if shown == i.name else dataclasses.replace(i, name=shown) for i, (_, shown) in zip(infos, dirs)]
+    infos += [pipeline_info(p) for p in root.iterdir() if is_pipeline_dir(p)]
     infos.sort(key=lambda r: (parse_time(r.started) or 0.0, r.name), reverse=True)
     return infos

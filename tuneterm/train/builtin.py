@@ -13,7 +13,10 @@ Hub id (hub ids have no colon) nor, in practice, a local path:
 
 ``dataset_name: tuneterm:tiny-sft`` (conversational ``messages``; 84 rows),
 ``tuneterm:tiny-dpo`` (conversational ``prompt``/``chosen``/``rejected``; 63 rows),
-``tuneterm:tiny-prompts`` (conversational ``prompt`` for GRPO; 56 rows)
+``tuneterm:tiny-prompts`` (conversational ``prompt`` for GRPO; 56 rows),
+``tuneterm:tiny-prompt-output`` (``prompt``/``output``), ``tuneterm:tiny-instructions``
+(``instruction``/``input``/``response``), ``tuneterm:tiny-sharegpt`` (``conversations`` of
+``from``/``value`` turns): the shapes of the multi-stage recipes in ``configs/``
     JSONL files in ``tuneterm/train/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
     ``train`` split and a ``test`` split (the last eighth of the rows), so ``eval_strategy`` works.
 
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneterm.errors import ConfigError
 from tuneterm.resources import (
+    BUILTIN_DATASETS,
     cache_dir,  # re-exported: built assets live in the cache directory
 )
 
@@ -40,11 +44,7 @@ PREFIX = "tuneterm:"
 """Marks a built-in asset name (``tuneterm:tiny-llama``); never a hub id."""
 
 TINY_MODEL = "tuneterm:tiny-llama"
-DATASETS: dict[str, str] = {
-    "tuneterm:tiny-sft": "tiny_sft.jsonl",
-    "tuneterm:tiny-dpo": "tiny_dpo.jsonl",
-    "tuneterm:tiny-prompts": "tiny_prompts.jsonl",
-}
+DATASETS: dict[str, str] = BUILTIN_DATASETS
 _BUILD_VERSION = "v1"  # bump when the recipe below changes, so stale caches are rebuilt
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -125,7 +125,9 @@ def _training_texts() -> list[str]:
     import json
 
     texts: list[str] = []
-    for fname in DATASETS.values():
+    # The tokenizer is trained on the first three sets only: adding a data set must not change the
+    # tiny model (its cache key is _BUILD_VERSION).
+    for fname in ("tiny_sft.jsonl", "tiny_dpo.jsonl", "tiny_prompts.jsonl"):
         with open(_DATA_DIR / fname, encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ import yaml
 
 from tuneterm.errors import ConfigError, InputError
 from tuneterm.kinds import TRAINERS, Method, Trainer
+from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 from tuneterm.preflight.schema import Descriptor, Schema, dataclass_types, load_schema
 
 
@@ -86,7 +86,7 @@ class TrainConfig:
     applied_defaults: tuple[str, ...] = ()
 
 
-_DIRECTIVE = re.compile(r"^\s*#\s*tuneterm:\s*trainer\s*[=:]\s*([A-Za-z]+)\s*$", re.MULTILINE)
+_DIRECTIVE = TRAINER_DIRECTIVE  # the same directive pipeline stages' config files may carry
 
 
 def trainer_directive(path: str | Path) -> str | None:

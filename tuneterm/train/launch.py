@@ -78,6 +78,7 @@ def launch(
     stop_on: str = "never",
     argv: list[str] | None = None,
     memory_estimate: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
     notify: tuple[str, ...] = (),
 ) -> Launched:
     """Create the run directory for ``config`` and start its supervisor (detached).
@@ -86,6 +87,9 @@ def launch(
     PreflightResult.memory_estimate`) is recorded in launch.json, so that every run on a GPU sets
     the planner against its measured peak (``tuneterm doctor RUN``,
     ``benchmarks/estimate_vs_measured.py``).
+
+    ``extra`` adds keys to launch.json: a pipeline stage records ``pipeline`` (the pipeline's
+    directory, the stage's index and name), ``data`` (template options) and ``init_adapter``.
 
     ``notify`` (``--notify`` URLs) reaches the supervisor through ``$TUNETERM_NOTIFY`` in its
     environment, never through a file: apprise URLs often carry tokens. The supervisor notifies
@@ -108,6 +112,7 @@ def launch(
         "argv": list(argv or []),
         "tuneterm_version": __version__,
         "memory_estimate": memory_estimate,
+        **(extra or {}),
     }
     rd.launch.write_text(json.dumps(launch_info, indent=1) + "\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "tuneterm.train.child", str(rd.path.resolve())]

@@ -190,6 +190,9 @@ def build_trainer(rd: RunDir, stop: StopRequest, reporter: WorkerReporter | None
 
     eval_on = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
     data = load_data(script_args, dataset_args, eval_on)
+    from tuneterm.train.data_prepare import prepare  # instruction/prompt-output/ShareGPT rows, templates
+
+    data = prepare(data, launch.get("data"), model_args.model_name_or_path)
     train_ds = data[script_args.dataset_train_split]
     eval_ds = data[script_args.dataset_test_split] if eval_on else None
 
@@ -201,6 +204,14 @@ def build_trainer(rd: RunDir, stop: StopRequest, reporter: WorkerReporter | None
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
+    if launch.get("init_adapter"):  # a pipeline stage with merge: false continues the previous adapter
+        from tuneterm.train.stage_model import load_adapter_model
+
+        common["model"] = load_adapter_model(
+            model_args.model_name_or_path, str(launch["init_adapter"]), model_init_kwargs, common["quantization_config"]
+        )
+        common.update(peft_config=None, quantization_config=None)
+        training_args.model_init_kwargs = None
     if trainer_kind == "sft":
         from trl import SFTTrainer
 

@@ -195,8 +195,15 @@ class RunsScreen(MainScreen):
         self.open(path)
 
     def open(self, path: str) -> None:
+        from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
         from tuneterm.tui.screens.run_view import RunScreen
 
+        if is_pipeline_dir(Path(path)):  # a pipeline's row opens its running (else last) stage
+            stage = current_stage_dir(PipelineDir(Path(path)))
+            if stage is None:
+                self.notify("The pipeline has not started a stage yet.", severity="warning", markup=False)
+                return
+            path = str(stage)
         info = self.infos.get(path)
         self.app.push_screen(RunScreen(path, demo=bool(info is not None and info.state == "sample")))
 
@@ -345,7 +352,14 @@ def confirm_stop(screen: MainScreen, path: str, name: str) -> None:
 
 def _stop(screen: MainScreen, path: str, name: str) -> None:
     from tuneterm.train.control import stop_run
+    from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
 
     app = screen.tapp
+    if is_pipeline_dir(Path(path)):  # the pipeline's row: its running stage and the driver
+        from tuneterm.train.pipeline import stop_pipeline
+
+        state = stop_pipeline(PipelineDir(Path(path)), grace_s=app.stop_grace_s)
+        screen.post_message(RunStopped(inert_line(name, 60), state))
+        return
     state = stop_run(stop_target(path), grace_s=app.stop_grace_s, proc=app.procs.get(path))
     screen.post_message(RunStopped(inert_line(name, 60), state))
