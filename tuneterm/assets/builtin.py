@@ -14,7 +14,7 @@ Hub id (hub ids have no colon) nor, in practice, a local path:
 ``dataset_name: tuneterm:tiny-sft`` (conversational ``messages``; 84 rows),
 ``tuneterm:tiny-dpo`` (conversational ``prompt``/``chosen``/``rejected``; 63 rows),
 ``tuneterm:tiny-prompts`` (conversational ``prompt`` for GRPO; 56 rows)
-    JSONL files in ``tuneterm/train/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
+    JSONL files in ``tuneterm/assets/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
     ``train`` split and a ``test`` split (the last eighth of the rows), so ``eval_strategy`` works.
 
 Only :func:`resolve_model` and :func:`load_builtin_dataset` import the training stack, lazily.
