@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     steps = args.steps
     if args.dry_run:
-        from tuneterm.train.builtin import resolve_model as builtin
+        from tuneterm.assets.builtin import resolve_model as builtin
 
         model_path = builtin("tuneterm:tiny-llama")
         seq_lens, steps = [32, 64], 2

@@ -52,7 +52,7 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "tuneterm"
 
 
-#: tuneterm's built-in datasets (``dataset_name: tuneterm:...``): JSONL files in tuneterm/train/data/.
+#: tuneterm's built-in datasets (``dataset_name: tuneterm:...``): JSONL files in tuneterm/assets/data/.
 BUILTIN_DATASETS: dict[str, str] = {
     "tuneterm:tiny-sft": "tiny_sft.jsonl",
     "tuneterm:tiny-dpo": "tiny_dpo.jsonl",

@@ -68,7 +68,7 @@ def loop(root: Path, name: str, config: Path, sets: list[str], *, fix_and_train:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
 
     resolve_model("tuneterm:tiny-llama")  # build the tiny model once, before the runs
     return tmp_path_factory.mktemp("fixloop")

@@ -84,7 +84,7 @@ def test_live_prefixes_of_real_runs_stay_quiet_early(rules: RuleSet, prefix: str
 
 
 def _train(tmp_path: Path, config: str, overrides: dict[str, object]) -> Run:
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
     from tuneterm.train.config import resolve
     from tuneterm.train.launch import launch
 

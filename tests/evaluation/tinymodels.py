@@ -1,6 +1,6 @@
 """Tiny real models for the eval tests, trained on CPU in seconds with plain torch loops.
 
-* ``base``: the built-in tiny Llama (:func:`tuneterm.train.builtin.build_tiny_model`: hidden 64,
+* ``base``: the built-in tiny Llama (:func:`tuneterm.assets.builtin.build_tiny_model`: hidden 64,
   2 layers, BPE tokenizer with a chat template) pretrained briefly on *general* text: the bundled
   probe prompts with their answers and the general-text passages. It "knows" the general prompts,
   so forgetting them is measurable.
@@ -125,7 +125,7 @@ def _build(root: Path) -> dict[str, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneterm.train.builtin import build_tiny_model
+    from tuneterm.assets.builtin import build_tiny_model
 
     paths = {k: root / k for k in ("base", "adapter", "collapsed")}
     build_tiny_model(paths["base"], seed=0)

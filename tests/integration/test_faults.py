@@ -79,7 +79,7 @@ def test_tiny_data_many_epochs_gives_overfitting(tiny_model: str, tmp_path: Path
     _need("overfitting")
     # Random word strings: nothing to generalise, everything to memorise. Eval loss falls while
     # the model learns word frequencies, then rises as it memorises the training rows.
-    from tuneterm.train.builtin import _training_texts
+    from tuneterm.assets.builtin import _training_texts
 
     words = sorted({w for t in _training_texts() for w in t.split() if w.isalpha()})
     rng = random.Random(0)

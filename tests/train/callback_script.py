@@ -18,7 +18,7 @@ from pathlib import Path
 
 def builtin_dir() -> Path:
     """Where tuneterm's shipped tiny datasets live."""
-    from tuneterm.train import builtin
+    from tuneterm.assets import builtin
 
     return Path(builtin.__file__).parent / "data"
 
@@ -50,7 +50,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuneterm import TunetermCallback
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
 
     torch.manual_seed(0)
     path = resolve_model("tuneterm:tiny-llama")

@@ -40,7 +40,7 @@ def tiny_model() -> str:
     """
     if not HAS_TRL:
         pytest.skip("needs the train extra (trl)")
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
 
     return resolve_model("tuneterm:tiny-llama")
 

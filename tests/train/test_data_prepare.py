@@ -13,7 +13,7 @@ from tests.train.conftest import TINY, metrics, needs_trl, run_cli
 
 @needs_trl
 def test_prepare_renders_instruction_rows_with_seeded_templates(tiny_model: str) -> None:
-    from tuneterm.train.builtin import load_builtin_dataset
+    from tuneterm.assets.builtin import load_builtin_dataset
     from tuneterm.train.data_prepare import prepare
 
     data = load_builtin_dataset("tuneterm:tiny-instructions")
@@ -29,7 +29,7 @@ def test_prepare_renders_instruction_rows_with_seeded_templates(tiny_model: str)
 @pytest.mark.parametrize(("name", "columns"), [("tuneterm:tiny-sharegpt", ["messages"]),
                                                 ("tuneterm:tiny-prompt-output", ["prompt", "completion"])])
 def test_prepare_renders_sharegpt_and_prompt_output_rows(name: str, columns: list[str], tiny_model: str) -> None:
-    from tuneterm.train.builtin import load_builtin_dataset
+    from tuneterm.assets.builtin import load_builtin_dataset
     from tuneterm.train.data_prepare import prepare
 
     out = prepare(load_builtin_dataset(name), None, tiny_model)
@@ -42,7 +42,7 @@ def test_prepare_renders_sharegpt_and_prompt_output_rows(name: str, columns: lis
 
 @needs_trl
 def test_prepare_leaves_trl_formats_alone(tiny_model: str) -> None:
-    from tuneterm.train.builtin import load_builtin_dataset
+    from tuneterm.assets.builtin import load_builtin_dataset
     from tuneterm.train.data_prepare import prepare
 
     data = load_builtin_dataset("tuneterm:tiny-dpo")

@@ -1,6 +1,6 @@
 """Fixtures for the TUI tests: crafted run directories, a fake NVML, an app factory, screen text.
 
-Run directories are written file by file following the schema in ``tuneterm/train/rundir.py``
+Run directories are written file by file following the schema in ``tuneterm/runs/layout.py``
 (fast, deterministic); ``tiny_run`` makes a real one with ``tuneterm train configs/tiny.yaml``
 (slow). The fake NVML is the planner tests' own (``tests/plan/conftest.py``) installed as
 ``pynvml``, which is what ``tuneterm.plan.gpu.probe`` imports.

@@ -145,7 +145,7 @@ def check_cmd(
 
     gpu_memory_gib = None
     if gpu_memory is not None:
-        from tuneterm.cli.plan import parse_size_gib
+        from tuneterm.plan.sizes import parse_size_gib
 
         gpu_memory_gib = parse_size_gib(gpu_memory)
     from tuneterm.kinds import TRAINERS

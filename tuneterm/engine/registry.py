@@ -8,8 +8,8 @@ detector declares it produces. Thresholds therefore live in the rule records, ne
 code: numeric thresholds are declared without defaults so a rule must state them.
 
 Detectors for other scopes (``config``, ``data``, ``samples``, ``eval``) register the same way from
-their own packages; :data:`DETECTOR_MODULES` lists, per scope, the modules imported (if they
-exist) before that scope's rules are validated or evaluated.
+their own modules; :data:`tuneterm.plugins.DETECTOR_MODULES` lists, per scope, the modules imported
+(if they exist) before that scope's rules are validated or evaluated.
 
 >>> from tuneterm.engine.registry import get_detector
 >>> get_detector("nonfinite", "log").name
@@ -23,20 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneterm import plugins
 from tuneterm.engine.model import Detection
 
 DetectorFunc = Callable[[Any, Mapping[str, Any]], list[Detection]]
 
-# Modules that register detectors at import, per rule scope. They are imported lazily, only for
-# the scopes being loaded (so `tuneterm check LOG` never imports the data checks' numpy), and a
-# module that does not exist yet is skipped. Other scopes add their module here.
-DETECTOR_MODULES: dict[str, list[str]] = {
-    "log": ["tuneterm.engine.detectors"],
-    "config": ["tuneterm.preflight.detectors"],
-    "data": ["tuneterm.preflight.data_detectors"],
-    "samples": [],
-    "eval": ["tuneterm.engine.detectors.eval_report"],
-}
+# Modules that register detectors at import, per rule scope (named in the composition root,
+# tuneterm.plugins). They are imported lazily, only for the scopes being loaded (so `tuneterm check
+# LOG` never imports the data checks' numpy), and a module that does not exist is skipped.
+DETECTOR_MODULES: dict[str, tuple[str, ...]] = plugins.DETECTOR_MODULES
 
 
 class _Required:
@@ -202,7 +197,7 @@ def ensure_loaded(scope: str | None = None) -> None:
     for sc in scopes:
         if sc in _loaded:
             continue
-        for module in DETECTOR_MODULES.get(sc, []):
+        for module in DETECTOR_MODULES.get(sc, ()):
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as exc:

@@ -271,7 +271,7 @@ def load_splits(spec: str) -> tuple[dict[str, list[Any]], bool]:
     if spec.startswith("tuneterm:"):
         # tuneterm's built-in datasets (tuneterm:tiny-sft ...), split exactly as training splits them.
         try:
-            from tuneterm.train.builtin import load_builtin_dataset
+            from tuneterm.assets.builtin import load_builtin_dataset
 
             dd = load_builtin_dataset(spec)
         except Exception as exc:  # unknown name or missing datasets: one line

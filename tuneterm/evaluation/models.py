@@ -190,7 +190,7 @@ def resolve_name(name: str) -> str:
     """
     if name.startswith("tuneterm:"):
         try:
-            from tuneterm.train.builtin import resolve_model
+            from tuneterm.assets.builtin import resolve_model
         except ImportError as exc:  # pragma: no cover - the train package is part of tuneterm
             raise InputError(f"{name}: built-in models need tuneterm.train") from exc
         try:

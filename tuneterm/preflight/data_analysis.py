@@ -11,11 +11,12 @@ bounded by the per-row numbers kept (a few ints each) rather than by the text.
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ _TEXT_MARKERS = {
     "phi3": "<|assistant|>",
 }
 _KEEP_LISTED = 50  # rows remembered per problem (evidence and the worst-examples table)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,7 @@ def _probe_format(rows: Sequence[DataRow], path: str) -> str:
 def analyse(
     path: str,
     *,
-    renderer_factory: Any,
+    renderer_factory: Callable[[int | None], Renderer] | None,
     facts: TokenizerFacts | None,
     trainer: str | None,
     max_length: int | None,
@@ -182,6 +184,38 @@ def analyse(
         InputError: unreadable data, unknown format, trainer/format mismatch.
         NoMetricsError: no rows.
     """
+    rows, fmt, kind = _open_rows(path, trainer)
+    eff_len = max_length if max_length is not None else (None if kind == "grpo" else TRL_DEFAULT_MAX_LENGTH)
+    an = DataAnalysis(
+        source=path,
+        format=fmt,
+        trainer=kind,
+        conversational=False,
+        tokenizer=facts,
+        max_length=eff_len,
+        max_length_is_default=max_length is None,
+        assistant_only_loss=assistant_only_loss,
+        sampled=sample is not None,
+    )
+    sink = _RenderSink(an, renderer_factory(eff_len) if renderer_factory is not None else None)
+    picker = _RowPicker(sink, sample, seed)
+    tally = _RowTally(an, near_sample)
+    chat = facts.has_template if facts is not None else False
+    for row in rows:
+        item = _example(an, row, fmt, chat)
+        if item is not None:
+            tally.add(*item)
+            picker.add(*item)
+    picker.finish()
+    sink.finish()
+    tally.finish()
+    _add_notes(an, fmt, chat, sample)
+    return an
+
+
+def _open_rows(path: str, trainer: str | None) -> tuple[Iterator[DataRow], str, str]:
+    """The rows of ``path`` (the probed ones first), the dataset's format (the majority of the
+    first :data:`FORMAT_PROBE_ROWS` rows) and the trainer kind, checked against each other."""
     rows_iter: Iterator[DataRow] = iter_rows(path)
     probe: list[DataRow] = []
     for row in rows_iter:
@@ -197,161 +231,200 @@ def analyse(
     if fmt not in TRAINER_FORMATS[kind]:
         wanted = ", ".join(sorted(TRAINER_FORMATS[kind]))
         raise InputError(f"{path}: --trainer {kind} cannot train on '{fmt}' data (it takes: {wanted})")
-    default_len = max_length is None
-    eff_len = max_length if max_length is not None else (None if kind == "grpo" else TRL_DEFAULT_MAX_LENGTH)
-    renderer: Renderer | None = renderer_factory(eff_len) if renderer_factory is not None else None
-    an = DataAnalysis(
-        source=path,
-        format=fmt,
-        trainer=kind,
-        conversational=False,
-        tokenizer=facts,
-        max_length=eff_len,
-        max_length_is_default=default_len,
-        assistant_only_loss=assistant_only_loss,
-        sampled=sample is not None,
-    )
+    return itertools.chain(probe, rows_iter), fmt, kind
 
-    seen: dict[bytes, RowRef] = {}
-    near_texts: list[str] = []
-    reservoir: list[tuple[RowRef, Example]] = []
-    pending: list[tuple[RowRef, Example]] = []
-    rng = random.Random(seed)
-    n_eligible = 0
-    rendered: dict[str, list[Any]] = {k: [] for k in ("refs", "len", "kept", "train", "prompt", "trunc", "last", "bos")}
-    conv_votes = Counter[bool]()
 
-    def flush(batch: list[tuple[RowRef, Example]]) -> None:
-        if renderer is None:
+def _example(an: DataAnalysis, row: DataRow, fmt: str, chat: bool) -> tuple[RowRef, Example] | None:
+    """Count ``row`` and return it as an :class:`Example` of the dataset's format, or ``None``
+    (recorded as a schema problem) when it has another format or invalid fields."""
+    an.rows += 1
+    ref = RowRef(row.index, row.source, row.line)
+    value = row.value
+    if isinstance(value, dict):
+        an.keysets[tuple(sorted(map(str, value.keys())))] += 1
+    row_fmt = detect_row_format(value)
+    an.format_counts[row_fmt or "unknown"] += 1
+    if row_fmt != fmt:
+        why = (f"'{row_fmt}' row in a '{fmt}' dataset" if row_fmt else
+               ("record is not an object" if not isinstance(value, dict) else
+                f"no known format (columns: {', '.join(sorted(map(str, value)))[:80]})"))
+        an.n_schema_problems += 1
+        _keep(an.schema_problems, (ref, why))
+        return None
+    try:
+        ex = to_example(value, fmt, chat_template=chat)
+    except RowError as exc:
+        an.n_schema_problems += 1
+        _keep(an.schema_problems, (ref, str(exc)))
+        return None
+    return ref, ex
+
+
+def _keep(listed: list[_T], item: _T) -> None:
+    """Remember ``item`` among the first :data:`_KEEP_LISTED` of its kind."""
+    if len(listed) < _KEEP_LISTED:
+        listed.append(item)
+class _RowTally:
+    """The cheap per-row checks, on every row: roles, exact and near duplicates, empty responses,
+    identical preference pairs, pre-rendered chat text."""
+
+    def __init__(self, an: DataAnalysis, near_sample: int) -> None:
+        self.an = an
+        self.near_sample = near_sample
+        self.seen: dict[bytes, RowRef] = {}
+        self.near_texts: list[str] = []
+        self.conversational = Counter[bool]()
+
+    def add(self, ref: RowRef, ex: Example) -> None:
+        an = self.an
+        self.conversational[ex.conversational] += 1
+        for role in ex.roles:
+            an.roles[role] += 1
+        self._duplicates(ref, ex)
+        empty_why = _empty_response(ex)
+        if empty_why:
+            an.n_empty_responses += 1
+            _keep(an.empty_responses, (ref, empty_why))
+        pair = pair_text(ex)
+        if pair is not None:
+            an.n_pairs += 1
+            if pair[0] == pair[1]:
+                an.n_identical_pairs += 1
+                _keep(an.identical_pairs, ref)
+        if ex.kind == "lm" and not ex.conversational and ex.text:
+            for fam, marker in _TEXT_MARKERS.items():
+                if marker in ex.text:
+                    an.preformatted[fam] += 1
+
+    def _duplicates(self, ref: RowRef, ex: Example) -> None:
+        an = self.an
+        key = exact_key(ex.canonical)
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = ref
+        else:
+            an.n_exact_dups += 1
+            _keep(an.exact_dups, (ref, first))
+        if len(self.near_texts) < self.near_sample:
+            self.near_texts.append(ex.canonical)
+            an.near_refs.append(ref)
+            an.near_exact_keys.append(key)
+
+    def finish(self) -> None:
+        """The dataset's majority conversational flag and the near-duplicate signatures."""
+        an = self.an
+        an.conversational = self.conversational.most_common(1)[0][0] if self.conversational else False
+        positions, sigs = minhash_signatures(self.near_texts)
+        an.near_refs = [an.near_refs[i] for i in positions]
+        an.near_exact_keys = [an.near_exact_keys[i] for i in positions]
+        an.near_signatures = sigs
+
+
+def _empty_response(ex: Example) -> str | None:
+    """Why ``ex`` has nothing to train on (an empty prompt, no assistant turn, a blank response),
+    or ``None``."""
+    if ex.kind == "prompt":
+        return "empty prompt" if not ex.canonical.strip() else None
+    if ex.kind == "lm" and ex.conversational and not ex.responses:
+        return "no assistant turn"
+    if any(not t.strip() for t in ex.responses):
+        return "empty text" if ex.kind == "lm" and not ex.conversational else "empty or whitespace response"
+    return None
+
+
+class _RowPicker:
+    """Which rows are rendered: every row in batches of :data:`BATCH`, or a seeded reservoir
+    sample of ``sample`` rows rendered in row order at the end."""
+
+    def __init__(self, sink: _RenderSink, sample: int | None, seed: int) -> None:
+        self.sink = sink
+        self.sample = sample
+        self.rng = random.Random(seed)
+        self.pending: list[tuple[RowRef, Example]] = []
+        self.seen = 0
+
+    def add(self, ref: RowRef, ex: Example) -> None:
+        if self.sample is None:
+            self.pending.append((ref, ex))
+            if len(self.pending) >= BATCH:
+                self.sink.render(self.pending)
+                self.pending = []
+            return
+        self.seen += 1
+        if len(self.pending) < self.sample:
+            self.pending.append((ref, ex))
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.sample:
+                self.pending[j] = (ref, ex)
+
+    def finish(self) -> None:
+        if self.sample is None:
+            if self.pending:
+                self.sink.render(self.pending)
+            return
+        self.pending.sort(key=lambda it: it[0].index)
+        for start in range(0, len(self.pending), BATCH):
+            self.sink.render(self.pending[start : start + BATCH])
+
+
+_RENDER_COLUMNS = ("len", "kept", "train", "prompt", "trunc", "last", "bos")
+
+
+class _RenderSink:
+    """Renders rows with the model's tokenizer the way TRL trains them and keeps a few numbers per
+    row (the text is dropped after its batch); without a renderer (no ``--model``) it keeps none."""
+
+    def __init__(self, an: DataAnalysis, renderer: Renderer | None) -> None:
+        self.an = an
+        self.renderer = renderer
+        self.columns: dict[str, list[Any]] = {k: [] for k in _RENDER_COLUMNS}
+
+    def render(self, batch: list[tuple[RowRef, Example]]) -> None:
+        if self.renderer is None:
             return
         # Rows of one batch may differ in kind/conversational (mixed schema): render per group.
         groups: dict[tuple[str, bool], list[tuple[RowRef, Example]]] = {}
         for item in batch:
             groups.setdefault((item[1].kind, item[1].conversational), []).append(item)
         for items in groups.values():
-            outs: list[Rendered] = renderer.render([e for _, e in items])
+            outs: list[Rendered] = self.renderer.render([e for _, e in items])
             for (ref, ex), r in zip(items, outs, strict=True):
-                rendered["refs"].append(ref)
-                if r.error:
-                    an.n_render_errors += 1
-                    if len(an.render_errors) < _KEEP_LISTED:
-                        an.render_errors.append((ref, r.error))
-                    vals = (-1, 0, 0, 0, False, -1, False)
-                else:
-                    vals = (r.length, r.kept, r.trainable, r.prompt_tokens, r.truncated,
-                            -1 if r.last_target is None else r.last_target, r.double_bos)
-                    item = (r.length, -ref.index, ref, _preview(ex))
-                    if len(an.longest) < 5:
-                        heapq.heappush(an.longest, item)
-                    elif item[:2] > an.longest[0][:2]:
-                        heapq.heapreplace(an.longest, item)
-                for key, v in zip(("len", "kept", "train", "prompt", "trunc", "last", "bos"), vals, strict=True):
-                    rendered[key].append(v)
+                self._record(ref, ex, r)
 
-    def rows_all() -> Iterator[DataRow]:
-        yield from probe
-        yield from rows_iter
+    def _record(self, ref: RowRef, ex: Example, r: Rendered) -> None:
+        an = self.an
+        an.refs.append(ref)
+        if r.error:
+            an.n_render_errors += 1
+            _keep(an.render_errors, (ref, r.error))
+            vals: tuple[Any, ...] = (-1, 0, 0, 0, False, -1, False)
+        else:
+            vals = (r.length, r.kept, r.trainable, r.prompt_tokens, r.truncated,
+                    -1 if r.last_target is None else r.last_target, r.double_bos)
+            item = (r.length, -ref.index, ref, _preview(ex))
+            if len(an.longest) < 5:
+                heapq.heappush(an.longest, item)
+            elif item[:2] > an.longest[0][:2]:
+                heapq.heapreplace(an.longest, item)
+        for key, v in zip(_RENDER_COLUMNS, vals, strict=True):
+            self.columns[key].append(v)
 
-    chat = facts.has_template if facts is not None else False
-    for row in rows_all():
-        an.rows += 1
-        ref = RowRef(row.index, row.source, row.line)
-        value = row.value
-        if isinstance(value, dict):
-            an.keysets[tuple(sorted(map(str, value.keys())))] += 1
-        row_fmt = detect_row_format(value)
-        an.format_counts[row_fmt or "unknown"] += 1
-        if row_fmt != fmt:
-            an.n_schema_problems += 1
-            if len(an.schema_problems) < _KEEP_LISTED:
-                why = (f"'{row_fmt}' row in a '{fmt}' dataset" if row_fmt else
-                       ("record is not an object" if not isinstance(value, dict) else
-                        f"no known format (columns: {', '.join(sorted(map(str, value)))[:80]})"))
-                an.schema_problems.append((ref, why))
-            continue
-        try:
-            ex = to_example(value, fmt, chat_template=chat)
-        except RowError as exc:
-            an.n_schema_problems += 1
-            if len(an.schema_problems) < _KEEP_LISTED:
-                an.schema_problems.append((ref, str(exc)))
-            continue
-        conv_votes[ex.conversational] += 1
-        for role in ex.roles:
-            an.roles[role] += 1
-        # duplicates
-        key = exact_key(ex.canonical)
-        first = seen.get(key)
-        if first is None:
-            seen[key] = ref
-        else:
-            an.n_exact_dups += 1
-            if len(an.exact_dups) < _KEEP_LISTED:
-                an.exact_dups.append((ref, first))
-        if len(near_texts) < near_sample:
-            near_texts.append(ex.canonical)
-            an.near_refs.append(ref)
-            an.near_exact_keys.append(key)
-        # empty responses / identical pairs
-        if ex.kind == "prompt":
-            empty_why = "empty prompt" if not ex.canonical.strip() else None
-        elif ex.kind == "lm" and ex.conversational and not ex.responses:
-            empty_why = "no assistant turn"
-        else:
-            blanks = [t for t in ex.responses if not t.strip()]
-            empty_why = None
-            if blanks:
-                empty_why = "empty text" if ex.kind == "lm" and not ex.conversational else "empty or whitespace response"
-        if empty_why:
-            an.n_empty_responses += 1
-            if len(an.empty_responses) < _KEEP_LISTED:
-                an.empty_responses.append((ref, empty_why))
-        pair = pair_text(ex)
-        if pair is not None:
-            an.n_pairs += 1
-            if pair[0] == pair[1]:
-                an.n_identical_pairs += 1
-                if len(an.identical_pairs) < _KEEP_LISTED:
-                    an.identical_pairs.append(ref)
-        if ex.kind == "lm" and not ex.conversational and ex.text:
-            for fam, marker in _TEXT_MARKERS.items():
-                if marker in ex.text:
-                    an.preformatted[fam] += 1
-        # rendering: everything, or a reservoir sample
-        if sample is None:
-            pending.append((ref, ex))
-            if len(pending) >= BATCH:
-                flush(pending)
-                pending = []
-        else:
-            n_eligible += 1
-            if len(reservoir) < sample:
-                reservoir.append((ref, ex))
-            else:
-                j = rng.randrange(n_eligible)
-                if j < sample:
-                    reservoir[j] = (ref, ex)
-    if sample is not None:
-        reservoir.sort(key=lambda it: it[0].index)
-        for start in range(0, len(reservoir), BATCH):
-            flush(reservoir[start : start + BATCH])
-    elif pending:
-        flush(pending)
+    def finish(self) -> None:
+        """The per-row numbers as arrays aligned with ``an.refs``; the longest rows, longest first."""
+        an, c = self.an, self.columns
+        an.lengths = np.asarray(c["len"], dtype=np.int64)
+        an.kept = np.asarray(c["kept"], dtype=np.int64)
+        an.trainable = np.asarray(c["train"], dtype=np.int64)
+        an.prompt_tokens = np.asarray(c["prompt"], dtype=np.int64)
+        an.truncated = np.asarray(c["trunc"], dtype=bool)
+        an.last_target = np.asarray(c["last"], dtype=np.int64)
+        an.double_bos = np.asarray(c["bos"], dtype=bool)
+        an.longest.sort(reverse=True)
 
-    an.conversational = conv_votes.most_common(1)[0][0] if conv_votes else False
-    an.refs = rendered["refs"]
-    an.lengths = np.asarray(rendered["len"], dtype=np.int64)
-    an.kept = np.asarray(rendered["kept"], dtype=np.int64)
-    an.trainable = np.asarray(rendered["train"], dtype=np.int64)
-    an.prompt_tokens = np.asarray(rendered["prompt"], dtype=np.int64)
-    an.truncated = np.asarray(rendered["trunc"], dtype=bool)
-    an.last_target = np.asarray(rendered["last"], dtype=np.int64)
-    an.double_bos = np.asarray(rendered["bos"], dtype=bool)
-    an.longest.sort(reverse=True)
-    positions, sigs = minhash_signatures(near_texts)
-    an.near_refs = [an.near_refs[i] for i in positions]
-    an.near_exact_keys = [an.near_exact_keys[i] for i in positions]
-    an.near_signatures = sigs
+
+def _add_notes(an: DataAnalysis, fmt: str, chat: bool, sample: int | None) -> None:
+    """What the reader should know about how the data was read."""
     if fmt in ("alpaca", "prompt_output"):
         target = "a user/assistant prompt-completion pair" if chat else "an Alpaca-style text prompt and completion"
         an.notes.append(
@@ -367,11 +440,10 @@ def analyse(
         an.notes.append(f"template: {describe_rendering('sharegpt')} (tuneterm train)")
     if sample is not None and an.rows > sample:
         an.notes.append(f"token statistics from a random sample of {len(an.refs)} of {an.rows} rows (--sample)")
-    if facts is None:
+    if an.tokenizer is None:
         an.notes.append("no --model: token lengths, truncation, label masking, EOS and chat template not checked")
-    elif not facts.has_template and an.conversational:
+    elif not an.tokenizer.has_template and an.conversational:
         an.notes.append("lengths measured with a plain 'role: content' layout: the tokenizer has no chat template")
-    return an
 
 
 def family_markers_missing(facts: TokenizerFacts, family: str) -> bool:

@@ -1,6 +1,6 @@
 """``tuneterm check`` subjects for pre-flight checks: training configs and datasets.
 
-Imported lazily by :func:`tuneterm.report.subjects.handlers` (listed in ``HANDLER_MODULES``). The
+Imported lazily by :func:`tuneterm.report.subjects.handlers` (listed in ``tuneterm.plugins.SUBJECT_MODULES``). The
 ``claims`` tests are cheap; the checks import their machinery on use.
 """
 

@@ -8,7 +8,7 @@ returns a :class:`~tuneterm.report.result.CheckResult` or raises a
 and the first that claims the path checks it; logs are the fallback.
 
 Adding a subject kind: write a module with a handler and call :func:`register_subject` at its
-import, then add the module's dotted name to :data:`HANDLER_MODULES` so the dispatcher imports it
+import, then add the module's dotted name to :data:`tuneterm.plugins.SUBJECT_MODULES` so the dispatcher imports it
 (lazily, on the first check). A handler imports its own heavy dependencies inside ``check``.
 """
 
@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuneterm import plugins
 from tuneterm.errors import InputError, NoMetricsError
 from tuneterm.report.result import CheckResult
 
@@ -29,8 +30,8 @@ if TYPE_CHECKING:  # annotations only: nothing here may import the parsers or en
     from tuneterm.engine.rules import RuleSet
     from tuneterm.logs.model import MemoryRecord, Run
 
-HANDLER_MODULES: tuple[str, ...] = ("tuneterm.preflight.subjects",)
-"""Modules that register extra subject handlers when imported (e.g. a config checker)."""
+HANDLER_MODULES: tuple[str, ...] = plugins.SUBJECT_MODULES
+"""Modules that register extra subject handlers when imported (named in :mod:`tuneterm.plugins`)."""
 
 
 @dataclass(frozen=True, slots=True)

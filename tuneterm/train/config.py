@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,96 +336,134 @@ def _coerce(value: Any, desc: Descriptor, key: str, source: str) -> Any:
         raise ConfigError(f"{source}: key {key!r} expects {_type_name(desc)}, got {shown}") from None
 
 
-def _conv(value: Any, desc: Descriptor) -> Any:  # one branch per type family
-    """``value`` converted to the type ``desc`` describes, as TRL's CLI would; raises _Mismatch."""
-    kind = desc.get("t")
-    if kind == "union":
-        args = desc.get("of") or []
-        nullable = any(a.get("t") == "none" for a in args)
-        if value is None:
-            if nullable:
-                return None
-            raise _Mismatch
-        for arg in args:  # exact matches first, so "all-linear" stays a str for list[str] | str
-            if _exact(value, arg):
-                return value
-        for arg in args:
-            if arg.get("t") == "none":
-                continue
-            try:
-                return _conv(value, arg)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if kind == "none":
-        if value is None:
+def _conv(value: Any, desc: Descriptor) -> Any:
+    """``value`` converted to the type ``desc`` describes, as TRL's CLI would; raises _Mismatch.
+
+    A kind this version does not know (or ``any``) passes the value through: TRL's own checks
+    decide.
+    """
+    convert = _CONVERTERS.get(desc.get("t"))
+    return value if convert is None else convert(value, desc)
+
+
+def _conv_union(value: Any, desc: Descriptor) -> Any:
+    args = desc.get("of") or []
+    if value is None:
+        if any(a.get("t") == "none" for a in args):
             return None
         raise _Mismatch
-    if kind == "literal":
-        choices = desc.get("choices") or []
-        if desc.get("by_str"):  # an Enum: its constructor matches the value's text
-            if str(value) in {str(c) for c in choices}:
-                return value
+    for arg in args:  # exact matches first, so "all-linear" stays a str for list[str] | str
+        if _exact(value, arg):
+            return value
+    for arg in args:
+        if arg.get("t") == "none":
+            continue
+        try:
+            return _conv(value, arg)
+        except _Mismatch:
+            continue
+    raise _Mismatch
+
+
+def _conv_none(value: Any, desc: Descriptor) -> None:
+    if value is None:
+        return None
+    raise _Mismatch
+
+
+def _conv_literal(value: Any, desc: Descriptor) -> Any:
+    choices = desc.get("choices") or []
+    if desc.get("by_str"):  # an Enum: its constructor matches the value's text
+        if str(value) in {str(c) for c in choices}:
+            return value
+        raise _Mismatch
+    if value in choices:
+        return value
+    raise _Mismatch
+
+
+def _conv_list(value: Any, desc: Descriptor) -> Any:
+    item = desc.get("item") or {"t": "any"}
+    if isinstance(value, (list, tuple)):
+        return [_conv(v, item) for v in value]
+    # TRL's CLI keeps a scalar default for a list field as is (lora_target_modules: all-linear).
+    return _conv(value, item)
+
+
+def _conv_dict(value: Any, desc: Descriptor) -> Any:
+    if isinstance(value, (dict, str)):  # transformers accepts JSON strings for dict fields
+        return value
+    raise _Mismatch
+
+
+def _conv_bool(value: Any, desc: Descriptor) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _Mismatch
+
+
+def _conv_int(value: Any, desc: Descriptor) -> int:
+    if isinstance(value, bool):
+        raise _Mismatch
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise _Mismatch from None
+    raise _Mismatch
+
+
+def _conv_float(value: Any, desc: Descriptor) -> float:
+    if isinstance(value, bool):
+        raise _Mismatch
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            f = float(value.strip())
+        except ValueError:
+            raise _Mismatch from None
+        if math.isnan(f):
             raise _Mismatch
-        if value in choices:
-            return value
-        raise _Mismatch
-    if kind == "list":
-        item = desc.get("item") or {"t": "any"}
-        if isinstance(value, (list, tuple)):
-            return [_conv(v, item) for v in value]
-        # TRL's CLI keeps a scalar default for a list field as is (lora_target_modules: all-linear).
-        return _conv(value, item)
-    if kind == "dict":
-        if isinstance(value, (dict, str)):  # transformers accepts JSON strings for dict fields
-            return value
-        raise _Mismatch
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise _Mismatch
-    if kind == "int":
-        if isinstance(value, bool):
-            raise _Mismatch
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise _Mismatch from None
-        raise _Mismatch
-    if kind == "float":
-        if isinstance(value, bool):
-            raise _Mismatch
-        if isinstance(value, (int, float)):
-            return value
-        if isinstance(value, str):
-            try:
-                f = float(value.strip())
-            except ValueError:
-                raise _Mismatch from None
-            if math.isnan(f):
-                raise _Mismatch
-            return f
-        raise _Mismatch
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise _Mismatch
-    if kind == "dataclass":
-        if isinstance(value, dict) or dataclasses.is_dataclass(value):
-            return value
-        raise _Mismatch
-    return value  # "any", or a kind this version does not know: let TRL's own checks decide
+        return f
+    raise _Mismatch
+
+
+def _conv_str(value: Any, desc: Descriptor) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise _Mismatch
+
+
+def _conv_dataclass(value: Any, desc: Descriptor) -> Any:
+    if isinstance(value, dict) or dataclasses.is_dataclass(value):
+        return value
+    raise _Mismatch
+
+
+_CONVERTERS: dict[str | None, Callable[[Any, Descriptor], Any]] = {
+    "union": _conv_union,
+    "none": _conv_none,
+    "literal": _conv_literal,
+    "list": _conv_list,
+    "dict": _conv_dict,
+    "bool": _conv_bool,
+    "int": _conv_int,
+    "float": _conv_float,
+    "str": _conv_str,
+    "dataclass": _conv_dataclass,
+}
+"""One converter per type family of the schema descriptors (:mod:`tuneterm.train.schema`)."""
 
 
 def _exact(value: Any, desc: Descriptor) -> bool:

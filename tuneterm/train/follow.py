@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from tuneterm.engine import load_rules
@@ -35,7 +36,7 @@ from tuneterm.textsafe import inert_line
 class MetricsTail:
     """Read new complete lines of a JSONL file since the last call (a partial last line waits)."""
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self._partial = b""
@@ -167,7 +168,7 @@ def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = No
     write_json_atomic(rd.findings, doc)
 
 
-def finding_line(f: Any) -> str:
+def finding_line(f: Finding) -> str:
     """``error G101 zero-grad-norm (step 3-30): message``, inert."""
     where = ""
     if f.first_step is not None:
@@ -183,7 +184,7 @@ class Outcome:
 
     state: str | None
     error: str | None = None
-    findings: list[Any] | None = None
+    findings: list[Finding] | None = None
     stopped_on_error: bool = False
     exit_code: int | None = None
     notes: list[str] = field(default_factory=list)

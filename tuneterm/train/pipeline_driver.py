@@ -86,7 +86,7 @@ def stage_input(pd: PipelineDir, spec: PipelineSpec, stage: StageSpec) -> tuple[
     is merged into ``<previous>/merged/`` (``merge: true``; reused when a merge exists) or
     continued (``merge: false``).
     """
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
     from tuneterm.train.stage_model import is_adapter_dir, merge_adapter
 
     if not stage.from_previous:
@@ -112,7 +112,7 @@ def _against_model(spec: PipelineSpec, stage: StageSpec, started_from: str) -> s
     gate = stage.gate.eval
     if gate is None or gate.against == "previous":
         return started_from
-    from tuneterm.train.builtin import resolve_model
+    from tuneterm.assets.builtin import resolve_model
 
     return resolve_model(base_model(spec))
 

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from tuneterm.errors import ConfigError
-from tuneterm.train import builtin
+from tuneterm.assets import builtin
 from tuneterm.kinds import Trainer
 from tuneterm.runs.layout import RunDir
 from tuneterm.runs.writer import now_iso

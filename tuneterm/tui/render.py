@@ -264,7 +264,7 @@ def make_plan(req: PlanRequest, profile: SystemProfile | None) -> PlanView:
     cc: float | None = None
     fitted_to: SystemProfile | None = None  # the profile the capacity came from (None: typed or none)
     if req.gpu_memory.strip():
-        from tuneterm.cli.plan import parse_size_gib
+        from tuneterm.plan.sizes import parse_size_gib
 
         cap = parse_size_gib(req.gpu_memory)
         where = f"{cap:.1f} GiB (typed)"

@@ -18,12 +18,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding, Fix
 from tuneterm.logs.model import RunStatus
 from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
+
+if TYPE_CHECKING:
+    from tuneterm.logs.model import Run
+    from tuneterm.watch.live import LiveEvaluator
 
 
 def finding_line(f: Finding) -> str:
@@ -179,7 +183,7 @@ class LiveView(PlainView):
         for fix in f.fixes[: self.max_fixes]:
             self.console.print(Padding(fix_text(fix), (0, 0, 0, 4), expand=False))
 
-    def refresh(self, live: Any) -> None:
+    def refresh(self, live: LiveEvaluator) -> None:
         """Redraw the live area from a :class:`~tuneterm.watch.live.LiveEvaluator` (<= 4/s)."""
         if self._live is None:
             return
@@ -189,7 +193,7 @@ class LiveView(PlainView):
         self._last_draw = now
         self._live.update(self._render(live), refresh=True)
 
-    def _render(self, live: Any) -> Any:
+    def _render(self, live: LiveEvaluator) -> Any:
         from rich.console import Group
         from rich.text import Text
 
@@ -218,7 +222,7 @@ class LiveView(PlainView):
         parts.extend(self._charts or [])
         return Group(*parts)
 
-    def _draw_charts(self, run: Any, findings: list[Finding], width: int) -> list[Any]:
+    def _draw_charts(self, run: Run, findings: list[Finding], width: int) -> list[Any]:
         from rich.text import Text
 
         from tuneterm.report.charts import render_charts

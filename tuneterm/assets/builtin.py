@@ -17,7 +17,7 @@ Hub id (hub ids have no colon) nor, in practice, a local path:
 ``tuneterm:tiny-prompt-output`` (``prompt``/``output``), ``tuneterm:tiny-instructions``
 (``instruction``/``input``/``response``), ``tuneterm:tiny-sharegpt`` (``conversations`` of
 ``from``/``value`` turns): the shapes of the multi-stage recipes in ``configs/``
-    JSONL files in ``tuneterm/train/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
+    JSONL files in ``tuneterm/assets/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
     ``train`` split and a ``test`` split (the last eighth of the rows), so ``eval_strategy`` works.
 
 Only :func:`resolve_model` and :func:`load_builtin_dataset` import the training stack, lazily.
