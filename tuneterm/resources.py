@@ -66,4 +66,4 @@ BUILTIN_DATASETS: dict[str, str] = {
 def builtin_data_file(name: str) -> Path | None:
     """The JSONL file behind built-in dataset ``name``, or None when ``name`` is not one."""
     fname = BUILTIN_DATASETS.get(name)
-    return None if fname is None else _PACKAGE_DIR / "train" / "data" / fname
+    return None if fname is None else _PACKAGE_DIR / "assets" / "data" / fname

@@ -163,7 +163,10 @@ class RunsScreen(MainScreen):
         if selected in self.infos:
             table.move_cursor(row=table.get_row_index(selected))
         note = self.query_one("#runs-note", Static)
-        where = f"runs dir: {inert_line(self.tapp.runs_root, 200)}\n"
+        from tuneterm.report.result import elide_path
+
+        # The note has three lines: a long runs path gives up leading directories, never the message.
+        where = f"runs dir: {elide_path(inert_line(self.tapp.runs_root, 200), max(20, self.size.width - 12))}\n"
         if message.error and not message.infos:
             note.update(Text(where + f"s starts a run from a config (the directory is created). {inert_line(message.error, 200)}", style="yellow"))
         elif not message.infos:
