@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -94,7 +95,7 @@ def runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     _popen(["train", str(TINY), "--detach", "--name", "wk", "--set", LONG, *common], root, SLOW).wait(120)
     _popen(["train", str(TINY), "--detach", "--name", "disk", "--set", "max_steps=12", *common], root, "enospc@3=3").wait(120)
     # The launching shell of `grp` is a login-like shell in its own session that follows the run.
-    cmd = " ".join([*tuneterm_exe(), "train", str(TINY), "--headless", "--name", "grp", "--set", LONG, *common])
+    cmd = shlex.join([*tuneterm_exe(), "train", str(TINY), "--headless", "--name", "grp", "--set", LONG, *common])
     shell = subprocess.Popen(["bash", "-c", cmd], cwd=root, start_new_session=True, env={**os.environ, "TUNETERM_FAULT": SLOW},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     outs = [t.communicate(timeout=120) for t in twins]

@@ -277,7 +277,11 @@ def test_detached_post_init_error_shows_in_runs(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
     rows = doc if isinstance(doc, list) else doc["runs"]
-    assert [(r["name"], r["state"], r["error"]) for r in rows] == [("bg", "failed", error)]
+    assert [(r["name"], r["state"]) for r in rows] == [("bg", "failed")]
+    # The listing shows the recorded error, cut to one table-friendly line when the config's path
+    # makes it long (a checkout under a long path): never anything but its start.
+    shown = rows[0]["error"]
+    assert shown == error or (shown.endswith("…") and error.startswith(shown[:-1])), (shown, error)
 
 
 def test_bf16_without_a_bf16_gpu_is_refused_before_a_run_directory(tmp_path: Path) -> None:

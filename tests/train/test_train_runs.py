@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -117,7 +118,7 @@ def test_trainers_and_methods_run_end_to_end(
 
 
 def test_detached_run_survives_sighup_of_its_launching_session(tiny_model: str, tmp_path: Path) -> None:
-    cmd = " ".join([*tuneterm_exe(), "train", str(TINY), "--detach", "--runs-dir", "runs", "--name", "bg",
+    cmd = shlex.join([*tuneterm_exe(), "train", str(TINY), "--detach", "--runs-dir", "runs", "--name", "bg",
                     "--set", "max_steps=12"])
     env = dict(os.environ, TUNETERM_FAULT="sleep=0.4")
     # The "SSH session": a shell in its own session that launches the run and then lingers.

@@ -7,6 +7,8 @@ server at the end. Skipped when tmux is not installed (``apt-get install tmux``)
 
 from __future__ import annotations
 
+import shlex
+
 import os
 import shutil
 import subprocess
@@ -54,7 +56,7 @@ def test_demo_in_tmux(tmux: Tmux, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     write_run(runs, "tmux-run", steps=25)
     exe = tuneterm_exe()
-    script = f"TERM=xterm-256color TUNETERM_RUNS_DIR={runs} {exe} ui --demo; echo TUNETERM-EXIT=$?; sleep 60"
+    script = f"TERM=xterm-256color TUNETERM_RUNS_DIR={shlex.quote(str(runs))} {shlex.quote(exe)} ui --demo; echo TUNETERM-EXIT=$?; sleep 60"
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "tt", "-x", "100", "-y", "30", "sh", "-c", script)
     tmux("set-option", "-s", "escape-time", "10")
     t0 = time.monotonic()
