@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import corpus_file
-from tuneterm.errors import InputError
+from tuneterm.errors import InputError, NoMetricsError
 from tuneterm.logs import load_run
 
 
@@ -27,9 +27,13 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_empty_file(tmp_path: Path) -> None:
+    # An empty file is "nothing to check" (exit 3), like a log without metrics, not bad input.
     p = tmp_path / "empty.log"
     p.write_bytes(b"")
-    assert "is empty" in _one_line_error(p)
+    with pytest.raises(NoMetricsError) as info:
+        load_run(p)
+    assert "is empty" in str(info.value) and "\n" not in str(info.value)
+    assert NoMetricsError.exit_code == 3
 
 
 def test_binary_junk(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from tuneterm.errors import InputError
+from tuneterm.errors import InputError, NoMetricsError
 from tuneterm.logs.console import ConsoleParser
 from tuneterm.logs.csvfmt import read_csv
 from tuneterm.logs.facts import apply_adapter_config, apply_config, apply_model_config, load_mapping
@@ -132,8 +132,8 @@ def load_file(p: Path, run: Run, *, hint: str | None = None) -> None:
         raise InputError(f"cannot read {show(p)}: {e.strerror or e}") from None
     if not p.is_file():
         raise InputError(f"{show(p)} is not a regular file")
-    if size == 0:
-        raise InputError(f"{show(p)} is empty")
+    if size == 0:  # nothing to check (exit 3), not unreadable input
+        raise NoMetricsError(f"{show(p)} is empty: no training metrics")
     head = read_head(p)
     if looks_binary(head[:8192]):
         raise InputError(f"{show(p)} is binary data, not a training log")
