@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import importlib.util
+import json
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -76,3 +81,33 @@ def corpus_file(prefix: str) -> Path:
     matches = [p for p in corpus_files() if p.name.startswith(prefix)]
     assert len(matches) == 1, f"expected one corpus file for {prefix!r}, got {matches}"
     return matches[0]
+
+
+@dataclass
+class Receiver:
+    """A notification receiver: its apprise ``json://`` URL and the JSON bodies it got."""
+
+    url: str
+    bodies: list[dict[str, object]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def local_receiver() -> Iterator[Receiver]:
+    """An HTTP server on 127.0.0.1 (a free port) that records every POSTed JSON body."""
+    got: list[dict[str, object]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield Receiver(f"json://127.0.0.1:{server.server_address[1]}/", got)
+    finally:
+        server.shutdown()

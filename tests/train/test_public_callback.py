@@ -13,56 +13,25 @@ Six real CPU trainings, made once per module by ``callback_runs``, each a user s
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, Receiver, local_receiver
 from tests.train.conftest import needs_trl, run_cli, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.train, needs_trl]
 
 
-@dataclass
-class Receiver:
-    """A local HTTP server that records the JSON bodies apprise's ``json://`` posts."""
-
-    port: int
-    bodies: list[dict] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/"
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    got: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            got.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    rec = Receiver(port=server.server_address[1], bodies=got)
-    yield rec
-    server.shutdown()
+    with local_receiver() as rec:
+        yield rec
 
 
 def _script(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

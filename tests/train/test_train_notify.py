@@ -3,35 +3,20 @@ watching, once, to a local HTTP receiver (a real tiny run crashed by fault injec
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import local_receiver
 from tests.train.conftest import TINY, needs_trl, run_cli, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.train, needs_trl]
 
 
 def test_detached_failing_run_is_notified_by_its_supervisor(tiny_model: str, tmp_path: Path) -> None:
-    got: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"json://127.0.0.1:{server.server_address[1]}/"
-    try:
+    with local_receiver() as rec:
+        url, got = rec.url, rec.bodies
         proc = run_cli(
             ["train", str(TINY), "--detach", "--runs-dir", "runs", "--name", "boom", "--notify", url],
             cwd=tmp_path, env={"TUNETERM_FAULT": "crash@3", "XDG_CONFIG_HOME": str(tmp_path / "xdg")},
@@ -48,5 +33,3 @@ def test_detached_failing_run_is_notified_by_its_supervisor(tiny_model: str, tmp
         assert "run: boom" in body and "RuntimeError: injected fault: crash" in body and "finding: error" in body
         # The URL (a secret, often) reached the supervisor through its environment, not a file.
         assert url not in "".join(p.read_text(errors="replace") for p in run.iterdir() if p.is_file())
-    finally:
-        server.shutdown()

@@ -3,19 +3,16 @@ event, failing notifiers that never block, and ``tuneterm watch --notify`` on a 
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, local_receiver
 from tests.watch.helpers import make_run_dir, traceback
 from tuneterm.watch.notify import Notifier, config_path, configured_urls, end_message
 
@@ -23,21 +20,8 @@ from tuneterm.watch.notify import Notifier, config_path, configured_urls, end_me
 @pytest.fixture()
 def receiver() -> Iterator[tuple[str, list[dict]]]:
     """``(json:// URL, received bodies)`` of an HTTP server on 127.0.0.1."""
-    got: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/", got
-    server.shutdown()
+    with local_receiver() as rec:
+        yield rec.url, rec.bodies
 
 
 @pytest.fixture()
