@@ -85,6 +85,25 @@ def test_rules_readme_table_is_generated_from_the_records() -> None:
     row = next(line for line in table.splitlines() if line.startswith("| X116 "))
     assert "`run-stalled`" in row and "engine/detectors/runtime.py" in row and "rules/diagnostics/runtime.yaml" in row
     assert len([line for line in table.splitlines() if re.match(r"\| [A-Z]\d{3} ", line)]) == len(load_rules())
+    # ... and where its cases are: a fixture file per log rule, the scope's case module otherwise
+    assert "tests/fixtures/rules/X116.yaml" in row
+    c105 = next(line for line in table.splitlines() if line.startswith("| C105 "))
+    assert "tests/preflight/test_config_check.py" in c105
+    cases = [line.split(" | ")[6] for line in table.splitlines() if re.match(r"\| [A-Z]\d{3} ", line)]
+    assert "?" not in cases, "a rule without cases"
+
+
+def test_rule_explanation_says_where_the_rule_lives() -> None:
+    """`tuneterm rule CODE` ends with the record, the detector's module and the cases' file."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tuneterm", "rule", "D103", "--width", "120"],
+                         capture_output=True, text=True, check=True).stdout
+    where = out[out.index("Where it lives"):]
+    assert "record    rules/diagnostics/data.yaml" in where
+    assert "(data-eos-missing)" in where and "detector  tuneterm/" in where
+    assert "cases     tests/preflight/test_data_check.py" in where
 
 
 def test_one_rule_file_per_category() -> None:

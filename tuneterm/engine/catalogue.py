@@ -6,16 +6,18 @@
     python -m tuneterm.engine.catalogue --check    # exit 1 when the table is stale
 
 and ``tests/engine/test_catalogue.py`` fails when it is stale. From a rule's code or name the
-table gives its record's file, its detector and the module that implements it; the rule's cases
-are ``tests/fixtures/rules/<CODE>.yaml`` and ``tuneterm rule NAME`` explains it.
+table gives its record's file, its detector and the module that implements it, and where its
+firing and non-firing cases are (:func:`case_files`); ``tuneterm rule NAME`` explains it.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+from tuneterm.engine.model import Rule
 from tuneterm.engine.registry import get_detector
 from tuneterm.engine.rules import load_rules
 
@@ -33,23 +35,63 @@ def record_files(root: Path) -> dict[str, str]:
     return out
 
 
+def detector_module(rule: Rule) -> str | None:
+    """The file implementing ``rule``'s detector, relative to the package (``engine/detectors/
+    trends.py``); None when no detector of that name is registered for the rule's scope."""
+    spec = get_detector(rule.detector, rule.scope)
+    if spec is None:
+        return None
+    return spec.func.__module__.removeprefix("tuneterm.").replace(".", "/") + ".py"
+
+
+# Where the cases of the rules of each non-log scope are: one module per scope, with a firing and a
+# non-firing case of each of its rules (log rules have a fixture file each).
+CASE_MODULES = {
+    "config": "preflight/test_config_check.py",
+    "data": "preflight/test_data_check.py",
+    "eval": "evaluation/test_rules.py",
+}
+
+
+def case_files(tests: Path, rules: Iterable[Rule]) -> dict[str, str]:
+    """Rule code -> the file holding its cases, relative to ``tests``' parent.
+
+    A log rule's cases are its fixture file ``tests/fixtures/rules/<CODE>.yaml`` (run by
+    ``tests/engine/test_rule_cases.py``, which also requires a firing and a non-firing case of
+    each); another scope's cases are in its module of :data:`CASE_MODULES`, when that module
+    names the rule (by code or name). A rule without cases maps to nothing.
+    """
+    out: dict[str, str] = {}
+    for rule in rules:
+        if rule.scope in CASE_MODULES:
+            path = tests / CASE_MODULES[rule.scope]
+            mention = re.compile(rf"(?<![\w-])(?:{re.escape(rule.code)}|{re.escape(rule.name)})(?![\w-])")
+            if path.is_file() and mention.search(path.read_text(encoding="utf-8")):
+                out[rule.code] = path.relative_to(tests.parent).as_posix()
+        elif (fixture := tests / "fixtures" / "rules" / f"{rule.code}.yaml").is_file():
+            out[rule.code] = fixture.relative_to(tests.parent).as_posix()
+    return out
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
 def rule_table(root: Path) -> str:
-    """The Markdown table of every rule under ``root`` (a rules directory), by code."""
+    """The Markdown table of every rule under ``root`` (a rules directory, beside ``tests/``), by
+    code."""
     files = record_files(root)
+    rules = list(load_rules(root))
+    cases = case_files(root.parent / "tests", rules)
     lines = [
-        "| code | name | severity | scope | detector (module in `tuneterm/`) | record | detects |",
-        "|---|---|---|---|---|---|---|",
+        "| code | name | severity | scope | detector (module in `tuneterm/`) | record | cases | detects |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for rule in load_rules(root):
-        spec = get_detector(rule.detector, rule.scope)
-        module = spec.func.__module__.removeprefix("tuneterm.").replace(".", "/") + ".py" if spec else "?"
+    for rule in rules:
         lines.append(
-            f"| {rule.code} | `{rule.name}` | {rule.severity.value} | {rule.scope} | `{rule.detector}` ({module}) "
-            f"| {files.get(rule.code, '?')} | {_cell(rule.summary)} |"
+            f"| {rule.code} | `{rule.name}` | {rule.severity.value} | {rule.scope} | `{rule.detector}` "
+            f"({detector_module(rule) or '?'}) | {files.get(rule.code, '?')} | {cases.get(rule.code, '?')} "
+            f"| {_cell(rule.summary)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -114,7 +114,27 @@ def render_rule(rule: Rule, console: Console) -> None:
     parts.append(_section("Parameters", params))
     if rule.references:
         parts.append(_section("References", Text("\n".join(inert_line(r, 300) for r in rule.references))))
+    where = _where(rule)
+    if where.plain:
+        parts.append(_section("Where it lives", where))
     console.print(Group(*parts))
+
+
+def _where(rule: Rule) -> Text:
+    """The rule's record file, its detector's module and (in a source checkout, beside ``tests/``)
+    the file with its cases; a line is left out when it is unknown (e.g. a record not shipped)."""
+    from tuneterm.engine.catalogue import case_files, detector_module, record_files
+    from tuneterm.resources import rules_dir
+
+    root = rules_dir()
+    lines = []
+    if (record := record_files(root).get(rule.code)) is not None:
+        lines.append(f"record    {record}")
+    if (module := detector_module(rule)) is not None:
+        lines.append(f"detector  tuneterm/{module} ({inert_line(rule.detector, 60)})")
+    if (cases := case_files(root.parent / "tests", [rule]).get(rule.code)) is not None:
+        lines.append(f"cases     {cases}")
+    return Text("\n".join(lines))
 
 
 def find_rule(rules: Sequence[Rule], query: str) -> Rule:
