@@ -13,7 +13,7 @@ import yaml
 
 from tests.plan.conftest import H100
 from tuneterm.cli import main
-from tuneterm.cli.plan import parse_size_gib
+from tuneterm.plan.sizes import parse_size_gib
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -48,6 +48,18 @@ def test_gpus_found_are_used(capsys, fake_nvml) -> None:
     code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-7B", "--method", "qlora", "--json"], capsys)
     d = json.loads(out)
     assert code == 0 and d["gpu"]["gpus"] == 2 and abs(d["gpu"]["capacity_gib"] - 80.0) < 1e-6
+
+
+def test_busy_gpu_is_a_note_beside_the_verdict(capsys, fake_nvml) -> None:
+    """The verdict is against the GPU's total memory; what other processes hold right now is a note
+    beside it (the Plan screen's verdict, from the same flow), and a typed size gets no such note."""
+    fake_nvml([dict(H100, used=70 * 2**30)])  # 10 GiB free of 80
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-1.5B", "--method", "full"], capsys)
+    out = " ".join(out.split())  # the terminal's width decides where lines wrap
+    assert code == 0 and "FITS on 1 x NVIDIA H100 80GB HBM3 (80.0 GiB)" in out
+    assert "note: fits the total memory but not the memory free right now: other processes hold 70.0 GiB of GPU 0" in out
+    code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-1.5B", "--method", "full", "--gpu-memory", "80GiB"], capsys)
+    assert code == 0 and "FITS on --gpu-memory 80GiB" in out and "other processes hold" not in out
 
 
 def test_output_file_is_trl_keys_only(tmp_path: Path, capsys, fake_nvml) -> None:

@@ -4,6 +4,7 @@ processes hold the memory the plan needs, the breakdown, recommendations, config
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,42 @@ async def test_no_gpu_typed_memory_and_errors(fake_nvml) -> None:
         assert "FITS" in screen_text(app)
         await fill(pilot, "#gpu_memory", "lots")
         await wait_for(pilot, lambda: "is not a size" in screen_text(app))
+
+
+@pytest.mark.parametrize("form,args", [
+    # does not fit 16 GiB: the changes to fit are where the installed stack matters
+    (dict(model="Qwen/Qwen2.5-1.5B", method="full", gpu_memory="16GiB"),
+     ["--model", "Qwen/Qwen2.5-1.5B", "--method", "full", "--gpu-memory", "16GiB"]),
+    # fitted to the GPU found, with the user's trainer, batch and sequence length
+    (dict(model="Qwen/Qwen2.5-0.5B", method="lora", trainer="dpo", seq_len="2048", batch="2"),
+     ["--model", "Qwen/Qwen2.5-0.5B", "--method", "lora", "--trainer", "dpo", "--seq-len", "2048",
+      "--batch-size", "2"]),
+])
+@pytest.mark.parametrize("bitsandbytes", [True, False])
+def test_the_screen_plans_as_the_cli_does(form, args, bitsandbytes: bool, fake_nvml, capsys, monkeypatch) -> None:
+    """The screen's plan for a form is ``tuneterm plan --json``'s for the same inputs, field for
+    field, also on a machine without bitsandbytes (no 8-bit optimizer, no QLoRA among the changes
+    to fit: the screen honours what the installed stack allows, as the command does)."""
+    from tuneterm.plan.gpu import probe
+    from tuneterm.tui.render import PlanForm, make_plan
+
+    fake_nvml([dict(T4, used=10 * GIB)])
+    if not bitsandbytes:
+        monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what find_spec says when it is not installed
+    view = make_plan(PlanForm(**form), probe())
+    d = cli_plan(capsys, *args)
+    shown = json.loads(json.dumps(view.plan.to_dict(), default=str))
+    assert shown == {k: d[k] for k in shown}
+    assert d["fits"] is view.verdict.fits is view.plan.fits
+    assert d["peak_gib"] == round(view.plan.estimate.peak_gib, 3)
+    needs_bnb = [c["set"] for c in d["to_fit"] if "load_in_4bit" in c["set"] or "8bit" in str(c["set"].get("optim"))]
+    if form.get("gpu_memory"):
+        assert view.plan.fits is False and view.where == "16.0 GiB (typed)"
+        assert bool(needs_bnb) is bitsandbytes  # 8-bit optimizers and QLoRA only where they can run
+    else:
+        assert view.plan.setup.batch_size == 2 and view.plan.setup.trainer == "dpo"
+        assert view.where == "the total memory of 1 x Tesla T4 (15.0 GiB)"
+        assert d["gpu"]["capacity_gib"] == view.plan.capacity_gib == 15.0 and d["gpu"]["gpus"] == 1
 
 
 def test_plan_renderables_warn_on_guesses_and_rank_changes_to_fit() -> None:

@@ -15,7 +15,7 @@ import typer
 
 from tuneterm.cli import app
 from tuneterm.errors import ConfigError
-from tuneterm.plan.sizes import parse_size_gib
+
 
 def _console() -> Any:
     from rich.console import Console
@@ -139,32 +139,6 @@ def _targets(value: str | None) -> tuple[str, ...] | str | None:
     return names
 
 
-def fit_options(trainer: str) -> Any:
-    """What the installed stack allows for the changes ``plan`` proposes when a setup does not fit:
-    the Liger kernel only when it is installed and ``use_liger_kernel`` is a key of the installed
-    TRL config for ``trainer`` (read from the schema cache, without importing TRL), 8-bit/paged
-    optimizers and QLoRA only with bitsandbytes installed."""
-    import importlib.util
-
-    from tuneterm.plan.fit import FitOptions
-
-    def installed(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return False
-
-    liger = installed("liger_kernel")
-    if liger:
-        try:
-            from tuneterm.preflight.schema import load_schema
-
-            liger = "use_liger_kernel" in load_schema().trainers[trainer].fields
-        except Exception:  # noqa: BLE001 - no schema (TRL missing or broken): do not propose the key
-            liger = False
-    return FitOptions(liger=liger, bitsandbytes=installed("bitsandbytes"))
-
-
 @app.command("plan")
 def plan_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Local model directory, config.json, or hub id."),
@@ -190,43 +164,15 @@ def plan_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (peak_gib at the top level, the breakdown beside it)."),
 ) -> None:
     """Estimate per-GPU peak memory with a breakdown, say whether it fits, and recommend settings."""
-    from dataclasses import replace
+    from tuneterm.preflight.plan_request import PlanRequest, plan_for
 
-    from tuneterm.plan.facts import resolve_model
-    from tuneterm.plan.memory import TrainSetup
-    from tuneterm.plan.recommend import recommend
-
-    facts = resolve_model(model)
-    cap = parse_size_gib(gpu_memory) if gpu_memory else None
-    cc = None
-    gpu_note = f"--gpu-memory {gpu_memory}" if gpu_memory else None
-    if cap is None:
-        from tuneterm.plan.gpu import probe
-        from tuneterm.plan.verdict import gpu_target
-
-        target = gpu_target(probe())  # the smallest GPU's total memory: the same choice as the TUI's
-        cap, cc, gpu_note = target.capacity_gib, target.compute_capability, target.source
-        gpus = gpus or target.gpus or None
-    gpus = gpus or 1
-    fixed = {"method"}
-    base = TrainSetup(method=method, seq_len=seq_len, optimizer=optimizer, trainer=trainer, gpus=gpus, sharding=sharding,
-                      attn=attn, double_quant=double_quant, cpu_offload=cpu_offload, stack=stack)
-    t = _targets(lora_targets)
-    if t is not None:
-        base, fixed = replace(base, lora_targets=t), fixed | {"lora_targets"}
-    if lora_r is not None:
-        base, fixed = replace(base, lora_r=lora_r), fixed | {"lora_r"}
-    if batch_size is not None:
-        base, fixed = replace(base, batch_size=batch_size), fixed | {"batch_size"}
-    if gc is not None:
-        base, fixed = replace(base, gradient_checkpointing=gc), fixed | {"gradient_checkpointing"}
-    base.validated()  # one-line errors for bad --method/--trainer/... before any work
-    plan = recommend(facts, method=method, trainer=trainer, task=task, dataset_size=dataset_size, gpu_memory_gib=cap,
-                     gpus=gpus, compute_capability=cc, seq_len=seq_len, base=base, fixed=frozenset(fixed),
-                     options=fit_options(trainer))
-    from tuneterm.plan.verdict import fit_verdict
-
-    verdict = fit_verdict(plan)
+    request = PlanRequest(model=model, method=method, trainer=trainer, task=task, seq_len=seq_len,
+                          batch_size=batch_size, lora_r=lora_r, lora_targets=_targets(lora_targets),
+                          gradient_checkpointing=gc, optimizer=optimizer, gpus=gpus, gpu_memory=gpu_memory,
+                          sharding=sharding, attn=attn, double_quant=double_quant, cpu_offload=cpu_offload,
+                          stack=stack, dataset_size=dataset_size)
+    outcome = plan_for(request)
+    plan, verdict, cap = outcome.plan, outcome.verdict, outcome.plan.capacity_gib
     written = None
     if output:
         from tuneterm.plan.trl_config import write_config
@@ -234,14 +180,15 @@ def plan_cmd(
         written = write_config(output, plan, dataset_name=dataset, dataset_size=dataset_size)
     if as_json:
         out = plan.estimate.to_dict()
-        out.update({"model": facts.to_dict(), "facts_source": facts.source,
-                     "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": gpus, "source": gpu_note},
+        out.update({"model": plan.model.to_dict(), "facts_source": plan.model.source,
+                     "gpu": {"capacity_gib": None if cap is None else round(cap, 3), "gpus": plan.setup.gpus,
+                             "source": outcome.source},
                      "fits": verdict.fits, **plan.to_dict()})
         if written:
             out["config_written"] = str(written)
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
         return
-    _render_plan(plan, verdict, gpu_note, written)
+    _render_plan(plan, verdict, outcome.source, written)
 
 
 def _gib(v: float) -> str:

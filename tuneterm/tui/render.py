@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from tuneterm.plan.gpu import SystemProfile
     from tuneterm.plan.recommend import Plan
     from tuneterm.plan.verdict import FitVerdict
+    from tuneterm.preflight.plan_request import PlanRequest
     from tuneterm.report.result import CheckResult
     from tuneterm.train.preflight import PreflightResult
 
@@ -199,8 +200,8 @@ def gpu_renderables(profile: SystemProfile, history: dict[int, list[tuple[float,
 
 # ------------------------------------------------------------------------------- Plan
 @dataclass(frozen=True, slots=True)
-class PlanRequest:
-    """The Plan form: what the user typed (validated by :func:`make_plan`)."""
+class PlanForm:
+    """The Plan form: what the user typed (read into a request by :func:`make_plan`)."""
 
     model: str
     method: str = "lora"
@@ -226,12 +227,17 @@ class PlanView:
     verdict: FitVerdict
 
 
-def make_plan(req: PlanRequest, profile: SystemProfile | None) -> PlanView:
-    """Run the planner for the form, as ``tuneterm plan`` does, with the same verdict.
+def make_plan(form: PlanForm, profile: SystemProfile | None) -> PlanView:
+    """Run the planner for the form through ``tuneterm plan``'s own flow
+    (:func:`tuneterm.preflight.plan_request.plan_for`): the same plan and verdict for the same inputs.
 
     The capacity is the typed GPU memory, else the *total* memory of the smallest detected GPU
-    (:func:`tuneterm.plan.verdict.gpu_target`, the CLI's choice), else unknown. Memory that other
-    processes hold right now does not change the verdict; the verdict's note says when it matters.
+    (:func:`tuneterm.plan.verdict.gpu_target`), else unknown. Memory that other processes hold
+    right now does not change the verdict; the verdict's note says when it matters.
+
+    Args:
+        form: what the user typed.
+        profile: the GPUs probed; None probes them.
 
     Returns:
         A :class:`PlanView`.
@@ -239,13 +245,32 @@ def make_plan(req: PlanRequest, profile: SystemProfile | None) -> PlanView:
     Raises:
         TunetermError: unknown model, bad numbers (ConfigError / InputError), one line.
     """
-    from dataclasses import replace
+    from tuneterm.preflight.plan_request import plan_for
 
+    if profile is None:
+        from tuneterm.plan.gpu import probe
+
+        profile = probe()
+    outcome = plan_for(plan_request(form, profile), profile)
+    cap, target = outcome.plan.capacity_gib, outcome.target
+    if target is None:
+        where = f"{cap:.1f} GiB (typed)"
+    elif target.gpu is not None:
+        where = f"the total memory of {inert_line(target.source, 120)}"
+    else:
+        where = f"no GPU ({inert_line(profile.gpu_error or 'none found', 120)}): type a GPU memory (24GiB) to check the fit"
+    return PlanView(plan=outcome.plan, where=where, verdict=outcome.verdict)
+
+
+def plan_request(form: PlanForm, profile: SystemProfile) -> PlanRequest:
+    """The form as the planner's request: whole numbers checked, the GPUs found as the GPU count
+    (``tuneterm plan --gpus``' default), everything else at ``tuneterm plan``'s defaults.
+
+    Raises:
+        ConfigError: no model, or a number that is not a whole number of at least 1 (one line).
+    """
     from tuneterm.errors import ConfigError
-    from tuneterm.plan.facts import resolve_model
-    from tuneterm.plan.memory import TrainSetup
-    from tuneterm.plan.recommend import recommend
-    from tuneterm.plan.verdict import fit_verdict, gpu_target
+    from tuneterm.preflight.plan_request import PlanRequest
 
     def positive(text: str, what: str) -> int:
         try:
@@ -256,34 +281,13 @@ def make_plan(req: PlanRequest, profile: SystemProfile | None) -> PlanView:
             raise ConfigError(f"{what} must be at least 1")
         return v
 
-    if not req.model.strip():
+    if not form.model.strip():
         raise ConfigError("type a model: a local directory, a config.json, or a hub id such as Qwen/Qwen2.5-0.5B")
-    seq_len = positive(req.seq_len or "1024", "sequence length")
-    n_gpus = len(profile.gpus) if profile is not None else 0
-    cap: float | None = None
-    cc: float | None = None
-    fitted_to: SystemProfile | None = None  # the profile the capacity came from (None: typed or none)
-    if req.gpu_memory.strip():
-        from tuneterm.plan.sizes import parse_size_gib
-
-        cap = parse_size_gib(req.gpu_memory)
-        where = f"{cap:.1f} GiB (typed)"
-    elif profile is not None and profile.gpus:
-        target = gpu_target(profile)
-        cap, cc, fitted_to = target.capacity_gib, target.compute_capability, profile
-        where = f"the total memory of {inert_line(target.source, 120)}"
-    else:
-        why = profile.gpu_error if profile is not None else "not probed"
-        where = f"no GPU ({inert_line(why or 'none found', 120)}): type a GPU memory (24GiB) to check the fit"
-    facts = resolve_model(req.model)
-    fixed = {"method"}
-    base = TrainSetup(method=req.method, seq_len=seq_len, trainer=req.trainer, gpus=max(1, n_gpus))
-    if req.batch.strip():
-        base, fixed = replace(base, batch_size=positive(req.batch, "batch")), fixed | {"batch_size"}
-    base.validated()
-    plan = recommend(facts, method=req.method, trainer=req.trainer, seq_len=seq_len, gpu_memory_gib=cap,
-                     gpus=max(1, n_gpus), compute_capability=cc, base=base, fixed=frozenset(fixed))
-    return PlanView(plan=plan, where=where, verdict=fit_verdict(plan, fitted_to))
+    return PlanRequest(model=form.model, method=form.method, trainer=form.trainer,
+                       seq_len=positive(form.seq_len or "1024", "sequence length"),
+                       batch_size=positive(form.batch, "batch") if form.batch.strip() else None,
+                       gpus=len(profile.gpus) or None,
+                       gpu_memory=form.gpu_memory.strip() or None)
 
 
 def plan_renderables(view: PlanView) -> list[RenderableType]:

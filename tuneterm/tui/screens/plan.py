@@ -19,7 +19,7 @@ from textual.widgets import Footer, Input, Label, Select, Static
 from tuneterm.textsafe import inert_line
 from tuneterm.kinds import TRAINERS
 from tuneterm.tui.messages import PlanReady
-from tuneterm.tui.render import PlanRequest
+from tuneterm.tui.render import PlanForm
 from tuneterm.tui.screens.base import MainScreen, NavBar
 
 METHODS = ("lora", "qlora", "dora", "full")  # the form's order: the usual choice first
@@ -77,8 +77,8 @@ class PlanScreen(MainScreen):
     def action_focus_model(self) -> None:
         self.query_one("#model", Input).focus()
 
-    def request(self) -> PlanRequest:
-        return PlanRequest(
+    def request(self) -> PlanForm:
+        return PlanForm(
             model=self.query_one("#model", Input).value,
             method=str(self.query_one("#method", Select).value),
             trainer=str(self.query_one("#trainer", Select).value),
@@ -96,7 +96,7 @@ class PlanScreen(MainScreen):
         self.estimate(self.request())
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="plan", description="Estimating memory and recommending settings.")
-    def estimate(self, req: PlanRequest) -> None:
+    def estimate(self, req: PlanForm) -> None:
         from tuneterm.errors import TunetermError
         from tuneterm.plan.gpu import probe
         from tuneterm.tui.render import make_plan, plan_renderables
