@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.tui.conftest import H100, make_app, screen_text, wait_for, write_run
 from tests.tui.test_snapshots import check_snapshot
 from tuneterm.tui.screens.doctor import DoctorScreen
@@ -127,3 +129,25 @@ async def test_doctor_screen_accepts_a_run_name(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await fill(pilot, "#doctor-path", "nan-sft")
         await wait_for(pilot, lambda: "nan-or-inf" in screen_text(app))
+
+
+@pytest.mark.parametrize("initial,table_id", [(None, "#home-recent"), ("runs", "#runs-table")])
+async def test_a_pipeline_row_opens_its_stage_on_home_and_runs(initial, table_id, tmp_path: Path, fake_nvml) -> None:
+    """Home and Runs open a row the same way: a pipeline's row opens its last stage's run view."""
+    from tuneterm.runs.pipeline import PipelineDir, initial_state
+
+    fake_nvml([dict(H100)])
+    pipe = tmp_path / "runs" / "two-stage"
+    stage = write_run(pipe, "01-sft", steps=20)
+    doc = initial_state("two-stage", "pipeline.yaml", [{"index": 1, "name": "sft", "dir": "01-sft", "state": "passed"}])
+    PipelineDir(pipe).write({**doc, "state": "finished", "ended": "2026-01-01T10:06:00Z"})
+    app = make_app(runs_dir=str(tmp_path / "runs"), initial=initial)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "two-stage" in screen_text(app))
+        table = screen.query_one(table_id)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(pipe)))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.path == str(stage)

@@ -22,7 +22,8 @@ from textual.worker import get_current_worker
 from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import GpuSampled, HomeListed
-from tuneterm.tui.screens.base import MainScreen, NavBar, nap
+from tuneterm.tui.screens.base import NavBar, nap
+from tuneterm.tui.screens.run_rows import RunRowsScreen, cursor_key, read_runs
 
 SPARK_WIDTH = 12
 LIVE_COLUMNS = ("run", "step", "loss", "speed", "ETA", "latest finding")
@@ -89,7 +90,7 @@ def _verdict_style(verdict: str | None) -> str:
     return "bold red" if "error" in verdict else "yellow"
 
 
-class HomeScreen(MainScreen):
+class HomeScreen(RunRowsScreen):
     """The app's first screen (module docstring)."""
 
     TITLE_NAME = "Home"
@@ -159,31 +160,9 @@ class HomeScreen(MainScreen):
 
     def list_once(self, *, evaluate: bool = True) -> HomeListed:
         """The live and recent runs (in a worker thread); ``evaluate=False`` for the first frame."""
-        from dataclasses import replace
-
-        from tuneterm.errors import TunetermError
         from tuneterm.watch.home import home_runs
-        from tuneterm.runs.info import list_runs, run_info
 
-        app = self.tapp
-        for proc in list(app.procs.values()):
-            proc.poll()
-        infos: list[Any] = []
-        error = None
-        try:
-            infos = list_runs(app.runs_dir, evaluate=evaluate)
-        except TunetermError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown on screen, never a crash
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        if app.demo:
-            from tuneterm.tui.render import rules, sample_dirs
-
-            for d in sample_dirs():
-                try:
-                    infos.append(replace(run_info(d, rules() if evaluate else None, evaluate=evaluate), state="sample"))
-                except TunetermError:
-                    continue
+        infos, error = read_runs(self.tapp, evaluate=evaluate)
         live, recent = home_runs(infos)
         return HomeListed(live, recent, error)
 
@@ -197,7 +176,7 @@ class HomeScreen(MainScreen):
         self.paths = {}
         live = self.query_one("#home-live", DataTable)
         recent = self.query_one("#home-recent", DataTable)
-        keep_live, keep_recent = _cursor_key(live), _cursor_key(recent)
+        keep_live, keep_recent = cursor_key(live), cursor_key(recent)
         # Columns are rebuilt with the rows so they fit the new contents (a cleared DataTable
         # keeps the widths of its first rows).
         live.clear(columns=True)
@@ -237,37 +216,14 @@ class HomeScreen(MainScreen):
     def selected_path(self) -> str | None:
         focused = self.focused if isinstance(self.focused, DataTable) else self.query_one("#home-live", DataTable)
         for table in (focused, self.query_one("#home-live", DataTable), self.query_one("#home-recent", DataTable)):
-            key = _cursor_key(table)
+            key = cursor_key(table)
             if key is not None:
                 return key
         return None
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.open(str(event.row_key.value))
-
-    def action_open_run(self) -> None:
-        path = self.selected_path()
-        if path is None:
-            self.notify("No run to open.", severity="warning", markup=False)
-            return
-        self.open(path)
-
-    def open(self, path: str) -> None:
-        from tuneterm.tui.screens.run_view import RunScreen
-
+    def run_state(self, path: str) -> str | None:
         h = self.paths.get(path)
-        self.app.push_screen(RunScreen(path, demo=bool(h is not None and h.info.state == "sample")))
-
-
-def _cursor_key(table: DataTable[Any]) -> str | None:
-    if table.row_count == 0:
-        return None
-    try:
-        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-    except Exception:  # noqa: BLE001 - a stale cursor after a refresh
-        return None
-    return None if key.value is None else str(key.value)
+        return None if h is None else h.info.state
 
 
 def _restore(table: DataTable[Any], key: str | None) -> None:

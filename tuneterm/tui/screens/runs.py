@@ -27,6 +27,7 @@ from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import PreflightRefused, RunLaunched, RunsListed, RunStopped
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap
+from tuneterm.tui.screens.run_rows import RunRowsScreen, cursor_key, read_runs
 
 STATE_STYLE = {
     "running": "bold green", "starting": "green", "finished": "cyan", "failed": "bold red", "died": "bold red",
@@ -72,7 +73,7 @@ def stop_target(path: str) -> Any:
     return RunDir(Path(path))
 
 
-class RunsScreen(MainScreen):
+class RunsScreen(RunRowsScreen):
     """The runs table, refreshed every ``app.runs_interval`` seconds in a worker."""
 
     TITLE_NAME = "Runs"
@@ -117,30 +118,7 @@ class RunsScreen(MainScreen):
 
     def list_once(self) -> RunsListed:
         """List the runs directory (and, in demo mode, the shipped samples). Runs in a worker."""
-        from tuneterm.errors import TunetermError
-        from tuneterm.runs.info import list_runs, run_info
-
-        app = self.tapp
-        for proc in list(app.procs.values()):  # reap supervisors that exited (no zombies that look alive)
-            proc.poll()
-        infos: list[Any] = []
-        error = None
-        try:
-            infos = list_runs(app.runs_dir)
-        except TunetermError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        if app.demo:
-            from dataclasses import replace
-
-            from tuneterm.tui.render import rules, sample_dirs
-
-            for d in sample_dirs():
-                try:
-                    infos.append(replace(run_info(d, rules()), state="sample"))
-                except TunetermError:
-                    continue
+        infos, error = read_runs(self.tapp)
         return RunsListed(infos, error)
 
     def on_runs_listed(self, message: RunsListed) -> None:
@@ -177,38 +155,11 @@ class RunsScreen(MainScreen):
                              "x stops · quitting tuneterm never stops a run", style="dim"))
 
     def selected_path(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:  # noqa: BLE001 - no rows / stale cursor
-            return None
-        return None if key.value is None else str(key.value)
+        return cursor_key(self.query_one(DataTable))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.open(str(event.row_key.value))
-
-    def action_open_run(self) -> None:
-        path = self.selected_path()
-        if path is None:
-            self.notify("No run selected.", severity="warning", markup=False)
-            return
-        self.open(path)
-
-    def open(self, path: str) -> None:
-        from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
-        from tuneterm.tui.screens.run_view import RunScreen
-
-        if is_pipeline_dir(Path(path)):  # a pipeline's row opens its running (else last) stage
-            stage = current_stage_dir(PipelineDir(Path(path)))
-            if stage is None:
-                self.notify("The pipeline has not started a stage yet.", severity="warning", markup=False)
-                return
-            path = str(stage)
+    def run_state(self, path: str) -> str | None:
         info = self.infos.get(path)
-        self.app.push_screen(RunScreen(path, demo=bool(info is not None and info.state == "sample")))
+        return None if info is None else info.state
 
     # ----------------------------------------------------------------------------- compare
     def action_mark(self) -> None:
