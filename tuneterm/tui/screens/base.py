@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual.screen import Screen
 from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from tuneterm.tui.messages import GpuSampled
 
 if TYPE_CHECKING:
     from tuneterm.tui.app import TunetermApp
@@ -70,3 +73,15 @@ def nap(worker: object, seconds: float) -> bool:
             return False
         time.sleep(min(0.1, max(0.0, end - time.monotonic())))
     return not getattr(worker, "is_cancelled", False)
+
+
+def post_gpu_samples(screen: MainScreen) -> None:
+    """Post a :class:`~tuneterm.tui.messages.GpuSampled` to ``screen`` every ``app.gpu_interval``
+    seconds until the thread worker running this is cancelled (the GPUs and Home screens' poll)."""
+    from tuneterm.plan.gpu import probe
+
+    worker = get_current_worker()
+    while not worker.is_cancelled:
+        screen.post_message(GpuSampled(probe()))
+        if not nap(worker, screen.tapp.gpu_interval):
+            return

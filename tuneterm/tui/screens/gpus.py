@@ -9,10 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
-from textual.worker import get_current_worker
 
 from tuneterm.tui.messages import GpuSampled
-from tuneterm.tui.screens.base import MainScreen, NavBar, nap
+from tuneterm.tui.screens.base import MainScreen, NavBar, post_gpu_samples
 
 HISTORY = 60
 
@@ -43,13 +42,7 @@ class GpusScreen(MainScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="nvml", description="Polling NVML for GPU state.")
     def poll_gpus(self) -> None:
-        from tuneterm.plan.gpu import probe
-
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            self.post_message(GpuSampled(probe()))
-            if not nap(worker, self.tapp.gpu_interval):
-                return
+        post_gpu_samples(self)
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
         from tuneterm.tui.render import gpu_renderables

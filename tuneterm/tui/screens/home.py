@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import GpuSampled, HomeListed
-from tuneterm.tui.screens.base import NavBar, nap
+from tuneterm.tui.screens.base import NavBar, nap, post_gpu_samples
 from tuneterm.tui.screens.run_rows import RunRowsScreen, cursor_key, read_runs
 
 SPARK_WIDTH = 12
@@ -135,13 +135,7 @@ class HomeScreen(RunRowsScreen):
     # ----------------------------------------------------------------------------- workers
     @work(thread=True, exclusive=True, exit_on_error=False, group="home-nvml", description="Polling NVML for the home screen.")
     def poll_gpus(self) -> None:
-        from tuneterm.plan.gpu import probe
-
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            self.post_message(GpuSampled(probe()))
-            if not nap(worker, self.tapp.gpu_interval):
-                return
+        post_gpu_samples(self)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="home-runs", description="Listing runs for the home screen.")
     def poll_runs(self) -> None:
