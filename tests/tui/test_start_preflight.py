@@ -152,3 +152,16 @@ def test_notes_for_checks_that_do_not_block() -> None:
     assert preflight_notes(preflight(resolve(TINY), 1)) == ()
     [line] = preflight_notes(preflight(resolve(TINY_DPO), 1))
     assert line.startswith("pre-flight: ") and "C104 no-warmup" in line and f"tuneterm check {TINY_DPO}" in line
+
+
+async def test_a_config_that_cannot_be_read_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("learning_rate: [unclosed\n")
+    app = make_app(runs_dir=str(runs))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ask_to_start(pilot, app, bad)
+        await wait_for(pilot, lambda: "could not start:" in notes(app))
+        line = next(n for n in notes(app).splitlines() if "could not start:" in n)
+        assert "broken.yaml" in line and "Traceback" not in notes(app)
+        assert isinstance(app.screen, RunsScreen) and run_dirs(runs) == []

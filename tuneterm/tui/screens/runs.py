@@ -73,6 +73,15 @@ def stop_target(path: str) -> Any:
     return RunDir(Path(path))
 
 
+def not_started(exc: Exception) -> RunLaunched:
+    """A start that failed, as the message the screen shows: the library's one line for its own
+    errors, else the exception's type and text (e.g. the train extra is not installed)."""
+    from tuneterm.errors import TunetermError
+
+    text = str(exc) if isinstance(exc, TunetermError) else f"{type(exc).__name__}: {exc}"
+    return RunLaunched(None, inert_line(text, 300))
+
+
 class RunsScreen(RunRowsScreen):
     """The runs table, refreshed every ``app.runs_interval`` seconds in a worker."""
 
@@ -208,19 +217,14 @@ class RunsScreen(RunRowsScreen):
         Errors in the check post :class:`PreflightRefused` (the screen asks the user) instead of
         launching; a check that could not run, or warnings, travel with the launch as notes.
         """
-        from tuneterm.errors import TunetermError
-
         try:
             from tuneterm.train.config import resolve
             from tuneterm.train.preflight import preflight
 
             cfg = resolve(Path(config).expanduser())
             result = preflight(cfg, 1)  # the TUI launches one process (launch()'s default gpus=1)
-        except TunetermError as exc:
-            self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
-            return
-        except Exception as exc:  # noqa: BLE001 - e.g. the train extra is not installed
-            self.post_message(RunLaunched(None, inert_line(f"{type(exc).__name__}: {exc}", 300)))
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start is a notification, never a crash
+            self.post_message(not_started(exc))
             return
         if not result.ok:
             self.post_message(PreflightRefused(cfg, result))
@@ -234,17 +238,12 @@ class RunsScreen(RunRowsScreen):
 
     def _launch(self, cfg: Any, notes: tuple[str, ...], memory_estimate: dict[str, Any] | None = None) -> None:
         """Start the run's supervisor and post :class:`RunLaunched` (called in a worker thread)."""
-        from tuneterm.errors import TunetermError
-
         try:
             from tuneterm.train.launch import launch
 
             launched = launch(cfg, runs_dir=self.tapp.runs_dir, argv=["tuneterm", "ui"], memory_estimate=memory_estimate)
-        except TunetermError as exc:
-            self.post_message(RunLaunched(None, inert_line(str(exc), 300)))
-            return
-        except Exception as exc:  # noqa: BLE001 - e.g. the train extra is not installed
-            self.post_message(RunLaunched(None, inert_line(f"{type(exc).__name__}: {exc}", 300)))
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start is a notification, never a crash
+            self.post_message(not_started(exc))
             return
         self.tapp.procs[str(launched.run.path)] = launched.proc
         self.post_message(RunLaunched(str(launched.run.path), notes=notes))
