@@ -99,3 +99,17 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch):
         return mod
 
     return install
+
+
+def set_installed(monkeypatch: pytest.MonkeyPatch, name: str, installed: bool) -> None:
+    """Make ``importlib.util.find_spec(name)`` say ``name`` is (or is not) installed, whatever this
+    machine has: the planner only asks whether a package is there (bitsandbytes, the Liger
+    kernel) and never imports it, so its proposals can be tested for both answers."""
+    import importlib.machinery
+
+    if installed:
+        stand_in = types.ModuleType(name)
+        stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        monkeypatch.setitem(sys.modules, name, stand_in)
+    else:
+        monkeypatch.setitem(sys.modules, name, None)  # what find_spec answers for a package that is absent

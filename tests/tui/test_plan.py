@@ -4,12 +4,12 @@ processes hold the memory the plan needs, the breakdown, recommendations, config
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.plan.conftest import set_installed
 from tests.tui.conftest import H100, T4, fill, make_app, notes, screen_text, wait_for
 from tuneterm.cli import main
 from tuneterm.tui.screens.plan import PlanScreen
@@ -156,8 +156,7 @@ def test_the_screen_plans_as_the_cli_does(form, args, bitsandbytes: bool, fake_n
     from tuneterm.tui.render import PlanForm, make_plan
 
     fake_nvml([dict(T4, used=10 * GIB)])
-    if not bitsandbytes:
-        monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what find_spec says when it is not installed
+    set_installed(monkeypatch, "bitsandbytes", bitsandbytes)
     view = make_plan(PlanForm(**form), probe())
     d = cli_plan(capsys, *args)
     shown = json.loads(json.dumps(view.plan.to_dict(), default=str))
