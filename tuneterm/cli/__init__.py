@@ -24,7 +24,7 @@ try:  # typer >= 0.26 vendors click as typer._click; catch whichever click raise
 except ImportError:
     _EXIT, _CLICK_ERROR, _ABORT = (click.exceptions.Exit,), (click.ClickException,), (click.exceptions.Abort,)
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.errors import TunetermError
 from tuneterm.exit_codes import ExitCode
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.engine.model import Finding, Severity
 from tuneterm.evaluation.data import EvalExample, Selection
 from tuneterm.engine.detectors.degenerate import DegenerateSummary, GenerationCheck, check_generation, summarize

@@ -33,7 +33,7 @@ from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.engine.model import Finding, Fix, Severity
 from tuneterm.logs.model import Run
 from tuneterm.report.prescription import Prescription, show

@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.report.result import CheckResult, json_safe
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.engine.model import Finding, Fix, Rule
 from tuneterm.report.result import CheckResult, command_prompt, json_safe
 

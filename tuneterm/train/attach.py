@@ -215,7 +215,7 @@ def open_run_dir(
     config = {**info.fields, **args_config(args)}
     header = "# written by TunetermCallback from the TrainingArguments and the model in training\n"
     rd.config.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    from tuneterm import __version__
+    from tuneterm.version import __version__
 
     write_json_atomic(
         rd.launch,

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.train.config import TUNETERM_DEFAULTS, TrainConfig
 from tuneterm.runs.layout import RunDir, create_run_dir, initial_status, runs_root
 from tuneterm.runs.writer import write_json_atomic

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneterm import __version__
+from tuneterm.version import __version__
 from tuneterm.errors import InputError
 from tuneterm.runs.layout import RunDir, create_run_dir, initial_status, runs_root
 from tuneterm.runs.writer import write_json_atomic
