@@ -26,7 +26,7 @@ from tuneterm.advise import KeySchema, Prescription, prescribe, read_context
 from tuneterm.advise.context import RunContext
 from tuneterm.advise.hardware import Hardware, from_name
 from tuneterm.advise.keys import ADAPTER_KEYS, same_value
-from tuneterm.cli import app
+from tuneterm.main import app
 from tuneterm.cli.advice import key_schema
 from tuneterm.engine import RuleSet, evaluate, load_rules
 from tuneterm.logs import load_run

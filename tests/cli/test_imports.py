@@ -11,7 +11,7 @@ HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "textual", "acceler
 
 _SCRIPT = """
 import sys
-from tuneterm.cli import main
+from tuneterm.main import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:

@@ -29,6 +29,6 @@ def test_ui_help_lists_options() -> None:
 
 
 def test_cli_does_not_import_textual() -> None:
-    code = "import sys, tuneterm.cli, tuneterm.cli.ui; print('textual' in sys.modules)"
+    code = "import sys, tuneterm.cli, tuneterm.main; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"

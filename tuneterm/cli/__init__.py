@@ -1,7 +1,7 @@
 """The ``tuneterm`` command line (Typer). Imports nothing heavy at module load.
 
-Each command lives in its own module and registers itself on :data:`app`; :func:`main` is the
-console-script entry point and owns the exit-code contract (tuneterm/exit_codes.py): library errors
+Each command lives in its own module and registers itself on :data:`app`; :func:`main` runs them
+and owns the exit-code contract (tuneterm/exit_codes.py): library errors
 become one ``tuneterm: error: ...`` line on stderr with their exit code, Ctrl-C is 130, and an
 unexpected exception is reported in one line (exit 2) unless ``TUNETERM_DEBUG=1`` asks for the
 traceback.
@@ -50,11 +50,10 @@ def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """With no command, open the terminal app."""
+    """With no command, print this help (the program, :mod:`tuneterm.main`, opens the app instead)."""
     if ctx.invoked_subcommand is None:
-        from tuneterm.cli.ui import open_app  # deferred: imports textual
-
-        raise typer.Exit(open_app(demo=False))
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _register() -> None:
@@ -62,7 +61,7 @@ def _register() -> None:
     # (textual, torch, transformers) are imported inside the command functions.
     import importlib
 
-    for name in ("diagnose", "rules", "plan", "train", "watch", "evaluate", "compare", "ui"):
+    for name in ("diagnose", "rules", "plan", "train", "watch", "evaluate", "compare"):
         try:
             importlib.import_module(f"tuneterm.cli.{name}")
         except ModuleNotFoundError as exc:  # a command module not written yet
@@ -99,7 +98,8 @@ def _quiet_pipe_exit() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and exit with the documented code.
+    """Run the commands on ``argv`` (default ``sys.argv``) and exit with the documented code; the
+    console script (:func:`tuneterm.main.main`) calls it after adding ``tuneterm ui``.
 
     A closed pipe (``tuneterm doctor RUN | head``) is a quiet exit 0 for every command, whether
     ``print`` raised ``BrokenPipeError``, Rich's console turned it into ``SystemExit(1)`` after

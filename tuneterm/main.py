@@ -1,17 +1,23 @@
-"""``tuneterm`` (no arguments) and ``tuneterm ui``: open the terminal app.
+"""The ``tuneterm`` program: the commands (:mod:`tuneterm.cli`) and the terminal app
+(:mod:`tuneterm.tui`) put together.
 
-Textual is imported only inside :func:`open_app`, so every other command starts without it. The app
-needs a terminal: with stdin or stdout redirected (a pipe, CI) it refuses with one line and exit 2
-instead of drawing escape codes into a file or waiting for keys that never come.
+The commands and the app are independent layers; this module, above both, is the console-script
+entry point (``[project.scripts]``) and ``python -m tuneterm``. It adds ``tuneterm ui`` to the
+commands and opens the app when no command is given. Textual is imported only inside
+:func:`open_app`, so every other command starts without it. The app needs a terminal: with stdin or
+stdout redirected (a pipe, CI) it refuses with one line and exit 2 instead of drawing escape codes
+into a file or waiting for keys that never come.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import typer
 
 from tuneterm.cli import app
+from tuneterm.cli import main as run_commands
 from tuneterm.errors import TunetermError
 from tuneterm.exit_codes import ExitCode
 
@@ -55,3 +61,10 @@ def ui_cmd(
     never stops a training run. Exit codes: 0 after quitting, 2 without a terminal.
     """
     return int(open_app(demo, runs_dir=runs_dir, screen=screen) or ExitCode.OK)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: ``tuneterm`` alone opens the app (as ``tuneterm ui``); any
+    arguments run the commands, with the exit-code contract of :func:`tuneterm.cli.main`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    run_commands(args or ["ui"])
