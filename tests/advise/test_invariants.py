@@ -27,7 +27,7 @@ from tuneterm.advise.context import RunContext
 from tuneterm.advise.hardware import Hardware, from_name
 from tuneterm.advise.keys import ADAPTER_KEYS, same_value
 from tuneterm.main import app
-from tuneterm.cli.advice import key_schema
+from tuneterm.preflight.advice_context import key_schema
 from tuneterm.engine import RuleSet, evaluate, load_rules
 from tuneterm.logs import load_run
 from tuneterm.logs.model import Run

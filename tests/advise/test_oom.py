@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.advise.test_invariants import parse_tuneterm
 from tests.integration.test_oom_phase import GEN_TRACEBACK
 from tuneterm.advise import Prescription, advise
-from tuneterm.cli.advice import key_schema
+from tuneterm.preflight.advice_context import key_schema
 from tuneterm.engine import evaluate, load_rules
 from tuneterm.logs import load_run
 

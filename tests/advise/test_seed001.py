@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.engine.test_seed001 import seed001_run
 from tuneterm.advise import advise
-from tuneterm.cli.advice import key_schema
+from tuneterm.preflight.advice_context import key_schema
 from tuneterm.engine import evaluate, load_rules
 
 

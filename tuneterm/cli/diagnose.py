@@ -158,7 +158,7 @@ def check_cmd(
     )
     threshold = Severity(fail_on.value)
     if results and fmt is OutputFormat.json:
-        from tuneterm.cli.advice import advise_results
+        from tuneterm.preflight.advice_context import advise_results
 
         results = advise_results(results)
     if results and fmt is OutputFormat.text and output is None:
@@ -229,7 +229,7 @@ def doctor_cmd(
     Exit codes as `tuneterm check`: 0 clean, 1 errors found (see --fail-on), 2 bad input,
     3 no training metrics. `--demo` alone exits 0 once the sample runs are diagnosed.
     """
-    from tuneterm.cli.advice import advise_results
+    from tuneterm.preflight.advice_context import advise_results
     from tuneterm.engine.model import Severity
     from tuneterm.report import fails
     from tuneterm.report.doctor import make_console, render_doctor
@@ -262,7 +262,7 @@ def doctor_cmd(
 def _write_fix(result: CheckResult, output: Path) -> None:
     """Write ``doctor --fix``'s config; say on stderr what was written, or why nothing was."""
     from tuneterm.advise.apply import fix_document
-    from tuneterm.cli.advice import context_of, key_schema
+    from tuneterm.preflight.advice_context import context_of, key_schema
     from tuneterm.errors import TunetermError
 
     p = result.prescription

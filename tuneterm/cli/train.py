@@ -203,7 +203,7 @@ def _resume(cfg: Any, run: str, runs_dir: str | None) -> Any:
     """``cfg`` set to resume ``run``'s checkpoint before its first bad step (ConfigError: none)."""
     import dataclasses
 
-    from tuneterm.cli.advice import resume_checkpoint
+    from tuneterm.preflight.advice_context import resume_checkpoint
     from tuneterm.errors import ConfigError
 
     point = resume_checkpoint(run, cfg.values, runs_dir)

@@ -105,7 +105,7 @@ def check_path(path: str) -> CheckResult:
     Raises:
         TunetermError: unreadable path, no metrics (NoMetricsError), a bad rule file.
     """
-    from tuneterm.cli.advice import advise_results
+    from tuneterm.preflight.advice_context import advise_results
     from tuneterm.report import CheckOptions, check_subject
 
     # with the prescription, as `tuneterm doctor` ends its report

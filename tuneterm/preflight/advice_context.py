@@ -1,8 +1,10 @@
-"""The advisor's inputs the commands gather (they may import the planner and the training schema,
-which the advisor itself may not): the installed TRL's accepted keys and the model's size.
+"""The advisor's inputs, gathered as ``doctor``, ``check``, ``train --resume-from`` and the app's
+Doctor screen all need them: the installed TRL's accepted keys, the model's size, the local GPU.
 
-Imported inside ``doctor``/``check``/``train`` only; nothing heavy at import time (the schema comes
-from its JSON cache; TRL is imported only to build a missing cache, and only when asked).
+The advisor itself may not import the planner or the training schema; this module, in the
+pre-flight layer (above the planner, below the commands and the app), may, so the commands and
+the app share it. Imported inside those commands only; nothing heavy at import time (the schema
+comes from its JSON cache; TRL is imported only to build a missing cache, and only when asked).
 """
 
 from __future__ import annotations
