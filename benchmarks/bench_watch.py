@@ -1,7 +1,7 @@
 """How cheap is live watching on a long run? Prints figures (not a pass/fail test).
 
 Builds a run directory with N metrics lines (default 100,000), then measures with
-:class:`tuneterm.watch.live.LiveEvaluator`: the first read + evaluation, one evaluation of the full
+:class:`tuneterm.runs.live.LiveEvaluator`: the first read + evaluation, one evaluation of the full
 run, and the cost of a poll that reads one new line and re-evaluates (what a long run pays per
 logging step). Usage: python benchmarks/bench_watch.py [N]
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tuneterm.engine import load_rules
-from tuneterm.watch.live import LiveEvaluator
+from tuneterm.runs.live import LiveEvaluator
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def test_contracts_hold_and_an_upward_or_heavy_import_breaks_them(copy: Path) ->
     assert "Contracts: 3 kept, 0 broken." in ok.stdout
 
     with (copy / "tuneterm" / "logs" / "names.py").open("a") as fh:
-        fh.write("\n\ndef _upward() -> None:\n    from tuneterm.watch import live  # noqa: F401\n")
+        fh.write("\n\ndef _upward() -> None:\n    from tuneterm.watch import loop  # noqa: F401\n")
     with (copy / "tuneterm" / "engine" / "stats.py").open("a") as fh:
         fh.write("\n\ndef _heavy() -> None:\n    import torch  # noqa: F401\n")
     bad = _lint(copy)

@@ -1,7 +1,7 @@
 """Rules on half-written runs: no false alarm on an early part of a run (issue: live evaluation).
 
 ``tuneterm watch`` and ``tuneterm train`` evaluate the rules on a run that is still growing
-(:class:`tuneterm.watch.live.LiveEvaluator`); a finding once reported stays reported, and
+(:class:`tuneterm.runs.live.LiveEvaluator`); a finding once reported stays reported, and
 ``--stop-on error`` kills the run on the first error. So every rule must hold on every *prefix* of
 a run, not just on the whole log it was tuned on:
 
@@ -165,7 +165,7 @@ def assert_clean_at_every_step(run_dir: Path) -> None:
 def assert_clean_when_replayed(run_dir: Path, tmp_path: Path) -> None:
     """The real incremental path: metrics.jsonl appended line by line to a run directory whose
     status.json says "running", polled after every line (the follower's own parse and facts)."""
-    from tuneterm.watch.live import LiveEvaluator
+    from tuneterm.runs.live import LiveEvaluator
 
     rules = load_rules(scopes=["log"])
     rd = tmp_path / "rd"
@@ -192,7 +192,7 @@ def assert_clean_when_replayed(run_dir: Path, tmp_path: Path) -> None:
 def test_healthy_log_replayed_through_the_live_evaluator(rules: RuleSet, number: str, tmp_path: Path) -> None:
     # 019: a console (stdout) DPO run; 021: a LLaMA-Factory trainer_log.jsonl. Appended line by
     # line and polled after each, as `tuneterm watch FILE` sees them.
-    from tuneterm.watch.live import LiveEvaluator
+    from tuneterm.runs.live import LiveEvaluator
 
     src = corpus_file(number + "_")
     dst = tmp_path / src.name

@@ -108,7 +108,7 @@ def runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         shell.kill()
         for d in root.iterdir():
             if (d / "status.json").is_file():
-                from tuneterm.train.control import stop_run
+                from tuneterm.runs.control import stop_run
                 from tuneterm.runs.layout import RunDir
 
                 stop_run(RunDir(d), grace_s=0)

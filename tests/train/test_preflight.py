@@ -125,7 +125,7 @@ def test_cli_could_not_run_warns_and_continues(seed: Path, tmp_path: Path, capsy
 
 
 def test_cli_force_launches_despite_errors(seed: Path, tmp_path: Path, capsys) -> None:
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.runs.layout import RunDir
 
     runs = tmp_path / "runs"

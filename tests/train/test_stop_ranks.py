@@ -2,7 +2,7 @@
 
 torch's elastic launcher (behind ``accelerate launch --multi_gpu``) starts each rank with
 ``start_new_session``, so the ranks are outside the supervisor's process group and a SIGKILL to the
-group alone leaves them training. :func:`tuneterm.train.control.stop_run` finds them by the
+group alone leaves them training. :func:`tuneterm.runs.control.stop_run` finds them by the
 ``TUNETERM_RUN_DIR`` every process of the run inherits. The first tests use plain processes set up
 like a run (milliseconds); the last one stops a real two-rank CPU run.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.train.conftest import TINY, run_cli, status
-from tuneterm.train.control import ProcRef, proc_alive, run_processes, stop_run
+from tuneterm.runs.control import ProcRef, proc_alive, run_processes, stop_run
 from tuneterm.runs.layout import RunDir
 
 linux_only = pytest.mark.skipif(not (sys.platform.startswith("linux") and Path("/proc").is_dir()), reason="needs /proc")

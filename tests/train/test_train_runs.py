@@ -161,7 +161,7 @@ def test_training_exception_is_recorded_as_failed(tiny_model: str, tmp_path: Pat
 
 def test_signal_death_and_stop_are_recorded(tiny_model: str, tmp_path: Path) -> None:
     from tuneterm.train.config import resolve
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.train.launch import launch
     from tuneterm.runs.layout import RunDir
 

@@ -52,7 +52,7 @@ async def ask_to_start(pilot: Any, app: Any, config: Path) -> None:
 
 def stop(app: Any, path: str) -> None:
     """Stop a run this test started: SIGKILL to its process group at once (it has not trained)."""
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.runs.layout import RunDir
 
     stop_run(RunDir(Path(path)), grace_s=0.0, proc=app.procs.get(path))

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO, local_receiver
 from tests.watch.helpers import make_run_dir, traceback
-from tuneterm.watch.notify import Notifier, config_path, configured_urls, end_message
+from tuneterm.report.notify import Notifier, config_path, configured_urls, end_message
 
 
 @pytest.fixture()

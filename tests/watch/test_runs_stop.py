@@ -14,7 +14,7 @@ import pytest
 from tests.cli.helpers import run_cli
 from tests.watch.helpers import make_run_dir
 from tuneterm.engine import load_rules
-from tuneterm.train.control import pid_alive
+from tuneterm.runs.control import pid_alive
 from tuneterm.runs.diagnose import evaluate_run as evaluate_all
 from tuneterm.runs.load import load_source as load_checked
 

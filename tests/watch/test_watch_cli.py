@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.watch.helpers import FAKE_TRAINER
-from tuneterm.train.control import pid_alive
+from tuneterm.runs.control import pid_alive
 
 TUNETERM = Path(sys.executable).with_name("tuneterm")
 

@@ -118,7 +118,7 @@ def live_view(launched: Any, *, stop_on: str, grace_s: float = 30.0, notify: tup
         if code == int(ExitCode.FINDINGS):
             _raise_if_config_failure(launched.run)
         return code
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.train.follow import follow
 
     rd, proc = launched.run, launched.proc

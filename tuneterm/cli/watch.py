@@ -294,7 +294,7 @@ def stop_cmd(
     from tuneterm.runs.layout import STATUS, TERMINAL_STATES, RunDir, is_run_dir
     from tuneterm.runs.status import effective_state, parse_status, read_status, supervisor_lost
     from tuneterm.runs.workers import alive_workers
-    from tuneterm.train.control import run_processes, stop_run
+    from tuneterm.runs.control import run_processes, stop_run
 
     try:
         path = resolve_target(run, runs_dir)

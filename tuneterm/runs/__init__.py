@@ -14,6 +14,8 @@ directories and diagnoses sources through it. Modules (all light: no torch, no t
 ``memory``     the planner's estimate beside the measured CUDA peak
 ``load``       a run directory into a :class:`~tuneterm.logs.model.Run`; :func:`~tuneterm.runs.load.load_source` for any source
 ``follow``     following a growing run directory
+``live``       :class:`~tuneterm.runs.live.LiveEvaluator`: follow + incremental rule evaluation
+``control``    is a run alive, stop it (graceful, then forced; every process of the run)
 ``diagnose``   :func:`~tuneterm.runs.diagnose.diagnose`, the one entry every face calls
 ``info``       ``tuneterm runs`` rows, ``RUN`` argument resolution
 """

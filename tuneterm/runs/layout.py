@@ -28,7 +28,7 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
                     leader; SIGTERM to it stops the run gracefully. The accelerate/torch launcher
                     starts the ranks of a ``--gpus N`` run in sessions of their own, so a forced
                     stop finds every process of the run by ``TUNETERM_RUN_DIR`` in its environment
-                    (:func:`tuneterm.train.control.run_processes`), not by process group alone
+                    (:func:`tuneterm.runs.control.run_processes`), not by process group alone
         pgid        process group id (== pid: the supervisor is a session leader)
         worker_pid  pid of the training process (rank 0's when ``--gpus`` > 1)
         step, max_steps, epoch   progress, updated at most every 2 s and at train end
@@ -87,7 +87,7 @@ runs``, ``stop`` and ``doctor`` read these files and nothing else. Files and the
     The default ``output_dir``: checkpoints and the final model.
 
 ``notify.log``, ``.notified/``
-    Notifications (:mod:`tuneterm.watch.notify`): one line per message that could not be
+    Notifications (:mod:`tuneterm.report.notify`): one line per message that could not be
     delivered, and one empty marker file per event already sent (so the supervisor, a watcher and
     the callback send each event once).
 

@@ -1,6 +1,6 @@
 """Is a run's process still there? ``/proc`` reading shared by the status reader and the stopper.
 
-Process identity and liveness only; signalling lives in :mod:`tuneterm.train.control`.
+Process identity and liveness only; signalling lives in :mod:`tuneterm.runs.control`.
 """
 
 from __future__ import annotations

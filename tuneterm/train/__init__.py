@@ -8,6 +8,6 @@ dataclasses), :mod:`~tuneterm.runs.layout` (the run directory and its schema),
 :mod:`~tuneterm.train.runner` (the training process and the TRL runner),
 :mod:`~tuneterm.train.callback` (the TrainerCallback writing the run files),
 :mod:`~tuneterm.train.follow` (progress lines, evaluation, ``--stop-on``),
-:mod:`~tuneterm.train.control` (stop a run), :mod:`~tuneterm.assets.builtin` (tiny model and data),
+:mod:`~tuneterm.assets.builtin` (tiny model and data),
 :mod:`~tuneterm.train.rewards` (GRPO rewards), :mod:`~tuneterm.train.faults` (test-only faults).
 """

@@ -23,7 +23,7 @@ from the TrainingArguments and the model/PEFT config, launch.json, status.json),
 rules in a background thread as lines arrive (:mod:`tuneterm.train.live_rules`), stops training at
 the next step end after the first error finding when ``stop_on="error"``, records the end
 (finished, stopped, failed through ``sys.excepthook``) and sends notifications
-(:mod:`tuneterm.watch.notify`). The run then reads like any other in ``tuneterm runs``, ``watch``,
+(:mod:`tuneterm.report.notify`). The run then reads like any other in ``tuneterm runs``, ``watch``,
 ``doctor`` and the app.
 """
 
@@ -247,9 +247,10 @@ class TunetermCallback(TrainerCallback):
         launch = {"stop_on": self.stop_on, "sample_every": self.sample_every}
         self.rd = open_run_dir(args, model, runs_dir=self.runs_dir, name=self.name, launch=launch)
         self._opened = True
-        from tuneterm.watch.notify import Notifier
+        from tuneterm.report.notify import Notifier
+        from tuneterm.train.follow import advise_notice
 
-        self._notifier = Notifier.configured(self.notify_urls)
+        self._notifier = Notifier.configured(self.notify_urls, advise=advise_notice)
         unhook_crash = install_crash_hooks(self.rd, self._crashed)
         unhook_term = install_stop_signal(self._terminated)
 

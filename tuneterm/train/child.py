@@ -8,7 +8,7 @@ launch`` for ``--gpus N`` / ``--accelerate-config``) in the same process group, 
 records how it ended in status.json, including what the training process cannot record itself:
 a death by signal (the kernel's OOM killer, ``kill -9``) or an exit without a final state.
 
-Stopping a run (see :func:`tuneterm.train.control.stop_run`): SIGTERM to this process (its pid is
+Stopping a run (see :func:`tuneterm.runs.control.stop_run`): SIGTERM to this process (its pid is
 ``status.json: pid``) is forwarded to the training process, which stops gracefully at the next
 step end and saves nothing further. The forced stop is SIGKILL to the process group (``pgid``) and
 to every process carrying this run's ``TUNETERM_RUN_DIR`` (the ranks of a ``--gpus N`` run live in
@@ -136,11 +136,12 @@ def supervise(run_dir: Path) -> int:
 
 def notify_end(rd: RunDir) -> None:
     """Notify the recorded end of the run (finished, failed, stopped) with its most severe finding,
-    when notification URLs are configured (:mod:`tuneterm.watch.notify`); never raises."""
+    when notification URLs are configured (:mod:`tuneterm.report.notify`); never raises."""
     try:
-        from tuneterm.watch.notify import Notifier
+        from tuneterm.report.notify import Notifier
+        from tuneterm.train.follow import advise_notice
 
-        notifier = Notifier.configured()
+        notifier = Notifier.configured(advise=advise_notice)
         if notifier is None:
             return
         from tuneterm.train.follow import evaluate_dir

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tuneterm.engine import load_rules
 from tuneterm.engine.model import Finding, Rule
@@ -31,6 +31,9 @@ from tuneterm.runs.layout import TERMINAL_STATES, RunDir
 from tuneterm.runs.load import load_source
 from tuneterm.runs.writer import write_json_atomic
 from tuneterm.textsafe import inert_line
+
+if TYPE_CHECKING:
+    from tuneterm.report.prescription import Prescription
 
 
 class MetricsTail:
@@ -131,6 +134,14 @@ def evaluate_run(rd: RunDir, notes: list[str] | None = None) -> list[Finding] | 
     return None if ev is None else list(ev.findings)
 
 
+def advise_notice(run: Run, findings: Sequence[Finding]) -> Prescription:
+    """The advisor's prescription for a notification (:data:`tuneterm.report.notify.Advisor`),
+    imported when a message is composed, not when the launcher starts."""
+    from tuneterm.advise import advise
+
+    return advise(run, findings)
+
+
 def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = None, rules: tuple[Rule, ...] = ()) -> None:
     """Write findings.json in the JSON contract of DESIGN.md.
 
@@ -213,10 +224,10 @@ def follow(
         notify: apprise URLs (``--notify``): the error finding that stops the run and the run's
             end are notified (the end is the supervisor's to send; each once per run).
     """
-    from tuneterm.train.control import stop_run
-    from tuneterm.watch.notify import Notifier, notify_findings
+    from tuneterm.runs.control import stop_run
+    from tuneterm.report.notify import Notifier, notify_findings
 
-    notifier = Notifier.configured(notify)
+    notifier = Notifier.configured(notify, advise=advise_notice)
 
     tail = MetricsTail(rd.metrics)
     max_steps: int | None = None

@@ -2,7 +2,7 @@
 
 :class:`~tuneterm.train.callback.TunetermCallback` (attached to the user's own trainer) only
 appends a line to metrics.jsonl and sets an event in ``on_log``; a daemon thread does the rest with
-the same :class:`~tuneterm.watch.live.LiveEvaluator` that ``tuneterm watch`` uses (it reads only
+the same :class:`~tuneterm.runs.live.LiveEvaluator` that ``tuneterm watch`` uses (it reads only
 the newly appended lines and re-runs the rules over the parsed run). So the training thread pays
 a fraction of a millisecond per log event however long the run is, and what the callback concludes is what
 ``watch`` and ``doctor`` conclude from the same files.
@@ -57,7 +57,7 @@ class LiveRules:
     def _evaluator(self) -> Any:
         if self._live is None:
             from tuneterm.engine import load_rules
-            from tuneterm.watch.live import LiveEvaluator
+            from tuneterm.runs.live import LiveEvaluator
 
             self._live = LiveEvaluator(self.rd.path, load_rules(scopes=["log", "eval"]))
         return self._live
@@ -68,7 +68,7 @@ class LiveRules:
             live = self._evaluator()
             up = live.poll(force=force)
             if up.new:
-                from tuneterm.watch.loop import write_findings
+                from tuneterm.report.findings_file import write_findings
 
                 write_findings(live)
         for f in up.new:
@@ -97,7 +97,7 @@ class LiveRules:
         try:
             self._poll(force=True)
             with self._lock:
-                from tuneterm.watch.loop import write_findings
+                from tuneterm.report.findings_file import write_findings
 
                 write_findings(self._live)
                 return list(self._live.findings)

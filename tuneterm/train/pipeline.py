@@ -273,7 +273,7 @@ def stop_pipeline(pd: PipelineDir, *, grace_s: float = 30.0) -> str:
     driver killed.
     """
     from tuneterm.runs.processes import pid_alive
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
 
     data = pd.read()
     pid = data.get("pid")

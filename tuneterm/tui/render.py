@@ -1,7 +1,7 @@
 """What the screens show, computed off the UI thread: pure functions, no Textual.
 
 The TUI adds screens, not logic: every function here calls the library (``report.doctor``,
-``report.charts``, ``report.rules_view``, ``watch.live``, ``plan``) and turns its answer into
+``report.charts``, ``report.rules_view``, ``runs.live``, ``plan``) and turns its answer into
 something a widget can paint: a :class:`rich.text.Text`, a Rich table, or a frozen
 :class:`RunSnapshot`. Workers call them in threads and post the result; nothing here touches a
 widget, so the same functions are tested without a terminal.
@@ -569,7 +569,7 @@ def samples_view(samples: Sequence[dict[str, Any]], n: int = SAMPLES_SHOWN) -> t
 
 
 def snapshot(evaluator: Any, width: int, *, demo: bool = False) -> RunSnapshot:
-    """Build the run view's :class:`RunSnapshot` from a polled :class:`~tuneterm.watch.live.LiveEvaluator`."""
+    """Build the run view's :class:`RunSnapshot` from a polled :class:`~tuneterm.runs.live.LiveEvaluator`."""
     from tuneterm.runs.layout import LIVE_STATES, METRICS
     from tuneterm.runs.status import effective_state, same_host
 

@@ -10,7 +10,7 @@ When a watch ends:
   seconds (0: never; Ctrl-C ends it).
 
 Each poll (every ``poll_s``, default 0.25 s) reads the new lines; the rules run when something
-changed (see :class:`~tuneterm.watch.live.LiveEvaluator`), so a finding shows well within a second
+changed (see :class:`~tuneterm.runs.live.LiveEvaluator`), so a finding shows well within a second
 of the line that causes it. ``findings.json`` of a run directory is rewritten whenever the
 findings change and at the end, so a viewer that dies loses nothing.
 
@@ -24,19 +24,22 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding, Rule, Severity
 from tuneterm.exit_codes import ExitCode
-from tuneterm.logs.model import RunStatus
-from tuneterm.runs.layout import FINDINGS, METRICS, STATUS, TERMINAL_STATES
+from tuneterm.logs.model import Run, RunStatus
+from tuneterm.runs.layout import METRICS, STATUS, TERMINAL_STATES
 from tuneterm.runs.processes import pid_alive
 from tuneterm.runs.status import effective_state
-from tuneterm.watch.live import LiveEvaluator
+from tuneterm.runs.live import LiveEvaluator
 from tuneterm.watch.view import PlainView
+
+if TYPE_CHECKING:
+    from tuneterm.report.prescription import Prescription
 
 TERMINAL = TERMINAL_STATES
 
@@ -53,7 +56,7 @@ class WatchOptions:
         poll_s: seconds between polls.
         grace_s: seconds between SIGTERM and SIGKILL when stopping a run.
         notify: apprise URLs (``--notify``), added to ``$TUNETERM_NOTIFY`` and the config file's:
-            error findings, a stall and the run's end are sent (:mod:`tuneterm.watch.notify`).
+            error findings, a stall and the run's end are sent (:mod:`tuneterm.report.notify`).
     """
 
     stop_on: str = "never"
@@ -98,19 +101,12 @@ def exit_code_for(result: WatchResult) -> int:
     return int(ExitCode.OK)
 
 
-def write_findings(live: LiveEvaluator) -> None:
-    """Write the run directory's findings.json (the JSON contract of ``check --format json``)."""
-    from tuneterm.report.json_report import result_document
-    from tuneterm.report.subjects import result_from_run
-    from tuneterm.runs.writer import write_json_atomic
+def advise_notice(run: Run, findings: Sequence[Finding]) -> Prescription:
+    """The advisor's prescription for a notification (:data:`tuneterm.report.notify.Advisor`),
+    imported when a message is composed, not when the watch starts."""
+    from tuneterm.advise import advise
 
-    run = live.run
-    rules = tuple(r for r in live.rules if r.scope == "log" and run.facts.trainer_kind in r.trainers)
-    doc = result_document(result_from_run(run, live.findings, rules))
-    try:
-        write_json_atomic(live.path / FINDINGS, doc)
-    except OSError:
-        pass  # a read-only run directory: the findings were printed; nothing else to do
+    return advise(run, findings)
 
 
 def _size(path: Path) -> tuple[int, float]:
@@ -132,7 +128,7 @@ def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: Any = None
 
     Returns the final state (``stopped``, or ``finished``/``failed`` if it ended meanwhile).
     """
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.runs.layout import RunDir
     from tuneterm.textsafe import inert_line
 
@@ -169,12 +165,13 @@ def watch(
     Raises:
         InputError: the followed file is binary or unreadable.
     """
-    from tuneterm.watch.notify import Notifier, notify_findings
+    from tuneterm.report.findings_file import write_findings
+    from tuneterm.report.notify import Notifier, notify_findings
 
     p = Path(path)
     view = view or PlainView()
     live = LiveEvaluator(p, rules)
-    notifier = Notifier.configured(options.notify)
+    notifier = Notifier.configured(options.notify, advise=advise_notice)
     notify_dir = p if live.is_run_dir else None
     has_status = (p / STATUS).is_file() if live.is_run_dir else False
     result = WatchResult(state=None)
@@ -245,7 +242,7 @@ def watch(
         result.interrupted = True
         choice = on_interrupt() if on_interrupt is not None else "detach"
         if choice == "stop" and has_status:
-            from tuneterm.train.control import stop_run
+            from tuneterm.runs.control import stop_run
             from tuneterm.runs.layout import RunDir
 
             result.action = "stopped"
@@ -268,14 +265,14 @@ def watch(
 def _notify_end(notifier: Any, run_dir: Path | None, p: Path, result: WatchResult, live: LiveEvaluator) -> None:
     """Send the end of the watched run (finished, failed, stopped, died; a log that ended), then
     let the queue drain for a few seconds."""
-    from tuneterm.watch.notify import end_message, notify_findings
+    from tuneterm.report.notify import end_message, notify_findings
 
     errors = [f for f in result.fired if f.severity is Severity.ERROR]
     notify_findings(notifier, run_dir, p.name, errors, live.run)
     state = "finished" if result.state == "ended" else result.state
     if state in (*TERMINAL, "died") and not result.interrupted:
         error = live.status.error if live.status is not None else None
-        notifier.post(end_message(p.name, run_dir, state, error, result.findings, live.run))
+        notifier.post(end_message(p.name, run_dir, state, error, result.findings, live.run, notifier.advise))
     notifier.close()
 
 

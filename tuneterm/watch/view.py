@@ -27,7 +27,7 @@ from tuneterm.textsafe import inert_line
 
 if TYPE_CHECKING:
     from tuneterm.logs.model import Run
-    from tuneterm.watch.live import LiveEvaluator
+    from tuneterm.runs.live import LiveEvaluator
 
 
 def finding_line(f: Finding) -> str:
@@ -184,7 +184,7 @@ class LiveView(PlainView):
             self.console.print(Padding(fix_text(fix), (0, 0, 0, 4), expand=False))
 
     def refresh(self, live: LiveEvaluator) -> None:
-        """Redraw the live area from a :class:`~tuneterm.watch.live.LiveEvaluator` (<= 4/s)."""
+        """Redraw the live area from a :class:`~tuneterm.runs.live.LiveEvaluator` (<= 4/s)."""
         if self._live is None:
             return
         now = time.monotonic()

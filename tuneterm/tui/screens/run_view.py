@@ -1,6 +1,6 @@
 """The live view of one run: charts, findings (open one to read its rule), log tail, samples; stop.
 
-A worker follows the run with :class:`tuneterm.watch.live.LiveEvaluator` (the same incremental
+A worker follows the run with :class:`tuneterm.runs.live.LiveEvaluator` (the same incremental
 evaluation as ``tuneterm watch``) and posts an immutable :class:`~tuneterm.tui.render.RunSnapshot`
 whenever something changed; the handlers swap it in. Nothing here reads a file on the UI thread.
 """
@@ -88,7 +88,7 @@ class RunScreen(MainScreen):
     def follow(self) -> None:
         from tuneterm.errors import TunetermError
         from tuneterm.tui.render import rules, snapshot
-        from tuneterm.watch.live import LiveEvaluator
+        from tuneterm.runs.live import LiveEvaluator
 
         worker = get_current_worker()
         try:

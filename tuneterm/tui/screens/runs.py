@@ -304,7 +304,7 @@ def confirm_stop(screen: MainScreen, path: str, name: str) -> None:
 
 
 def _stop(screen: MainScreen, path: str, name: str) -> None:
-    from tuneterm.train.control import stop_run
+    from tuneterm.runs.control import stop_run
     from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
 
     app = screen.tapp

@@ -14,8 +14,8 @@ Where the URLs come from (all of them are used, duplicates once):
 
 Any apprise URL works (Slack, Discord, ntfy, Telegram, e-mail, a JSON webhook ...; see
 https://github.com/caronc/apprise/wiki). One message per event: the run, the host, what happened,
-the finding and the first change the advisor prescribes for it (:mod:`tuneterm.advise`; the
-finding's own first fix when the advisor has none).
+the finding and the first change the advisor prescribes for it (the caller hands the advisor in,
+:data:`Advisor`: this emitter sits below it; the finding's own first fix when there is none).
 
 Sending never blocks or breaks what is being watched: messages go to a daemon thread that calls
 apprise (imported there, not at start-up), each delivery is bounded by apprise's connect/read
@@ -33,19 +33,26 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tuneterm.engine.model import Finding
+from tuneterm.logs.model import Run
+from tuneterm.report.prescription import Prescription
 from tuneterm.textsafe import inert_line
 
 log = logging.getLogger("tuneterm.notify")
 
 _SPLIT = re.compile(r"[\s,]+")
 _CLOSE_WAIT_S = 30.0  # importing apprise alone can take seconds on a busy machine
+
+Advisor = Callable[[Run, Sequence[Finding]], Prescription]
+"""The advisor's answer for a run and its findings (:func:`tuneterm.advise.advise`), handed in by
+the watchers and the launcher, which sit above it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +126,13 @@ def _fix_text(f: Any) -> str | None:
     return f"{fix.key}: {fix.value}  # {fix.why}"
 
 
-def prescribed_change(parsed: Any, findings: Sequence[Any]) -> str | None:
-    """The advisor's first prescribed change for ``findings`` of the parsed run ``parsed``
-    (``key: value (was X)  # why``, or the first step's command), or ``None`` when there is none
-    or the advisor cannot judge (never raises: a notification must go out)."""
-    if parsed is None or not findings:
+def prescribed_change(parsed: Run | None, findings: Sequence[Finding], advise: Advisor | None = None) -> str | None:
+    """The first change ``advise`` prescribes for ``findings`` of the parsed run ``parsed``
+    (``key: value (was X)  # why``, or the first step's command), or ``None`` when there is none,
+    no advisor was handed in, or it cannot judge (never raises: a notification must go out)."""
+    if parsed is None or not findings or advise is None:
         return None
     try:
-        from tuneterm.advise import advise
-
         rx = advise(parsed, list(findings))
     except Exception as exc:  # noqa: BLE001 - fall back to the finding's own first fix
         log.debug("no prescription for the notification: %s", exc)
@@ -141,7 +146,8 @@ def prescribed_change(parsed: Any, findings: Sequence[Any]) -> str | None:
     return None
 
 
-def finding_message(run: str, run_dir: Path | None, f: Any, parsed: Any = None) -> Message:
+def finding_message(run: str, run_dir: Path | None, f: Finding, parsed: Run | None = None,
+                    advise: Advisor | None = None) -> Message:
     """The message for a finding that fired: run, host, finding, its first prescribed change (the
     advisor's, given the parsed run; else the finding's first fix)."""
     where = f" at step {f.first_step}" if f.first_step is not None else ""
@@ -150,7 +156,7 @@ def finding_message(run: str, run_dir: Path | None, f: Any, parsed: Any = None) 
         f"host: {socket.gethostname()}",
         f"{f.severity.value} {f.code} {f.name}{where}: {inert_line(f.message, 400)}",
     ]
-    fix = prescribed_change(parsed, [f]) or _fix_text(f)
+    fix = prescribed_change(parsed, [f], advise) or _fix_text(f)
     if fix:
         lines.append(f"fix: {inert_line(fix, 300)}")
     return Message(
@@ -162,7 +168,8 @@ def finding_message(run: str, run_dir: Path | None, f: Any, parsed: Any = None) 
 
 
 def end_message(
-    run: str, run_dir: Path | None, state: str, error: str | None, findings: Sequence[Any], parsed: Any = None
+    run: str, run_dir: Path | None, state: str, error: str | None, findings: Sequence[Finding],
+    parsed: Run | None = None, advise: Advisor | None = None,
 ) -> Message:
     """The message for a run that ended (finished, failed, stopped, died) or stalled: run, host,
     state, the error line, the most severe finding and the first prescribed change (the advisor's
@@ -174,7 +181,7 @@ def end_message(
     if top is not None:
         where = f" at step {top.first_step}" if top.first_step is not None else ""
         lines.append(f"finding: {top.severity.value} {top.code} {top.name}{where}: {inert_line(top.message, 300)}")
-        fix = prescribed_change(parsed, findings) or _fix_text(top)
+        fix = prescribed_change(parsed, findings, advise) or _fix_text(top)
         if fix:
             lines.append(f"fix: {inert_line(fix, 300)}")
     return Message(key=f"{run}:end:{state}", title=f"tuneterm: {run} {state}", body="\n".join(lines), log_dir=run_dir)
@@ -185,14 +192,16 @@ class Notifier:
 
     Args:
         urls: apprise URLs (delivery timeouts added where the URL sets none).
+        advise: the advisor whose first change a message names (else the finding's first fix).
 
     Attributes:
         delivered: messages apprise delivered.
         failed: messages that could not be delivered (logged).
     """
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], advise: Advisor | None = None) -> None:
         self.urls = [_with_timeouts(u) for u in urls]
+        self.advise = advise
         self._queue: queue.Queue[Message | None] = queue.Queue()
         self._sent: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="tuneterm-notify", daemon=True)
@@ -201,10 +210,10 @@ class Notifier:
         self.failed = 0
 
     @classmethod
-    def configured(cls, extra: Iterable[str] = ()) -> Notifier | None:
+    def configured(cls, extra: Iterable[str] = (), advise: Advisor | None = None) -> Notifier | None:
         """A notifier for :func:`configured_urls`, or ``None`` when none is set."""
         urls = configured_urls(extra)
-        return cls(urls) if urls else None
+        return cls(urls, advise) if urls else None
 
     # -- events -------------------------------------------------------------------------------
     def post(self, message: Message) -> None:
@@ -221,16 +230,17 @@ class Notifier:
             return
         self._queue.put(message)
 
-    def finding(self, rd: Any, f: Any, parsed: Any = None) -> None:
+    def finding(self, rd: Any, f: Finding, parsed: Run | None = None) -> None:
         """An error finding fired in run directory ``rd`` (a RunDir or a path); ``parsed`` is the
         run as read, for the advisor."""
         path = Path(getattr(rd, "path", rd))
-        self.post(finding_message(path.name, path, f, parsed))
+        self.post(finding_message(path.name, path, f, parsed, self.advise))
 
-    def run_ended(self, rd: Any, state: str, error: str | None, findings: Sequence[Any] = (), parsed: Any = None) -> None:
+    def run_ended(self, rd: Any, state: str, error: str | None, findings: Sequence[Finding] = (),
+                  parsed: Run | None = None) -> None:
         """The run in ``rd`` ended in ``state`` (or stalled)."""
         path = Path(getattr(rd, "path", rd))
-        self.post(end_message(path.name, path, state, error, findings, parsed))
+        self.post(end_message(path.name, path, state, error, findings, parsed, self.advise))
 
     # -- delivery -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -280,13 +290,13 @@ class Notifier:
 
 
 def notify_findings(
-    notifier: Notifier | None, run_dir: Path | None, run: str, found: Iterable[Any], parsed: Any = None
+    notifier: Notifier | None, run_dir: Path | None, run: str, found: Iterable[Finding], parsed: Run | None = None
 ) -> None:
     """Notify the error findings among ``found`` and a stall (``run-stalled``, any severity)."""
     if notifier is None:
         return
     for f in found:
         if getattr(f, "name", "") == "run-stalled":
-            notifier.post(end_message(run, run_dir, "stalled", None, [f], parsed))
+            notifier.post(end_message(run, run_dir, "stalled", None, [f], parsed, notifier.advise))
         elif f.severity.value == "error":
-            notifier.post(finding_message(run, run_dir, f, parsed))
+            notifier.post(finding_message(run, run_dir, f, parsed, notifier.advise))
