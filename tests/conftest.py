@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tuneterm.plan.oom import install as size_oom_with_planner
+
 REPO = Path(__file__).resolve().parent.parent
+
+# As the program does (tuneterm.cli, the training processes): the out-of-memory rule sizes its
+# fixes with the planner's memory estimator, in every test whatever ran before it.
+size_oom_with_planner()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several workers, each starting real trainings (torch with one intra-op thread per core by

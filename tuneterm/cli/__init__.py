@@ -39,6 +39,10 @@ app = typer.Typer(
 )
 
 
+_NO_DIAGNOSIS = frozenset({"gpu", "plan", "rules", "rule"})
+"""Commands that judge no run: they skip loading the rule engine for the out-of-memory sizing."""
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"tuneterm {__version__}")
@@ -54,6 +58,10 @@ def _root(
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    if ctx.invoked_subcommand not in _NO_DIAGNOSIS:
+        from tuneterm.plan.oom import install
+
+        install()  # the out-of-memory rule sizes its fixes with the planner's memory estimator
 
 
 def _register() -> None:

@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m tuneterm.train.child RUN_DIR", file=sys.stderr)
         return 2
+    from tuneterm.plan.oom import install
+
+    install()  # the run's findings size an out-of-memory fix with the planner's estimator
     return supervise(Path(args[0]))
 
 

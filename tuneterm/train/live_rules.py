@@ -57,8 +57,10 @@ class LiveRules:
     def _evaluator(self) -> Any:
         if self._live is None:
             from tuneterm.engine import load_rules
+            from tuneterm.plan.oom import install
             from tuneterm.runs.live import LiveEvaluator
 
+            install()  # an out-of-memory finding sizes its fixes with the planner's estimator
             self._live = LiveEvaluator(self.rd.path, load_rules(scopes=["log", "eval"]))
         return self._live
 

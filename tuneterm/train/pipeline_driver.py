@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m tuneterm.train.pipeline_driver PIPELINE_DIR", file=sys.stderr)
         return 2
+    from tuneterm.plan.oom import install
+
+    install()  # the stages' findings size an out-of-memory fix with the planner's estimator
     return drive(PipelineDir(Path(args[0])))
 
 

@@ -1,15 +1,16 @@
-"""What to change after a CUDA out-of-memory: fixes computed with the planner, static otherwise.
+"""What to change after a CUDA out-of-memory: by the phase it struck in, sized to the GPU when a
+memory estimator is installed, the standard remedies otherwise.
 
-When the run's model is known to the planner (a local path, the HF cache, or the model table of
-``rules/models.yaml``; never the network) and the GPU's capacity is known (PyTorch prints it in the
-OOM message: "GPU 0 has a total capacity of 79.25 GiB"), :func:`oom_fixes` asks the memory
-estimator (:func:`tuneterm.plan.memory.estimate`) for the largest ``per_device_train_batch_size``
-that fits with the run's sequence length, and otherwise the longest ``max_length`` that fits with
-a batch of 1, with 10% headroom. Everything else (unknown model, no capacity, an estimator error)
-falls back to the static remedies: halve the per-device batch and double gradient accumulation
-(same effective batch), gradient checkpointing, shorter sequences, QLoRA.
+An OOM in the evaluation loop or in GRPO's generation gets remedies for that phase. One in the
+training step gets fixes computed by the installed :class:`OomSizer` when the OOM message states
+the GPU's capacity ("GPU 0 has a total capacity of 79.25 GiB") and the run names its model: the
+program installs the planner's memory estimator (:func:`tuneterm.plan.oom.fitting_fixes`; the
+planner sits above the engine, so the engine only knows this typed hook). Everything else (no
+sizer, unknown model, no capacity, an estimator error) falls back to the static remedies: halve
+the per-device batch and double gradient accumulation (same effective batch), gradient
+checkpointing, shorter sequences, QLoRA.
 
-Nothing here imports torch; the planner is imported lazily and its absence is tolerated.
+Nothing here imports torch or the planner.
 
 >>> from tuneterm.logs.model import RunFacts
 >>> [f.key for f in oom_fixes(RunFacts(train_batch_size=8, gradient_accumulation_steps=2), "")][:2]
@@ -19,14 +20,13 @@ Nothing here imports torch; the planner is imported lazily and its absence is to
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 
 from tuneterm.engine.model import Fix
-from tuneterm.kinds import TRAINERS
 from tuneterm.logs.model import RunFacts
 
 _CAPACITY = re.compile(r"total capacity of ([\d.]+) ?(GiB|MiB|GB|MB)", re.IGNORECASE)
-HEADROOM = 0.10  # keep 10% of the GPU free: fragmentation, eval passes, longer-than-usual batches
 
 
 def capacity_gib(text: str) -> float | None:
@@ -42,68 +42,38 @@ def capacity_gib(text: str) -> float | None:
     return value / 1024 if m.group(2).lower().startswith("m") else value
 
 
-def _method(f: RunFacts) -> str:
-    if f.quantization in ("nf4", "int8") or (f.quantization or "").startswith("4"):
-        return "qlora"
-    if f.use_dora:
-        return "dora"
-    if f.is_peft:
-        return "lora"
-    return "full"
+class OomSizer(Protocol):
+    """Fixes that fit a run which ran out of memory into its GPU: the run's facts and the GPU's
+    capacity in GiB in, the fixes out (``[]`` when it cannot say; it must not raise)."""
+
+    def __call__(self, facts: RunFacts, capacity_gib: float, /) -> list[Fix]: ...
+
+
+@dataclass(slots=True)
+class _Installed:
+    sizer: OomSizer | None = None
+
+
+_INSTALLED = _Installed()
+
+
+def use_sizer(sizer: OomSizer | None) -> None:
+    """Install ``sizer`` for every later out-of-memory diagnosis in this process (``None``: the
+    static remedies only). The program and the training processes install the planner's
+    (:func:`tuneterm.plan.oom.install`)."""
+    _INSTALLED.sizer = sizer
 
 
 def planned_fixes(f: RunFacts, text: str) -> list[Fix]:
-    """Fixes from the memory estimator, or ``[]`` when it cannot say (see the module docstring)."""
+    """Fixes from the installed sizer, or ``[]`` when it cannot say (see the module docstring)."""
     cap = capacity_gib(text)
-    if cap is None or not f.model_name:
+    sizer = _INSTALLED.sizer
+    if cap is None or not f.model_name or sizer is None:
         return []
     try:
-        from tuneterm.plan.facts import resolve_model
-        from tuneterm.plan.memory import TrainSetup, estimate
-    except ImportError:
+        return list(sizer(f, cap))
+    except Exception:  # noqa: BLE001 - a sizer problem must never hide the static advice
         return []
-    try:
-        model = resolve_model(f.model_name, online=False)
-        trainer = f.trainer_kind if f.trainer_kind in TRAINERS else "sft"
-        batch = f.train_batch_size or 1
-        seq = f.max_length or 1024
-        base: dict[str, Any] = {
-            "method": _method(f),
-            "trainer": trainer,
-            "seq_len": seq,
-            "gradient_checkpointing": bool(f.gradient_checkpointing),
-            "lora_r": f.lora_r or 16,
-            "gpus": 1,
-        }
-
-        def fits(**over: Any) -> bool:
-            return estimate(model, TrainSetup(**{**base, **over})).fits(cap, HEADROOM)
-
-        fixes: list[Fix] = []
-        ga = f.gradient_accumulation_steps or 1
-        for gc in ([base["gradient_checkpointing"], True] if not base["gradient_checkpointing"] else [True]):
-            for b in range(batch - 1 if gc == base["gradient_checkpointing"] else batch, 0, -1):
-                if fits(batch_size=b, gradient_checkpointing=gc):
-                    if gc and not base["gradient_checkpointing"]:
-                        fixes.append(Fix(key="gradient_checkpointing", value=True, why="the estimator says the run fits with activations recomputed in the backward pass (~20-30% slower)"))
-                    if b != batch:
-                        new_ga = max(1, round(batch * ga / b))
-                        fixes.append(Fix(key="per_device_train_batch_size", value=b, why=f"largest batch the memory estimator fits in {cap:.1f} GiB with {HEADROOM:.0%} headroom at max_length {seq} (tuneterm plan)"))
-                        fixes.append(Fix(key="gradient_accumulation_steps", value=new_ga, why=f"keeps the effective batch near {batch * ga}"))
-                    return fixes
-        for s in (seq * 3 // 4, seq // 2, seq // 4):
-            if s >= 128 and fits(batch_size=1, seq_len=s, gradient_checkpointing=True):
-                return [
-                    Fix(key="per_device_train_batch_size", value=1, why="even one sequence of the current length does not fit"),
-                    Fix(key="gradient_accumulation_steps", value=batch * ga, why=f"keeps the effective batch at {batch * ga}"),
-                    Fix(key="gradient_checkpointing", value=True, why="recompute activations in the backward pass"),
-                    Fix(key="max_length", value=s, why=f"longest max_length the memory estimator fits in {cap:.1f} GiB (check your length distribution first)"),
-                ]
-        if base["method"] in ("full", "lora", "dora"):
-            return [Fix(command=f"tuneterm plan {f.model_name} --method qlora", why=f"the estimator fits no batch/length of this setup in {cap:.1f} GiB; QLoRA stores the base in 4 bits")]
-    except Exception:  # noqa: BLE001 - a planner problem must never hide the static advice
-        return []
-    return []
 
 
 def static_fixes(f: RunFacts) -> list[Fix]:
@@ -162,7 +132,7 @@ def generation_fixes(f: RunFacts, text: str) -> list[Fix]:
 
 def oom_fixes(f: RunFacts, text: str, phase: str | None = None) -> list[Fix]:
     """Fixes for an OOM: by phase first (evaluation, GRPO generation; see
-    :attr:`tuneterm.logs.model.LogEvent.phase`), else planner fixes when available, else
+    :attr:`tuneterm.logs.model.LogEvent.phase`), else the installed sizer's fixes when it has any, else
     :func:`static_fixes`.
 
     >>> [x.key for x in oom_fixes(RunFacts(train_batch_size=8), "", "eval")][:2]

@@ -60,8 +60,9 @@ def _crash(run: Run, params: Mapping[str, Any]) -> LogEvent | None:
 # ------------------------------------------------------------------------------------- OOM
 @detector("crash-oom", params=_MATCH_PARAMS, evidence=(*_BASE_EVIDENCE, "capacity_gib", "advice"))
 def crash_oom(run: Run, params: Mapping[str, Any]) -> list[Detection]:
-    """CUDA out of memory ended the run; fixes from the planner's memory estimator when it knows
-    the model and the GPU capacity, else the standard remedies with the run's own numbers."""
+    """CUDA out of memory ended the run; fixes sized by the installed memory estimator
+    (:func:`tuneterm.engine.detectors.oomfix.use_sizer`) when it knows the model and the GPU
+    capacity, else the standard remedies with the run's own numbers."""
     ev = _crash(run, params)
     if ev is None:
         return []
