@@ -12,12 +12,11 @@ import pytest
 
 from tuneterm.evaluation.data import EvalExample, Selection
 from tuneterm.engine.evaluate import make_finding
-from tuneterm.engine.detectors.eval_report import evaluate_report
 from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.evaluation.generate import Generation, Perplexity
 from tuneterm.evaluation.probes import load_probes
 from tuneterm.evaluation.results import build_report
-from tuneterm.evaluation.runner import eval_rules
+from tuneterm.evaluation.runner import eval_rules, evaluate_report
 
 pytestmark = pytest.mark.train  # needs the train extra; skipped cleanly without it
 

@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
-import math
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tuneterm.engine.causes import merge_causes
 from tuneterm.engine.model import Detection, Finding, Rule, Severity
 from tuneterm.engine.registry import get_detector
 from tuneterm.engine.stats import analysis_cache, fmt_num
+from tuneterm.engine.subjects import FindingOrder, Placement, Subject, by_severity_step_code
 from tuneterm.logs.model import Run
 from tuneterm.textsafe import inert_line
 
@@ -135,16 +135,6 @@ def crash_finding(rule: Rule, exc: BaseException, source: str) -> Finding:
     )
 
 
-def by_severity_step_code(f: Finding) -> tuple[int, float, str]:
-    """The report order: errors first, then by first step (none last), then by code."""
-    step = f.first_step if f.first_step is not None else math.inf
-    return (-f.severity.rank, step, f.code)
-
-
-Placement = Callable[[Rule, Detection], tuple[str, int | None]]
-"""Where a detection points: ``(source, line)``; ``line`` None lets the evidence's ``line`` speak."""
-
-
 def evaluate_rules(
     scope: str,
     subject: object,
@@ -153,7 +143,7 @@ def evaluate_rules(
     source: str,
     trainer: str | None = None,
     place: Placement | None = None,
-    order: Callable[[Finding], Any] = by_severity_step_code,
+    order: FindingOrder = by_severity_step_code,
 ) -> list[Finding]:
     """The one evaluation loop, for every scope (``log``, ``config``, ``data``, ``eval``).
 
@@ -194,6 +184,16 @@ def evaluate_rules(
     return findings
 
 
+def evaluate_subject(subject: Subject, rules: Iterable[Rule]) -> list[Finding]:
+    """Evaluate the rules of ``subject.scope`` over ``subject.value`` (:func:`evaluate_rules`
+    with the subject's source, trainer, placement and order).
+
+    Faces do not call this directly: :func:`tuneterm.runs.diagnose.diagnose` does, for every scope.
+    """
+    return evaluate_rules(subject.scope, subject.value, rules, source=subject.source, trainer=subject.trainer,
+                          place=subject.place, order=subject.order)
+
+
 def evaluate(run: Run, rules: Iterable[Rule]) -> list[Finding]:
     """Evaluate the ``log``-scope rules that apply to ``run``'s trainer kind.
 
@@ -205,12 +205,16 @@ def evaluate(run: Run, rules: Iterable[Rule]) -> list[Finding]:
         Findings sorted by severity (errors first), then first step, then code. A detector that
         raises yields an info finding "detector crashed" for its rule instead of an exception.
     """
+    return evaluate_subject(run_subject(run), rules)
+
+
+def run_subject(run: Run) -> Subject:
+    """``run`` as the subject of the ``log`` scope: its trainer kind picks the rules; a metric
+    finding points at its first step's line, an event at its own line (a traceback's)."""
 
     def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
-        # An event carries its own line (a traceback); a metric finding points at its first
-        # step's entry.
         ev_line = det.evidence.get("line")
         has_own_line = isinstance(ev_line, int) and not isinstance(ev_line, bool) and ev_line >= 1
         return run.source, None if has_own_line or det.first_step is None else run.lines.get(det.first_step)
 
-    return evaluate_rules("log", run, rules, source=run.source, trainer=run.facts.trainer_kind, place=place)
+    return Subject(scope="log", value=run, source=run.source, trainer=run.facts.trainer_kind, place=place)

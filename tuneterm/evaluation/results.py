@@ -3,7 +3,7 @@
 Everything here is pure Python over generated text (no torch): :func:`build_report` turns the
 generations of the base and fine-tuned models into an :class:`EvalReport`, whose
 :meth:`EvalReport.to_dict` is what ``tuneterm eval --format json`` prints. The findings are added
-afterwards by :func:`tuneterm.engine.detectors.eval_report.evaluate_report`.
+afterwards by :func:`tuneterm.evaluation.runner.evaluate_report`.
 """
 
 from __future__ import annotations

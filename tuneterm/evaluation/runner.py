@@ -11,11 +11,13 @@ import contextlib
 
 import gc
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneterm.engine.model import Finding, Rule
+from tuneterm.engine.subjects import Subject, by_severity_code
 from tuneterm.errors import InputError
 from tuneterm.runs.layout import CONFIG
 from tuneterm.evaluation.data import select_examples, training_prompts
@@ -98,6 +100,21 @@ def eval_rules() -> Any:
     return load_rules(scopes=["eval"]).for_scope("eval")
 
 
+def report_subject(report: EvalReport) -> Subject:
+    """``report`` as the subject of the ``eval`` rule scope: findings are about the evaluated
+    target, errors first, then by code."""
+    return Subject(scope="eval", value=report, source=str(report.target.get("spec", "")), order=by_severity_code)
+
+
+def evaluate_report(report: EvalReport, rules: Iterable[Rule]) -> list[Finding]:
+    """Judge ``report`` by the ``eval``-scope rules through :func:`tuneterm.runs.diagnose.diagnose`;
+    errors first. A detector that raises becomes an info finding ("detector crashed"), never an
+    exception."""
+    from tuneterm.runs.diagnose import diagnose
+
+    return list(diagnose(report_subject(report), rules, scopes=("eval",)).findings)
+
+
 def run_eval(opts: EvalOptions, progress: Progress | None = None) -> EvalReport:
     """Evaluate ``opts.target`` against ``opts.base`` and return the report (with findings).
 
@@ -112,7 +129,6 @@ def run_eval(opts: EvalOptions, progress: Progress | None = None) -> EvalReport:
 
 
 def _run_eval(opts: EvalOptions, progress: Progress | None) -> EvalReport:
-    from tuneterm.engine.detectors.eval_report import evaluate_report
     from tuneterm.evaluation.generate import generate, perplexity
 
     say = progress or (lambda _msg: None)

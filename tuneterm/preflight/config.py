@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.engine.model import Finding, Rule
+from tuneterm.engine.subjects import Subject, by_severity_code
 from tuneterm.preflight.config_read import ConfigFacts, looks_like_training_config, read_config
 
 _SUFFIXES = (".yaml", ".yml")
@@ -99,20 +100,24 @@ def installed_trl_fields() -> dict[str, Any] | None:
     return {name: t.fields for name, t in schema.trainers.items()}
 
 
+def config_subject(cf: ConfigFacts) -> Subject:
+    """``cf`` as the subject of the ``config`` rule scope: findings point at the file (each at
+    its key's line), most severe first, then by code."""
+    return Subject(scope="config", value=cf, source=str(cf.path), trainer=cf.trainer, order=by_severity_code)
+
+
 def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> list[Finding]:
-    """Apply the ``scope: config`` rules to ``cf`` (the engine's one evaluation loop); findings
-    most severe first, then by code.
+    """Judge ``cf`` by the ``scope: config`` rules (default: every one of ``rules/``) through
+    :func:`tuneterm.runs.diagnose.diagnose`; findings most severe first, then by code.
 
     A detector that crashes is reported as a finding of its rule (severity info) rather than
     aborting the check: one broken rule must not hide the others.
     """
-    from tuneterm.engine.evaluate import evaluate_rules
     from tuneterm.engine.rules import load_rules
+    from tuneterm.runs.diagnose import diagnose
 
     ruleset = rules if rules is not None else load_rules(scopes=["config"]).for_scope("config")
-    return evaluate_rules(
-        "config", cf, ruleset, source=str(cf.path), trainer=cf.trainer, order=lambda f: (-f.severity.rank, f.code)
-    )
+    return list(diagnose(config_subject(cf), ruleset, scopes=("config",)).findings)
 
 
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneterm.engine.evaluate import evaluate_rules
+from tuneterm.engine.subjects import Subject
 from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.preflight.data_analysis import STANDARD_ROLES, DataAnalysis, RowRef
@@ -470,18 +470,22 @@ def inconsistent_schema(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
 
 # --------------------------------------------------------------------------------------------
-def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
-    """Run the ``data``-scope rules that apply to ``an.trainer`` over the analysis (the engine's
-    one evaluation loop); a finding points at the file named in its evidence.
-
-    Returns findings sorted errors first, then by line. A detector that raises becomes an info
-    finding ("detector crashed"), never an exception.
-    """
+def data_subject(an: DataAnalysis) -> Subject:
+    """``an`` as the subject of the ``data`` rule scope: its trainer picks the rules; a finding
+    points at the file named in its evidence (a directory of files), errors first, then by line."""
 
     def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
         return str(det.evidence.get("file", an.source)), None
 
-    return evaluate_rules(
-        "data", an, rules, source=an.source, trainer=an.trainer, place=place,
-        order=lambda f: (-f.severity.rank, f.line or 0, f.code),
-    )
+    return Subject(scope="data", value=an, source=an.source, trainer=an.trainer, place=place,
+                   order=lambda f: (-f.severity.rank, f.line or 0, f.code))
+
+
+def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
+    """Judge the analysis by the ``data``-scope rules that apply to ``an.trainer``, through
+    :func:`tuneterm.runs.diagnose.diagnose`; findings sorted errors first, then by line. A
+    detector that raises becomes an info finding ("detector crashed"), never an exception.
+    """
+    from tuneterm.runs.diagnose import diagnose
+
+    return list(diagnose(data_subject(an), rules, scopes=("data",)).findings)

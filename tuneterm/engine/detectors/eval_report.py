@@ -2,8 +2,8 @@
 
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
-records in ``rules/diagnostics/generalization.yaml``. :func:`evaluate_report` runs every ``eval``-scope rule over a
-report and returns findings (the engine's one loop). The live watcher applies the same text
+records in ``rules/diagnostics/generalization.yaml``. ``tuneterm eval`` judges a report through
+:func:`tuneterm.runs.diagnose.diagnose` (:func:`tuneterm.evaluation.runner.evaluate_report`). The live watcher applies the same text
 analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's
 ``samples.jsonl`` (:mod:`tuneterm.engine.detectors.samples`).
 """
@@ -11,11 +11,10 @@ analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tuneterm.engine.evaluate import evaluate_rules
-from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
+from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.detectors.degenerate import detect_degenerate
 from tuneterm.textsafe import inert_line
@@ -180,13 +179,3 @@ def _computed_fixes(config: Mapping[str, Any]) -> list[Fix]:
         fixes.append(Fix(key="use_peft", value=True,
                          why="this run was a full fine-tune; a LoRA adapter leaves the base weights untouched"))
     return fixes
-
-
-def evaluate_report(report: Any, rules: Iterable[Rule]) -> list[Finding]:
-    """Run every ``eval``-scope rule over ``report`` (the engine's one evaluation loop); errors first.
-
-    A detector that raises becomes an info finding ("detector crashed"), never an exception.
-    """
-    return evaluate_rules(
-        "eval", report, rules, source=str(report.target.get("spec", "")), order=lambda f: (-f.severity.rank, f.code)
-    )
