@@ -7,9 +7,9 @@ params against the schema declared here, and its message template against the ev
 detector declares it produces. Thresholds therefore live in the rule records, never in detector
 code: numeric thresholds are declared without defaults so a rule must state them.
 
-Detectors for other scopes (``config``, ``data``, ``samples``, ``eval``) register the same way from
-their own modules; :data:`tuneterm.plugins.DETECTOR_MODULES` lists, per scope, the modules imported
-(if they exist) before that scope's rules are validated or evaluated.
+Detectors of every scope live in :mod:`tuneterm.engine.detectors` and register the same way;
+:data:`DETECTOR_MODULES` lists, per scope, the modules imported before that scope's rules are
+validated or evaluated.
 
 >>> from tuneterm.engine.registry import get_detector
 >>> get_detector("nonfinite", "log").name
@@ -23,15 +23,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneterm import plugins
 from tuneterm.engine.model import Detection
 
 DetectorFunc = Callable[[Any, Mapping[str, Any]], list[Detection]]
 
-# Modules that register detectors at import, per rule scope (named in the composition root,
-# tuneterm.plugins). They are imported lazily, only for the scopes being loaded (so `tuneterm check
-# LOG` never imports the data checks' numpy), and a module that does not exist is skipped.
-DETECTOR_MODULES: dict[str, tuple[str, ...]] = plugins.DETECTOR_MODULES
+DETECTOR_MODULES: dict[str, tuple[str, ...]] = {
+    "log": ("tuneterm.engine.detectors",),
+    "config": ("tuneterm.engine.detectors.config",),
+    "data": ("tuneterm.engine.detectors.data",),
+    "samples": (),
+    "eval": ("tuneterm.engine.detectors.eval_report",),
+}
+"""Per rule scope, the modules that register its detectors when imported. They are imported
+lazily, only for the scopes being loaded: ``tuneterm check LOG`` never imports the config or data
+detectors (none of them imports anything beyond the engine either; the data detectors import
+numpy only when they run)."""
 
 
 class _Required:
@@ -198,12 +204,7 @@ def ensure_loaded(scope: str | None = None) -> None:
         if sc in _loaded:
             continue
         for module in DETECTOR_MODULES.get(sc, ()):
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                # Only skip a module that does not exist; a broken import inside it is a real bug.
-                if exc.name is None or not module.startswith(exc.name):
-                    raise
+            importlib.import_module(module)
         _loaded.add(sc)
 
 

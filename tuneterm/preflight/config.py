@@ -100,10 +100,14 @@ def installed_trl_fields() -> dict[str, Any] | None:
     return {name: t.fields for name, t in schema.trainers.items()}
 
 
-def config_subject(cf: ConfigFacts) -> Subject:
-    """``cf`` as the subject of the ``config`` rule scope: findings point at the file (each at
-    its key's line), most severe first, then by code."""
-    return Subject(scope="config", value=cf, source=str(cf.path), trainer=cf.trainer, order=by_severity_code)
+def subject_of(cf: ConfigFacts, rules: Iterable[Rule]) -> Subject:
+    """``cf`` as the subject of the ``config`` rule scope: its facts computed for ``rules``
+    (:func:`tuneterm.preflight.config_subject.config_subject`); findings point at the file (each
+    at its key's line), most severe first, then by code."""
+    from tuneterm.preflight.config_subject import config_subject
+
+    return Subject(scope="config", value=config_subject(cf, rules), source=str(cf.path), trainer=cf.trainer,
+                   order=by_severity_code)
 
 
 def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> list[Finding]:
@@ -116,8 +120,8 @@ def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> lis
     from tuneterm.engine.rules import load_rules
     from tuneterm.runs.diagnose import diagnose
 
-    ruleset = rules if rules is not None else load_rules(scopes=["config"]).for_scope("config")
-    return list(diagnose(config_subject(cf), ruleset, scopes=("config",)).findings)
+    ruleset = tuple(rules if rules is not None else load_rules(scopes=["config"]).for_scope("config"))
+    return list(diagnose(subject_of(cf, ruleset), ruleset, scopes=("config",)).findings)
 
 
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,

@@ -83,7 +83,7 @@ class ConfigFacts:
     def line_of(self, *trl_keys: str) -> int | None:
         """The line of the first of ``trl_keys`` that the file sets (under its own dialect's name)."""
         for k in trl_keys:
-            src = _SOURCE_KEY.get(self.dialect, {}).get(k, k)
+            src = SOURCE_KEYS.get(self.dialect, {}).get(k, k)
             for name in (src if isinstance(src, tuple) else (src,)):
                 if name in self.lines:
                     return self.lines[name]
@@ -112,7 +112,7 @@ class ConfigFacts:
 
 
 # TRL key -> the key each dialect writes it as (for line numbers).
-_SOURCE_KEY: dict[str, dict[str, Any]] = {
+SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "llama-factory": {"lora_r": "lora_rank", "max_length": "cutoff_len", "lora_target_modules": "lora_target",
                       "load_in_4bit": "quantization_bit", "use_peft": "finetuning_type", "beta": "pref_beta",
                       "optim": "optim"},

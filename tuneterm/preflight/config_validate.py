@@ -23,29 +23,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One reason a config cannot run as written.
-
-    Attributes:
-        kind: ``unknown-key``, ``missing-key``, ``conflict`` or ``hardware``.
-        key: the config key at fault (as the file names it).
-        message: one line saying what is wrong (names the key, never a traceback).
-        fix_key, fix_value: a concrete change that removes the problem, when there is one.
-        fix_why: why that change.
-    """
-
-    kind: str
-    key: str
-    message: str
-    fix_key: str | None = None
-    fix_value: Any = None
-    fix_why: str = ""
+from tuneterm.engine.config_subject import Problem
 
 
 # Keys each tool needs before it can train (LLaMA-Factory: model + dataset for every stage;

@@ -21,11 +21,13 @@ Nothing heavy is imported at module level: ``datasets``/``transformers`` load in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneterm.engine.model import Finding
+from tuneterm.engine.model import Detection, Finding, Rule
+from tuneterm.engine.subjects import Subject
 from tuneterm.errors import InputError
 from tuneterm.kinds import TRAINERS
 from tuneterm.runs.layout import is_run_dir
@@ -33,8 +35,7 @@ from tuneterm.runs.layout import is_run_dir
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tuneterm.engine.model import Rule
-    from tuneterm.preflight.data_analysis import DataAnalysis
+    from tuneterm.engine.data_subject import DataAnalysis
 
 # Column names that mark a record as a training example (vs. a metrics log line).
 _DATA_KEYS = frozenset(
@@ -186,7 +187,6 @@ def looks_like_dataset(path: str) -> bool:
 
 
 def _data_rules() -> list[Rule]:
-    import tuneterm.preflight.data_detectors  # noqa: F401 - registers the data detectors
     from tuneterm.engine import load_rules
 
     return list(load_rules(scopes=["data"]).for_scope("data"))
@@ -308,7 +308,6 @@ def check_dataset(
         NoMetricsError: the dataset has no rows (exit 3).
     """
     from tuneterm.preflight.data_analysis import analyse
-    from tuneterm.preflight.data_detectors import evaluate_data
 
     if max_length is not None and max_length < 1:
         raise InputError(f"--max-length must be a positive number of tokens, got {max_length}")
@@ -352,6 +351,27 @@ def check_dataset(
         worst=_worst(an, findings),
         lengths=[int(x) for x in an.lengths[an.ok_mask()]] if an.tokenizer is not None else [],
     )
+
+
+def data_subject(an: DataAnalysis) -> Subject:
+    """``an`` as the subject of the ``data`` rule scope: its trainer picks the rules; a finding
+    points at the file named in its evidence (a directory of files), errors first, then by line."""
+
+    def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
+        return str(det.evidence.get("file", an.source)), None
+
+    return Subject(scope="data", value=an, source=an.source, trainer=an.trainer, place=place,
+                   order=lambda f: (-f.severity.rank, f.line or 0, f.code))
+
+
+def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
+    """Judge the analysis by the ``data``-scope rules that apply to ``an.trainer``, through
+    :func:`tuneterm.runs.diagnose.diagnose`; findings sorted errors first, then by line. A
+    detector that raises becomes an info finding ("detector crashed"), never an exception.
+    """
+    from tuneterm.runs.diagnose import diagnose
+
+    return list(diagnose(data_subject(an), rules, scopes=("data",)).findings)
 
 
 def render_data_report(report: DataReport, console: Console) -> None:

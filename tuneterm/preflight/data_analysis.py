@@ -1,4 +1,5 @@
-"""Stream a dataset once and collect everything the data rules look at: :class:`DataAnalysis`.
+"""Stream a dataset once and collect everything the data rules look at: a
+:class:`~tuneterm.engine.data_subject.DataAnalysis`.
 
 One pass over the rows (:func:`~tuneterm.preflight.data_load.iter_rows`): each row's format is
 detected and its types validated (cheap, every row), exact-duplicate digests, empty responses and
@@ -15,13 +16,13 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
+from tuneterm.engine.data_subject import FAMILIES, DataAnalysis, RowRef, TokenizerFacts
 from tuneterm.errors import InputError, NoMetricsError
-from tuneterm.preflight.data_dedup import exact_key, minhash_signatures
+from tuneterm.preflight.data_dedup import exact_key, minhash_signatures, near_duplicate_pairs
 from tuneterm.preflight.data_formats import (
     DEFAULT_TRAINER,
     FORMAT_COLUMNS,
@@ -34,12 +35,11 @@ from tuneterm.preflight.data_formats import (
 )
 from tuneterm.preflight.data_load import DataRow, iter_rows
 from tuneterm.preflight.data_templates import describe_rendering
-from tuneterm.preflight.data_render import FAMILIES, Rendered, Renderer, TokenizerFacts
+from tuneterm.preflight.data_render import Rendered, Renderer
 
 BATCH = 512
 FORMAT_PROBE_ROWS = 1000  # rows looked at to decide the dataset's format (majority)
 TRL_DEFAULT_MAX_LENGTH = 1024  # SFTConfig/DPOConfig.max_length default in TRL 1.16
-STANDARD_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "ipython"})
 # Markers of a pre-rendered chat format inside plain text rows.
 _TEXT_MARKERS = {
     "chatml": "<|im_start|>",
@@ -49,85 +49,6 @@ _TEXT_MARKERS = {
 }
 _KEEP_LISTED = 50  # rows remembered per problem (evidence and the worst-examples table)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class RowRef:
-    """Where a row lives: file, 0-based index, 1-based line (JSONL)."""
-
-    index: int
-    source: str
-    line: int | None
-
-    @property
-    def where(self) -> str:
-        """``file:line`` or ``file row N``."""
-        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source} row {self.index + 1}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"row": N, "line": L}`` (1-based row; line only when known)."""
-        d: dict[str, Any] = {"row": self.index + 1}
-        if self.line is not None:
-            d["line"] = self.line
-        return d
-
-
-@dataclass
-class DataAnalysis:
-    """Everything the ``data`` rules read about one dataset (built by :func:`analyse`).
-
-    Per-row numbers (``lengths``, ``trainable``, ...) are aligned with ``refs`` (the rendered rows:
-    all rows, or the sample). Lists of problem rows keep the first :data:`_KEEP_LISTED` entries;
-    the matching ``n_*`` counters hold the full counts.
-    """
-
-    source: str
-    format: str
-    trainer: str
-    conversational: bool
-    tokenizer: TokenizerFacts | None
-    max_length: int | None
-    max_length_is_default: bool
-    assistant_only_loss: bool
-    rows: int = 0
-    sampled: bool = False
-    refs: list[RowRef] = field(default_factory=list)
-    lengths: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    kept: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    trainable: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    prompt_tokens: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    truncated: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
-    last_target: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    double_bos: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
-    render_errors: list[tuple[RowRef, str]] = field(default_factory=list)
-    n_render_errors: int = 0
-    schema_problems: list[tuple[RowRef, str]] = field(default_factory=list)
-    n_schema_problems: int = 0
-    format_counts: Counter[str] = field(default_factory=Counter)
-    keysets: Counter[tuple[str, ...]] = field(default_factory=Counter)
-    empty_responses: list[tuple[RowRef, str]] = field(default_factory=list)
-    n_empty_responses: int = 0
-    identical_pairs: list[RowRef] = field(default_factory=list)
-    n_identical_pairs: int = 0
-    n_pairs: int = 0
-    exact_dups: list[tuple[RowRef, RowRef]] = field(default_factory=list)
-    n_exact_dups: int = 0
-    near_refs: list[RowRef] = field(default_factory=list)
-    near_signatures: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.uint64))
-    near_exact_keys: list[bytes] = field(default_factory=list)
-    roles: Counter[str] = field(default_factory=Counter)
-    preformatted: Counter[str] = field(default_factory=Counter)
-    longest: list[tuple[int, int, RowRef, str]] = field(default_factory=list)  # (tokens, -index, ref, preview)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def rows_checked(self) -> int:
-        """Rows rendered with the tokenizer (all rows, or the sample)."""
-        return len(self.refs)
-
-    def ok_mask(self) -> np.ndarray:
-        """Rows that rendered (no template error)."""
-        return self.lengths >= 0
 
 
 def _preview(example: Example, limit: int = 160) -> str:
@@ -209,6 +130,8 @@ def analyse(
     picker.finish()
     sink.finish()
     tally.finish()
+    # Every near-duplicate candidate with its similarity: the duplicates rule applies its threshold.
+    an.near_pairs = near_duplicate_pairs(an.near_signatures, 0.0)
     _add_notes(an, fmt, chat, sample)
     return an
 

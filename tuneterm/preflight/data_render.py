@@ -28,17 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneterm.engine.data_subject import FAMILIES, TokenizerFacts
 from tuneterm.errors import InputError
 from tuneterm.preflight.data_formats import Example
 
-#: Chat-template families: the special markers that identify them, and their end-of-turn token.
-FAMILIES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "chatml": (("<|im_start|>", "<|im_end|>"), "<|im_end|>"),
-    "llama3": (("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|eot_id|>"),
-    "gemma": (("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>"),
-    "phi3": (("<|user|>", "<|assistant|>", "<|end|>"), "<|end|>"),
-    "mistral": (("[INST]", "[/INST]"), None),
-}
 #: Model types (config.json ``model_type``) and the template family their instruct models use.
 MODEL_TYPE_FAMILY: dict[str, str] = {
     "qwen2": "chatml",
@@ -68,60 +61,6 @@ FALLBACK_TEMPLATE = (
 def has_generation_markers(template: str | None) -> bool:
     """True when a chat template defines ``{% generation %}`` blocks (assistant-only loss masks)."""
     return bool(template) and _GENERATION.search(template) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenizerFacts:
-    """What the checks need to know about the tokenizer and the model config (no weights).
-
-    Attributes:
-        name: the ``--model`` argument.
-        eos_token / eos_id, pad_token / pad_id, bos_token / bos_id: special tokens (``None`` if unset).
-        pad_is_eos: pad equals EOS, or no pad is set (TRL then pads with EOS).
-        has_template: the tokenizer has a chat template.
-        template_family: family whose markers the template uses (``chatml``, ``llama3``, ...), or
-            ``custom``/``None``.
-        vocab_families: families whose markers are single tokens of this vocabulary.
-        model_type: ``model_type`` from the model's config.json, when the path has one.
-        config_family: the family that ``model_type`` implies.
-        split_markers: special markers the template emits that this vocabulary splits into pieces.
-        stop_ids: token ids that end generation (EOS, the config/generation-config EOS ids).
-        end_of_turn: the template's end-of-turn token, if its family has one.
-        generation_markers: the template has ``{% generation %}`` blocks.
-    """
-
-    name: str
-    eos_token: str | None
-    eos_id: int | None
-    pad_token: str | None
-    pad_id: int | None
-    bos_token: str | None
-    bos_id: int | None
-    pad_is_eos: bool
-    has_template: bool
-    template_family: str | None
-    vocab_families: tuple[str, ...]
-    model_type: str | None
-    config_family: str | None
-    split_markers: tuple[str, ...]
-    stop_ids: frozenset[int]
-    end_of_turn: str | None
-    end_of_turn_id: int | None
-    generation_markers: bool
-    vocab_size: int
-    pad_candidate: str | None = None  # a token of this vocabulary that could pad instead of EOS
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary for the report facts."""
-        return {
-            "name": self.name,
-            "eos_token": self.eos_token,
-            "pad_token": self.pad_token,
-            "bos_token": self.bos_token,
-            "chat_template": self.template_family if self.has_template else None,
-            "model_type": self.model_type,
-            "vocab_size": self.vocab_size,
-        }
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> Any:

@@ -1,10 +1,13 @@
 """Static checks of a training config (rules with ``scope: config``, codes C1xx in rules/diagnostics/config.yaml).
 
-Each detector reads a :class:`~tuneterm.preflight.config_read.ConfigFacts` and its rule's params
+Each detector reads a :class:`~tuneterm.engine.config_subject.ConfigSubject` (the config with its
+facts computed by the config check, :mod:`tuneterm.preflight.config_subject`) and its rule's params,
 and returns :class:`~tuneterm.engine.model.Detection` objects; thresholds live in the rule records.
-A detector that lacks what it needs (no model facts, no dataset size, no GPU capacity) returns
-nothing: a missing fact is never a finding. Importing this module registers the detectors; it
-imports nothing from the training stack.
+A detector only compares: the model's facts, the recommendation tables' rows, the memory estimate,
+the planner's changes and the keys the installed TRL refuses were computed when the config was
+read. A detector that lacks what it needs (no model facts, no dataset size, no GPU capacity)
+returns nothing: a missing fact is never a finding. Importing this module registers the
+detectors; it imports nothing beyond the engine.
 """
 
 from __future__ import annotations
@@ -15,29 +18,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from tuneterm.engine.config_subject import ConfigSubject, Problem
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.preflight.config_read import (
-    ConfigFacts,
-    default_lr,
-    defaults_of,
-    load_dtype,
-    setup_from_config,
-)
 
 _DECAYING = ("cosine", "linear", "polynomial", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr")
 
 
-def _misspelt(cf: ConfigFacts, key: str) -> bool:
-    """The file has an unknown key that is a misspelling of ``key`` (so ``key`` is meant, not unset)."""
-    from tuneterm.preflight.config_validate import did_you_mean
-
-    if cf.trl_fields is None:
-        return False
-    return any(k not in cf.trl_fields and did_you_mean(k, [key]) == key for k in cf.raw)
-
-
-def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
+def _ev(cf: ConfigSubject, *keys: str, **extra: Any) -> dict[str, Any]:
     line = cf.line_of(*keys) if keys else None
     d = dict(extra)
     if line is not None:
@@ -49,7 +37,7 @@ def _ev(cf: ConfigFacts, *keys: str, **extra: Any) -> dict[str, Any]:
           params={"error_factor": Param("float", "a rate this many times outside the range is an error", min=1.0),
                   "min_size_b": Param("float", "no range below this size (billions): the tables have no evidence there", min=0.0)},
           evidence=("learning_rate", "low", "high", "size_b", "method", "trainer", "direction", "row", "source", "suggested", "origin"))
-def lr_range(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def lr_range(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """Learning rate outside the recommendation table's range for the model size, method and trainer.
 
     Models below ``min_size_b`` (a randomly initialised test model such as ``tuneterm:tiny-llama``)
@@ -57,33 +45,34 @@ def lr_range(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
     """
     if cf.model is None or cf.model.size_b < float(params.get("min_size_b", 0.0)):
         return []
-    from tuneterm.plan.recommend import lr_row
-
     lr = cf.get("learning_rate")
     origin = "set in the config"
-    if lr is None and _misspelt(cf, "learning_rate"):
+    if lr is None and "learning_rate" in cf.misspelt:
         return []  # learnig_rate: the unknown-key rule names it; judging the default would mislead
     if lr is None:
-        lr, origin = default_lr(cf)
+        lr, origin = cf.default_lr, cf.default_lr_origin
         if lr is None:
             return []  # the tool has no default (Axolotl requires the key): the missing-key rule says so
     lr = float(lr)
-    row = lr_row(cf.model.size_b, cf.method, cf.trainer)
-    low, high = float(row["low"]), float(row["high"])
+    cf.fact_error("lr_row")  # the table has no row for this size, method and trainer
+    row = cf.lr_row
+    if row is None:
+        return []
+    low, high = float(row.values["low"]), float(row.values["high"])
     if low <= lr <= high:
         return []
     direction = "above" if lr > high else "below"
     factor = lr / high if lr > high else low / lr if lr > 0 else math.inf
     sev = Severity.ERROR if factor >= float(params["error_factor"]) else Severity.WARNING
-    suggested = float(row["default"])
+    suggested = float(row.values["default"])
     return [Detection(None, None, severity=sev, evidence=_ev(
         cf, "learning_rate", learning_rate=lr, low=low, high=high, size_b=round(cf.model.size_b, 2), method=cf.method,
-        trainer=cf.trainer, direction=direction, row=f"recommend/learning_rate.yaml#{row['id']}", source=row["source"],
+        trainer=cf.trainer, direction=direction, row=f"recommend/learning_rate.yaml#{row.id}", source=row.source,
         suggested=suggested, origin=origin),
-        fixes=(Fix(key="learning_rate", value=suggested, why=f"the table's value for {cf.model.size_b:.1f}B {cf.method} {cf.trainer} ({row['id']}: {row['source']})"),))]
+        fixes=(Fix(key="learning_rate", value=suggested, why=f"the table's value for {cf.model.size_b:.1f}B {cf.method} {cf.trainer} ({row.id}: {row.source})"),))]
 
 
-def _coverage(cf: ConfigFacts) -> tuple[int, int, int, float] | None:
+def _coverage(cf: ConfigSubject) -> tuple[int, int, int, float] | None:
     steps = cf.get("max_steps")
     if cf.dataset_size is None or cf.dataset_size <= 0 or steps is None or int(steps) <= 0:
         return None
@@ -95,7 +84,7 @@ def _coverage(cf: ConfigFacts) -> tuple[int, int, int, float] | None:
 @detector("config-coverage", scope="config",
           params={"min_epochs": Param("float", "fire when max_steps x effective batch covers fewer epochs", min=0.0)},
           evidence=("max_steps", "effective_batch", "samples_seen", "dataset_size", "coverage_pct", "steps_for_one_epoch"))
-def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def coverage(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """max_steps x effective batch covers less than ``min_epochs`` of the dataset."""
     c = _coverage(cf)
     if c is None:
@@ -114,9 +103,9 @@ def coverage(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
           params={"floor_fraction": Param("float", "the rate counts as ~0 below this fraction of its peak", min=0.0, max=1.0),
                   "max_epoch_fraction": Param("float", "fire when the rate reaches ~0 before this fraction of one epoch", min=0.0, max=1.0)},
           evidence=("scheduler", "max_steps", "floor_step", "floor_pct_of_epoch", "floor_fraction_pct"))
-def schedule_decays_early(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def schedule_decays_early(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """A decaying schedule (cosine/linear) sized by max_steps reaches ~0 before one pass over the data."""
-    sched = str(cf.get("lr_scheduler_type", defaults_of(cf)["lr_scheduler_type"]))
+    sched = str(cf.get("lr_scheduler_type", cf.default("lr_scheduler_type")))
     c = _coverage(cf)
     if sched not in _DECAYING or c is None:
         return []
@@ -136,19 +125,19 @@ def schedule_decays_early(cf: ConfigFacts, params: Mapping[str, Any]) -> list[De
 
 
 @detector("config-no-warmup", scope="config", params={}, evidence=("scheduler", "learning_rate"))
-def no_warmup(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def no_warmup(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """Neither warmup_steps nor warmup_ratio is set above 0 (TRL's default is no warmup)."""
     ws = cf.get("warmup_steps", 0) or 0
     wr = cf.get("warmup_ratio", 0) or 0
     if float(ws) > 0 or float(wr) > 0:
         return []
     return [Detection(None, None, evidence=_ev(cf, "warmup_steps", "warmup_ratio", "lr_scheduler_type",
-                                               scheduler=str(cf.get("lr_scheduler_type", defaults_of(cf)["lr_scheduler_type"])),
-                                               learning_rate=cf.get("learning_rate", default_lr(cf)[0])))]
+                                               scheduler=str(cf.get("lr_scheduler_type", cf.default("lr_scheduler_type"))),
+                                               learning_rate=cf.get("learning_rate", cf.default_lr)))]
 
 
 @detector("config-fp16-on-bf16-model", scope="config", params={}, evidence=("model", "model_dtype"))
-def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def fp16_on_bf16(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """fp16 mixed precision on a model pretrained in bf16 (activations can exceed fp16's range)."""
     if not cf.get("fp16") or cf.model is None or cf.model.dtype != "bfloat16":
         return []
@@ -157,17 +146,17 @@ def fp16_on_bf16(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
 
 @detector("config-peft-base-float32", scope="config", params={},
           evidence=("model", "dtype_setting", "frozen_gib_float32", "frozen_gib_16bit", "compute", "effect"))
-def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def peft_base_float32(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """A LoRA/DoRA/QLoRA run whose frozen base loads in float32 (TRL's ``dtype`` default).
 
     The frozen weights need no fp32 master copy, so float32 only doubles their memory; under
     QLoRA the 4-bit matmuls also compute in float32 (bitsandbytes' "bnb_4bit_compute_dtype=
-    torch.float32" warning, 3x slower: failure_modes.md FM-34) and the unquantized embeddings,
+    torch.float32" warning, 3x slower) and the unquantized embeddings,
     head and norms stay in float32. Full fine-tuning is left alone: float32 weights with bf16
     autocast is the standard mixed-precision recipe there, and so is a run that trains in plain
     float32 (``bf16: false`` and no ``fp16``; TRL 1.x's configs default ``bf16`` to true).
     """
-    if cf.method == "full" or cf.dialect != "trl" or load_dtype(cf) != "float32":
+    if cf.method == "full" or cf.dialect != "trl" or cf.load_dtype != "float32":
         return []
     fp16 = bool(cf.get("fp16"))
     if not fp16 and cf.get("bf16") is False:
@@ -179,8 +168,7 @@ def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
              compute="float32 4-bit matmuls (slow)" if cf.method == "qlora" else "bf16/fp16 autocast over float32 weights")
     size = ""
     if cf.model is not None:
-        pc = cf.model.param_counts()
-        frozen = pc.unquantized if cf.method == "qlora" else pc.total
+        frozen = cf.model.params_unquantized if cf.method == "qlora" else cf.model.params_total
         ev["frozen_gib_float32"] = round(frozen * 4 / 2**30, 2)
         ev["frozen_gib_16bit"] = round(frozen * 2 / 2**30, 2)
         size = f" ({ev['frozen_gib_float32']} GiB instead of {ev['frozen_gib_16bit']})"
@@ -199,11 +187,11 @@ def peft_base_float32(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
           params={"min_ratio": Param("float", "lowest acceptable alpha / r", min=0.0),
                   "max_ratio": Param("float", "highest acceptable alpha / r", min=0.0)},
           evidence=("lora_r", "lora_alpha", "ratio", "suggested_alpha"))
-def lora_alpha_ratio(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def lora_alpha_ratio(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """LoRA alpha/rank outside the range (the tables use alpha = 2r); rsLoRA scales differently."""
     if cf.method == "full" or cf.get("use_rslora"):
         return []
-    d = defaults_of(cf)
+    d = cf.defaults
     r = int(cf.get("lora_r", d["lora_r"]))
     alpha = float(cf.get("lora_alpha", d["lora_alpha"]))
     if r <= 0:
@@ -217,7 +205,7 @@ def lora_alpha_ratio(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detecti
 
 
 @detector("config-lora-targets-missing", scope="config", params={}, evidence=("missing", "available", "model"))
-def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def lora_targets_missing(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """LoRA target modules that do not exist in the model's architecture."""
     if cf.method == "full" or cf.model is None:
         return []
@@ -226,24 +214,25 @@ def lora_targets_missing(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Det
         return []
     names = [t] if isinstance(t, str) else [str(x) for x in t] if isinstance(t, list) else []
     names = [n.strip() for x in names for n in x.split(",") if n.strip()]
-    avail = cf.model.module_names()
+    avail = list(cf.model.module_names)
     # PEFT matches by suffix: "self_attn.q_proj" selects q_proj
     missing = [n for n in names if n.split(".")[-1] not in avail]
     if not missing:
         return []
-    from tuneterm.plan.recommend import target_row
-
-    row = target_row(cf.model.model_type)
+    cf.fact_error("target_row")
+    row = cf.target_row
+    if row is None:
+        return []
     sev = Severity.ERROR if len(missing) == len(names) else Severity.WARNING
     return [Detection(None, None, severity=sev, evidence=_ev(cf, "lora_target_modules", missing=missing, available=avail,
                                                              model=cf.model.name),
-                      fixes=(Fix(key="lora_target_modules", value=row["modules"], why=f"{cf.model.model_type} module names ({row['source']})"),))]
+                      fixes=(Fix(key="lora_target_modules", value=row.values["modules"], why=f"{cf.model.model_type} module names ({row.source})"),))]
 
 
 @detector("config-gc-reentrant-peft", scope="config", params={}, evidence=("use_reentrant",))
-def gc_reentrant_peft(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def gc_reentrant_peft(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """Gradient checkpointing with PEFT and reentrant checkpointing (frozen inputs carry no grad)."""
-    if cf.method == "full" or not cf.get("gradient_checkpointing", defaults_of(cf)["gradient_checkpointing"]):
+    if cf.method == "full" or not cf.get("gradient_checkpointing", cf.default("gradient_checkpointing")):
         return []
     kw = cf.get("gradient_checkpointing_kwargs") or {}
     if isinstance(kw, str):
@@ -256,39 +245,11 @@ def gc_reentrant_peft(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
     return [Detection(None, None, evidence=_ev(cf, "gradient_checkpointing_kwargs", use_reentrant=True))]
 
 
-def _token(v: Any) -> str | None:
-    if isinstance(v, Mapping):
-        v = v.get("content")
-    return v if isinstance(v, str) else None
-
-
-def tokenizer_special_tokens(model_dir: Any) -> dict[str, Any]:
-    """pad/eos tokens (strings or ids) from a local model directory's tokenizer files; {} if none."""
-    out: dict[str, Any] = {}
-    if model_dir is None:
-        return out
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        p = model_dir / name
-        try:
-            if p.is_file() and p.stat().st_size < 8 * 1024 * 1024:
-                data = json.loads(p.read_text(encoding="utf-8"))
-                if isinstance(data, Mapping):
-                    for k in ("pad_token", "eos_token"):
-                        if k not in out and k in data:
-                            out[k] = _token(data[k])
-                    out.setdefault("file", name)
-        except (OSError, ValueError, UnicodeDecodeError):
-            continue
-    return out
-
-
 @detector("config-pad-equals-eos", scope="config", params={}, evidence=("pad_token", "eos_token", "file"))
-def pad_equals_eos(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def pad_equals_eos(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """The pad token is the EOS token (when the tokenizer files are available locally)."""
-    if cf.model is None or cf.model.local_dir is None:
-        return []
-    tok = tokenizer_special_tokens(cf.model.local_dir)
-    if not tok:
+    tok = cf.tokenizer_tokens  # read from a local model directory's tokenizer files, if any
+    if cf.model is None or not tok:
         return []
     pad = cf.get("pad_token") or tok.get("pad_token")
     eos = cf.get("eos_token") or tok.get("eos_token")
@@ -298,7 +259,7 @@ def pad_equals_eos(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection
 
 
 @detector("config-trust-remote-code", scope="config", params={}, evidence=("model",))
-def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def trust_remote_code(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """trust_remote_code is on: the model repository's Python code runs with your permissions."""
     if cf.get("trust_remote_code") is not True:
         return []
@@ -308,31 +269,30 @@ def trust_remote_code(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detect
 @detector("config-does-not-fit", scope="config",
           params={"headroom": Param("float", "warn when the peak is within this fraction of the capacity", min=0.0, max=1.0)},
           evidence=("peak_gib", "capacity_gib", "gpus", "largest", "largest_gib", "method", "phase", "facts_note"))
-def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def does_not_fit(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """The memory estimate of this config exceeds the GPU memory (present or given)."""
     if cf.model is None or cf.gpu_memory_gib is None:
         return []
-    from tuneterm.plan.memory import estimate
-
-    setup = setup_from_config(cf)
-    est = estimate(cf.model, setup)
+    cf.fact_error("memory")  # a setting the estimator refuses
+    est = cf.memory
+    if est is None:
+        return []
     cap = float(cf.gpu_memory_gib)
     head = float(params["headroom"])
     if est.peak_gib * (1 + head) <= cap:
         return []
     sev = Severity.ERROR if est.peak_gib > cap else Severity.WARNING
-    biggest = max(est.components, key=lambda c: c.bytes)
-    fixes = _fit_fixes(cf, setup, cap, head) if cf.dialect == "trl" else []
+    fixes = _fit_fixes(cf, cap, head) if cf.dialect == "trl" else []
     if fixes:
         return [Detection(None, None, severity=sev, evidence=_ev(
             cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
-            gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+            gpus=cf.gpus, largest=est.largest, largest_gib=round(est.largest_gib, 2), method=cf.method, phase=est.peak_phase,
             facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
                         if cf.model.is_guess else "")), fixes=tuple(fixes))]
-    if not setup.gradient_checkpointing:
+    if not est.gradient_checkpointing:
         fixes.append(Fix(key="gradient_checkpointing", value=True, why="keeps one checkpoint per layer instead of every activation"))
-    if setup.batch_size > 1:
-        fixes.append(Fix(key="per_device_train_batch_size", value=max(1, setup.batch_size // 2),
+    if est.batch_size > 1:
+        fixes.append(Fix(key="per_device_train_batch_size", value=max(1, est.batch_size // 2),
                          why="halves activations and logits; raise gradient_accumulation_steps to keep the effective batch"))
     if cf.method == "full":
         fixes.append(Fix(key="use_peft", value=True, why="LoRA keeps only 16-bit weights: no full gradients or optimizer states"))
@@ -340,31 +300,28 @@ def does_not_fit(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
         fixes.append(Fix(key="load_in_4bit", value=True, why="QLoRA: NF4 weights take ~0.56 B/param instead of 2"))
     return [Detection(None, None, severity=sev, evidence=_ev(
         cf, "per_device_train_batch_size", "model_name_or_path", peak_gib=round(est.peak_gib, 2), capacity_gib=round(cap, 2),
-        gpus=cf.gpus, largest=biggest.name, largest_gib=round(biggest.gib, 2), method=cf.method, phase=est.peak_phase,
+        gpus=cf.gpus, largest=est.largest, largest_gib=round(est.largest_gib, 2), method=cf.method, phase=est.peak_phase,
         facts_note=("; this verdict rests on a GUESSED architecture (no config.json, no table entry for the model name)"
                     if cf.model.is_guess else "")),
         fixes=tuple(fixes))]
 
 
-def _fit_fixes(cf: ConfigFacts, setup: Any, cap: float, headroom: float) -> list[Fix]:
+def _fit_fixes(cf: ConfigSubject, cap: float, headroom: float) -> list[Fix]:
     """The planner's ranked changes that make this config fit (``tuneterm plan``'s "to fit"), as
     fixes: the cheapest change first, each key with the peak it predicts. TRL keys only, so only
     for TRL configs; keys of a multi-key change share one reason."""
-    from tuneterm.plan.fit import FitOptions, to_fit
-
     if cf.model is None:
         return []
+    cf.fact_error("fit")
     fixes: list[Fix] = []
-    # config-only changes (more GPUs also need another launch command: `tuneterm plan` shows it)
-    changes = [c for c in to_fit(cf.model, setup, cap, headroom, FitOptions(liger=False)) if not c.command]
-    for change in changes[:2]:
+    for change in cf.fit_changes.get(headroom, ()):
         why = f"predicted peak {change.peak_gib:.1f} GiB of {cap:.1f} GiB; cost: {change.cost}"
         fixes += [Fix(key=k, value=v, why=why) for k, v in change.set.items() if k not in {f.key for f in fixes}]
     return fixes
 
 
 # ---------------------------------------------------------------- validation (what `train` refuses)
-def _problem_detections(cf: ConfigFacts, problems: list[Any]) -> list[Detection]:
+def _problem_detections(cf: ConfigSubject, problems: tuple[Problem, ...]) -> list[Detection]:
     out = []
     for p in problems:
         fixes = (Fix(key=p.fix_key, value=p.fix_value, why=p.fix_why),) if p.fix_key else ()
@@ -376,34 +333,22 @@ def _problem_detections(cf: ConfigFacts, problems: list[Any]) -> list[Detection]
 
 
 @detector("config-unknown-keys", scope="config", params={}, evidence=("key", "problem"))
-def unknown_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def unknown_keys(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """Keys the installed TRL does not know (TRL's parser and ``tuneterm train`` refuse them)."""
-    from tuneterm.preflight.config_validate import schema_problems
-
     if cf.dialect == "llama-factory":
         # judged against a key table of one LLaMA-Factory version, not the installed one: a warning
-        dets = _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "llama-factory")
-                                        if p.kind == "unknown-key"])
-        return [replace(d, severity=Severity.WARNING) for d in dets]
-    if cf.dialect != "trl" or cf.trl_fields is None:
-        return []
-    return _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, "trl", fields=cf.trl_fields)
-                                if p.kind == "unknown-key"])
+        return [replace(d, severity=Severity.WARNING) for d in _problem_detections(cf, cf.unknown_keys)]
+    return _problem_detections(cf, cf.unknown_keys)
 
 
 @detector("config-missing-keys", scope="config", params={}, evidence=("key", "problem"))
-def missing_keys(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def missing_keys(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """Keys the tool needs before it can train (model, dataset, GRPO reward) and pairs that
     exclude each other or need each other (bf16 with fp16, load_in_4bit without use_peft)."""
-    from tuneterm.preflight.config_validate import schema_problems
-
-    return _problem_detections(cf, [p for p in schema_problems(cf.raw, cf.trainer, cf.dialect, fields=None)
-                                if p.kind != "unknown-key"])
+    return _problem_detections(cf, cf.requirement_problems)
 
 
 @detector("config-precision-unsupported", scope="config", params={}, evidence=("key", "problem"))
-def precision_unsupported(cf: ConfigFacts, params: Mapping[str, Any]) -> list[Detection]:
+def precision_unsupported(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Detection]:
     """bf16 (TRL's default) on a machine whose GPUs lack it, or that has none."""
-    from tuneterm.preflight.config_validate import hardware_problems
-
-    return _problem_detections(cf, hardware_problems(cf.raw, cf.dialect, gpu_bf16=cf.gpu_bf16, gpu_name=cf.gpu_name))
+    return _problem_detections(cf, cf.hardware_problems)

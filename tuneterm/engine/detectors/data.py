@@ -1,15 +1,17 @@
-"""Detectors for the ``data`` rules (``rules/diagnostics/data.yaml``) and their evaluation.
+"""Detectors for the ``data`` rules (``rules/diagnostics/data.yaml``).
 
 Each detector is a pure function ``(analysis, params) -> list[Detection]`` over a
-:class:`~tuneterm.preflight.data_analysis.DataAnalysis`, registered with the engine's registry
-(``scope="data"``) under a ``data_`` name. Thresholds come from the rule's ``params``. Computed
+:class:`~tuneterm.engine.data_subject.DataAnalysis` (built by the dataset check,
+:func:`tuneterm.preflight.data_analysis.analyse`), registered with the engine's registry
+(``scope="data"``) under a ``data-`` name. Thresholds come from the rule's ``params``. Computed
 fixes (e.g. the ``max_length`` that keeps 99% of examples whole) are returned as
 ``Detection.fixes`` and put before the rule's static fixes. A detection that points at a row puts
-``line`` (JSONL), ``row`` and ``file`` in its evidence; :func:`evaluate_data` turns them into the
-finding's ``line`` and ``source``.
+``line`` (JSONL), ``row`` and ``file`` in its evidence; the dataset check's subject
+(:func:`tuneterm.preflight.data.data_subject`) turns them into the finding's ``line`` and
+``source``.
 
-Importing this module registers the detectors; it imports numpy but nothing from the training
-stack.
+Importing this module registers the detectors and imports nothing beyond the engine: numpy (not a
+core dependency) is imported inside the detectors, which only run on an analysis numpy built.
 """
 
 from __future__ import annotations
@@ -19,14 +21,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
-from tuneterm.engine.subjects import Subject
-from tuneterm.engine.model import Detection, Finding, Fix, Rule, Severity
+from tuneterm.engine.data_subject import FAMILIES, STANDARD_ROLES, DataAnalysis, RowRef
+from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
-from tuneterm.preflight.data_analysis import STANDARD_ROLES, DataAnalysis, RowRef
-from tuneterm.preflight.data_dedup import near_duplicate_pairs
-from tuneterm.preflight.data_render import FAMILIES
 from tuneterm.textsafe import inert_line
 
 
@@ -85,6 +82,8 @@ def sequences_truncated(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
     Fires when the truncated share reaches ``min_share``; the computed fix is the ``max_length``
     that keeps ``keep_quantile`` of the examples whole.
     """
+    import numpy as np
+
     if an.max_length is None or an.tokenizer is None:
         return []
     ok = an.ok_mask()
@@ -137,6 +136,8 @@ def labels_fully_masked(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
     run trains on fewer examples than the dataset holds; when all are masked, loss is 0 or NaN and
     grad_norm 0 (failure mode FM-3).
     """
+    import numpy as np
+
     if an.trainer == "grpo" or an.tokenizer is None:
         return []
     ok = an.ok_mask()
@@ -196,6 +197,8 @@ def eos_missing(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection]:
     to EOS (or none: TRL then pads with EOS), which makes any collator that masks pad ids mask
     every EOS too (warning, FM-21; TRL 1.16's own collator masks by attention mask).
     """
+    import numpy as np
+
     tf = an.tokenizer
     if tf is None:
         return []
@@ -264,6 +267,8 @@ def chat_template(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection
     pre-rendered in another family's format; sequences starting with two BOS tokens; rows the
     template refuses to render; non-standard roles passed through unchanged (ShareGPT human/gpt).
     """
+    import numpy as np
+
     tf = an.tokenizer
     if tf is None:
         return []
@@ -348,8 +353,8 @@ def duplicates(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection]:
     Duplicates weight some examples several times per epoch (memorisation, epoch-boundary loss
     stairs) and leak between train and eval splits.
     """
-    near = near_duplicate_pairs(an.near_signatures, params["near_threshold"])
-    near = [(i, j, s) for i, j, s in near if an.near_exact_keys[i] != an.near_exact_keys[j]]
+    near = [(i, j, s) for i, j, s in an.near_pairs
+            if s >= params["near_threshold"] and an.near_exact_keys[i] != an.near_exact_keys[j]]
     n_exact, n_near = an.n_exact_dups, len(near)
     total = n_exact + n_near
     if total == 0:
@@ -467,25 +472,3 @@ def inconsistent_schema(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
         **_where(ref),
     }
     return [Detection(None, None, ev)]
-
-
-# --------------------------------------------------------------------------------------------
-def data_subject(an: DataAnalysis) -> Subject:
-    """``an`` as the subject of the ``data`` rule scope: its trainer picks the rules; a finding
-    points at the file named in its evidence (a directory of files), errors first, then by line."""
-
-    def place(rule: Rule, det: Detection) -> tuple[str, int | None]:
-        return str(det.evidence.get("file", an.source)), None
-
-    return Subject(scope="data", value=an, source=an.source, trainer=an.trainer, place=place,
-                   order=lambda f: (-f.severity.rank, f.line or 0, f.code))
-
-
-def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
-    """Judge the analysis by the ``data``-scope rules that apply to ``an.trainer``, through
-    :func:`tuneterm.runs.diagnose.diagnose`; findings sorted errors first, then by line. A
-    detector that raises becomes an info finding ("detector crashed"), never an exception.
-    """
-    from tuneterm.runs.diagnose import diagnose
-
-    return list(diagnose(data_subject(an), rules, scopes=("data",)).findings)
