@@ -155,7 +155,7 @@ def evaluate_rules(
 
     Args:
         scope: the rule scope evaluated; rules of other scopes are skipped.
-        subject: what the scope's detectors read (a Run, ConfigFacts, a data analysis, an eval report).
+        subject: what the scope's detectors read (a Run, a ConfigSubject, a DataAnalysis, an eval report).
         rules: a RuleSet or any iterable of rules.
         source: the file findings are about.
         trainer: the subject's trainer kind.

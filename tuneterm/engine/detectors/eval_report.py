@@ -3,9 +3,10 @@
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
 torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
 records in ``rules/diagnostics/generalization.yaml``. ``tuneterm eval`` judges a report through
-:func:`tuneterm.runs.diagnose.diagnose` (:func:`tuneterm.evaluation.runner.evaluate_report`). The live watcher applies the same text
-analysis (:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's
-``samples.jsonl`` (:mod:`tuneterm.engine.detectors.samples`).
+:func:`tuneterm.runs.diagnose.diagnose` (:func:`tuneterm.evaluation.runner.evaluate_report`). The
+live watcher applies the same text analysis
+(:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's ``samples.jsonl``
+(:mod:`tuneterm.engine.detectors.samples`).
 """
 
 from __future__ import annotations
