@@ -121,7 +121,7 @@ class FitChange:
     cost: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigSubject:
     """A training config normalised to TRL names, with the facts its rules compare.
 

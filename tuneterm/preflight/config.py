@@ -3,8 +3,9 @@
 Public API (used by the ``check`` command and by ``tuneterm train``'s pre-flight):
 
 - :func:`looks_like_config` -- is this path a training config (TRL, LLaMA-Factory or Axolotl YAML)?
-- :func:`check_config` -- read it, apply every ``scope: config`` rule of ``rules/``, and return the
-  facts shown in the summary and the findings, most severe first.
+- :func:`check_config` -- read it, judge it by every ``scope: config`` rule of ``rules/`` (through
+  :func:`tuneterm.runs.diagnose.diagnose`), and return the facts shown in the summary and the
+  findings, most severe first.
 
 >>> import tempfile, os
 >>> fd, p = tempfile.mkstemp(suffix=".yaml"); _ = os.write(fd, b"model_name_or_path: mistralai/Mistral-Small-3.1-24B-Instruct-2503\\nlearning_rate: 5.0e-5\\n"); os.close(fd)
@@ -110,20 +111,6 @@ def subject_of(cf: ConfigFacts, rules: Iterable[Rule]) -> Subject:
                    order=by_severity_code)
 
 
-def evaluate_config(cf: ConfigFacts, rules: Iterable[Rule] | None = None) -> list[Finding]:
-    """Judge ``cf`` by the ``scope: config`` rules (default: every one of ``rules/``) through
-    :func:`tuneterm.runs.diagnose.diagnose`; findings most severe first, then by code.
-
-    A detector that crashes is reported as a finding of its rule (severity info) rather than
-    aborting the check: one broken rule must not hide the others.
-    """
-    from tuneterm.engine.rules import load_rules
-    from tuneterm.runs.diagnose import diagnose
-
-    ruleset = tuple(rules if rules is not None else load_rules(scopes=["config"]).for_scope("config"))
-    return list(diagnose(subject_of(cf, ruleset), ruleset, scopes=("config",)).findings)
-
-
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,
                  trainer: str | None = None, dataset_size: int | None = None,
                  trl_fields: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], list[Finding]]:
@@ -161,7 +148,13 @@ def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus:
     cf = read_config(path, trainer=trainer, gpu_memory_gib=gpu_memory_gib, gpus=gpus, dataset_size=dataset_size,
                      compute_capability=cc, trl_fields=trl_fields if trl_fields is not None else installed_trl_fields(),
                      gpu_bf16=bf16, gpu_name=lacking)
-    findings = evaluate_config(cf)
+    # Judged through the one entry every face calls; a detector that crashes is reported as an
+    # info finding of its rule, so one broken rule does not hide the others.
+    from tuneterm.engine.rules import load_rules
+    from tuneterm.runs.diagnose import diagnose
+
+    rules = tuple(load_rules(scopes=["config"]).for_scope("config"))
+    findings = list(diagnose(subject_of(cf, rules), rules, scopes=("config",)).findings)
     facts = cf.summary()
     if cf.model is not None:
         from tuneterm.errors import TunetermError

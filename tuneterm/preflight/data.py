@@ -21,7 +21,6 @@ Nothing heavy is imported at module level: ``datasets``/``transformers`` load in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -342,7 +341,9 @@ def check_dataset(
         assistant_only_loss=assistant_only_loss,
         near_sample=near_sample,
     )
-    findings = evaluate_data(an, rule_list)
+    from tuneterm.runs.diagnose import diagnose
+
+    findings = list(diagnose(data_subject(an), rule_list, scopes=("data",)).findings)
     return DataReport(
         source=path,
         format=an.format,
@@ -362,16 +363,6 @@ def data_subject(an: DataAnalysis) -> Subject:
 
     return Subject(scope="data", value=an, source=an.source, trainer=an.trainer, place=place,
                    order=lambda f: (-f.severity.rank, f.line or 0, f.code))
-
-
-def evaluate_data(an: DataAnalysis, rules: Iterable[Rule]) -> list[Finding]:
-    """Judge the analysis by the ``data``-scope rules that apply to ``an.trainer``, through
-    :func:`tuneterm.runs.diagnose.diagnose`; findings sorted errors first, then by line. A
-    detector that raises becomes an info finding ("detector crashed"), never an exception.
-    """
-    from tuneterm.runs.diagnose import diagnose
-
-    return list(diagnose(data_subject(an), rules, scopes=("data",)).findings)
 
 
 def render_data_report(report: DataReport, console: Console) -> None:
