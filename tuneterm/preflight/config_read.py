@@ -80,15 +80,6 @@ class ConfigFacts:
         v = self.values.get(key)
         return default if v is None else v
 
-    def line_of(self, *trl_keys: str) -> int | None:
-        """The line of the first of ``trl_keys`` that the file sets (under its own dialect's name)."""
-        for k in trl_keys:
-            src = SOURCE_KEYS.get(self.dialect, {}).get(k, k)
-            for name in (src if isinstance(src, tuple) else (src,)):
-                if name in self.lines:
-                    return self.lines[name]
-        return None
-
     @property
     def effective_batch(self) -> int:
         """per-device batch x gradient accumulation x GPUs (TRL defaults 8 x 1 x 1)."""
@@ -111,7 +102,8 @@ class ConfigFacts:
         return d
 
 
-# TRL key -> the key each dialect writes it as (for line numbers).
+# TRL key -> the key each dialect writes it as (for line numbers: see
+# tuneterm.preflight.config_subject.key_lines).
 SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "llama-factory": {"lora_r": "lora_rank", "max_length": "cutoff_len", "lora_target_modules": "lora_target",
                       "load_in_4bit": "quantization_bit", "use_peft": "finetuning_type", "beta": "pref_beta",
