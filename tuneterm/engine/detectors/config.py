@@ -151,8 +151,8 @@ def peft_base_float32(cf: ConfigSubject, params: Mapping[str, Any]) -> list[Dete
 
     The frozen weights need no fp32 master copy, so float32 only doubles their memory; under
     QLoRA the 4-bit matmuls also compute in float32 (bitsandbytes' "bnb_4bit_compute_dtype=
-    torch.float32" warning, 3x slower) and the unquantized embeddings,
-    head and norms stay in float32. Full fine-tuning is left alone: float32 weights with bf16
+    torch.float32" warning, 3x slower) and the unquantized embeddings, head and norms stay in
+    float32. Full fine-tuning is left alone: float32 weights with bf16
     autocast is the standard mixed-precision recipe there, and so is a run that trains in plain
     float32 (``bf16: false`` and no ``fp16``; TRL 1.x's configs default ``bf16`` to true).
     """
