@@ -20,7 +20,9 @@ Hub id (hub ids have no colon) nor, in practice, a local path:
     JSONL files in ``tuneterm/assets/data/``, loaded through ``datasets`` as a ``DatasetDict`` with a
     ``train`` split and a ``test`` split (the last eighth of the rows), so ``eval_strategy`` works.
 
-Only :func:`resolve_model` and :func:`load_builtin_dataset` import the training stack, lazily.
+Only :func:`resolve_model` and :func:`load_builtin_dataset` import the training stack, lazily. The
+names, the shipped files and whether the model is built are in :mod:`tuneterm.assets.names`, which
+imports nothing heavy (the planner reads the built model's config.json through it).
 """
 
 from __future__ import annotations
@@ -31,62 +33,32 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneterm.errors import ConfigError
-from tuneterm.resources import (
-    BUILTIN_DATASETS,
-    cache_dir,  # re-exported: built assets live in the cache directory
+from tuneterm.assets.names import (  # re-exported: the names are part of this module's API
+    DATA_DIR,
+    DATASETS,
+    PREFIX,
+    TINY_MODEL,
+    built_model_dir,
+    data_path,
+    is_builtin,
+    model_dir,
 )
+from tuneterm.errors import ConfigError
+from tuneterm.resources import cache_dir  # re-exported: built assets live in the cache directory
+
+__all__ = [
+    "DATASETS", "PREFIX", "TINY_MODEL", "built_model_dir", "cache_dir", "data_path", "is_builtin",
+    "build_tiny_model", "describe", "load_builtin_dataset", "model_dir", "resolve_model",
+]
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
-
-PREFIX = "tuneterm:"
-"""Marks a built-in asset name (``tuneterm:tiny-llama``); never a hub id."""
-
-TINY_MODEL = "tuneterm:tiny-llama"
-DATASETS: dict[str, str] = BUILTIN_DATASETS
-_BUILD_VERSION = "v1"  # bump when the recipe below changes, so stale caches are rebuilt
-_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 SPECIAL_TOKENS = ("<|pad|>", "<|unk|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
-
-
-def is_builtin(name: object) -> bool:
-    """True when ``name`` names a built-in asset (``tuneterm:...``).
-
-    >>> is_builtin("tuneterm:tiny-llama"), is_builtin("Qwen/Qwen2.5-0.5B-Instruct")
-    (True, False)
-    """
-    return isinstance(name, str) and name.startswith(PREFIX)
-
-
-def data_path(name: str) -> Path:
-    """Path of the JSONL file behind built-in dataset ``name``.
-
-    Raises:
-        ConfigError: ``name`` is not one of :data:`DATASETS`.
-    """
-    try:
-        return _DATA_DIR / DATASETS[name]
-    except KeyError:
-        known = ", ".join(sorted(DATASETS))
-        raise ConfigError(f"unknown built-in dataset {name!r} (known: {known})") from None
-
-
-def built_model_dir(name: str) -> Path | None:
-    """The directory of the built-in model ``name`` if it has been built already, else None.
-
-    Builds nothing and imports nothing heavy: the planner and the pre-flight check use it to read
-    the tiny model's config.json like any local model's.
-    """
-    if name != TINY_MODEL:
-        return None
-    target = cache_dir() / f"tiny-llama-{_BUILD_VERSION}"
-    return target if (target / "config.json").is_file() else None
 
 
 def resolve_model(name: str) -> str:
@@ -103,7 +75,7 @@ def resolve_model(name: str) -> str:
         return name
     if name != TINY_MODEL:
         raise ConfigError(f"unknown built-in model {name!r} (known: {TINY_MODEL})")
-    target = cache_dir() / f"tiny-llama-{_BUILD_VERSION}"
+    target = model_dir()
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +100,7 @@ def _training_texts() -> list[str]:
     # The tokenizer is trained on the first three sets only: adding a data set must not change the
     # tiny model (its cache key is _BUILD_VERSION).
     for fname in ("tiny_sft.jsonl", "tiny_dpo.jsonl", "tiny_prompts.jsonl"):
-        with open(_DATA_DIR / fname, encoding="utf-8") as fh:
+        with open(DATA_DIR / fname, encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)
                 for key in ("messages", "prompt", "chosen", "rejected"):

@@ -600,7 +600,7 @@ def resolve_model(spec: str, *, online: bool | None = None) -> ModelFacts:
         raise ConfigError("empty model name")
     if spec.startswith("tuneterm:"):
         # tuneterm's built-in tiny model: its local build, once `tuneterm train` has made it
-        from tuneterm.assets.builtin import built_model_dir
+        from tuneterm.assets.names import built_model_dir
 
         built = built_model_dir(spec)
         if built is None:
