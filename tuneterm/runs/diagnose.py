@@ -8,11 +8,16 @@ Every face judges its subject here, whatever the scope:
   :func:`tuneterm.runs.load.load_source` (a run directory with its status, ``died`` mark and
   progress; any other log through the format parsers) and judged by :func:`evaluate_run`: the log
   rules (crash and runtime rules included) and, when the run recorded sample generations,
-  ``degenerate-generations`` on them (an ``eval`` rule). A live watcher that follows a growing run
-  calls :func:`evaluate_run` on the run it keeps up to date.
+  ``degenerate-generations`` on them (an ``eval`` rule; the samples are a subject of their own,
+  :func:`~tuneterm.engine.detectors.samples.samples_subject`). A live watcher that follows a
+  growing run hands :func:`diagnose` the run it keeps up to date.
 - ``config``, ``data``, ``eval``: ``check CONFIG|PIPELINE|DATA`` and ``tuneterm eval`` read their
   subject in the layers above (they need the planner, tokenizers, models) and hand it down as a
-  :class:`~tuneterm.engine.subjects.Subject`; it is judged by the engine's one evaluation loop.
+  :class:`~tuneterm.engine.subjects.Subject`.
+
+Every subject, a run's samples included, is judged by the engine's one evaluation loop
+(:func:`tuneterm.engine.evaluate.evaluate_rules`): a detector that raises is its rule's "detector
+crashed" finding, never an exception out of :func:`diagnose`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from tuneterm.engine.detectors.samples import samples_findings
+from tuneterm.engine.detectors.samples import samples_subject
 from tuneterm.engine.evaluate import evaluate, evaluate_subject
 from tuneterm.engine.model import Finding, Rule
 from tuneterm.engine.subjects import Subject
@@ -70,7 +75,7 @@ def evaluate_run(run: Run, rules: Iterable[Rule], scopes: Collection[str] = RUN_
     rules = tuple(rules)
     found = list(evaluate(run, rules)) if "log" in scopes else []
     if run.samples and "eval" in scopes:
-        found += samples_findings(run, rules)
+        found += evaluate_subject(samples_subject(run), rules)
     found.sort(key=_order)
     return found
 

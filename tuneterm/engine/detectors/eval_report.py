@@ -1,12 +1,13 @@
 """Eval-scope detectors (``catastrophic-forgetting``, ``degenerate-generations``) and findings.
 
 Both read an :class:`~tuneterm.evaluation.results.EvalReport` (generations already scored; no
-torch) and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
+torch) or a run's sample generations (a :class:`~tuneterm.engine.detectors.samples.RunSamples`)
+and return :class:`~tuneterm.engine.model.Detection` records; thresholds come from the rule
 records in ``rules/diagnostics/generalization.yaml``. ``tuneterm eval`` judges a report through
-:func:`tuneterm.runs.diagnose.diagnose` (:func:`tuneterm.evaluation.runner.evaluate_report`). The
-live watcher applies the same text analysis
-(:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`) to a run's ``samples.jsonl``
-(:mod:`tuneterm.engine.detectors.samples`).
+:func:`tuneterm.runs.diagnose.diagnose` (:func:`tuneterm.evaluation.runner.evaluate_report`), and
+``diagnose`` judges a run's ``samples.jsonl`` the same way (the same text analysis,
+:func:`tuneterm.engine.detectors.degenerate.detect_degenerate`, with the run's first sampling point
+as the baseline: :func:`tuneterm.engine.detectors.samples.detect_samples`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.detectors.degenerate import detect_degenerate
+from tuneterm.engine.detectors.samples import RunSamples, detect_samples
 from tuneterm.textsafe import inert_line
 
 _DEGENERATE_EVIDENCE = (
@@ -52,11 +54,14 @@ def eval_degenerate_generations(report: Any, params: Mapping[str, Any]) -> list[
     """Degenerate fine-tuned outputs (loops, repetition, empty, never-ending) vs the base model.
 
     Judges the held-out answers and the probe answers separately (each against the base model's
-    answers to the same prompts) and reports the worse of the two.
+    answers to the same prompts) and reports the worse of the two. A run's samples are judged
+    against the run's first sampling point (:func:`~tuneterm.engine.detectors.samples.detect_samples`).
 
     >>> eval_degenerate_generations.__name__
     'eval_degenerate_generations'
     """
+    if isinstance(report, RunSamples):
+        return detect_samples(report, params)
     sets: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
     if report.examples:
         sets.append((
@@ -105,8 +110,11 @@ def eval_catastrophic_forgetting(report: Any, params: Mapping[str, Any]) -> list
     ``pass_drop_error`` or degenerate share up by ``degenerate_increase_error`` is an error; the
     ``*_warning`` thresholds give a warning. Computed fixes use the run's own config when the
     fine-tuned model came from a tuneterm run directory (learning rate / 3, half the epochs, LoRA
-    when it was full fine-tuning).
+    when it was full fine-tuning). A run's samples have no base model to compare with: nothing to
+    judge there.
     """
+    if isinstance(report, RunSamples):
+        return []
     pr = report.probes
     if pr is None:
         return []
