@@ -3,8 +3,9 @@
 The evaluator tails a log file or run directory with a follower (:func:`tuneterm.runs.follow.follower`:
 only new complete lines are parsed), and re-runs the rules only when something a rule reads has
 changed: new metric points, new events (a traceback, ``Killed``), new samples, or a new state in
-status.json. Evaluation is the same :func:`tuneterm.runs.diagnose.evaluate_run` as ``doctor`` (the
-log rules, the crash rules and ``degenerate-generations`` on samples). To stay cheap on long runs
+status.json. Evaluation is the same :func:`tuneterm.runs.diagnose.diagnose` as ``doctor``, handed
+the run kept up to date here (the log rules, the crash rules and ``degenerate-generations`` on
+samples; nothing is read again). To stay cheap on long runs
 it is throttled: the next evaluation waits at least twice as long as the last one took, so the
 watcher never spends more than about a third of a core, and a finding still shows within a
 second while an evaluation takes under ~250 ms (benchmarks/bench_watch.py: a new line on a
@@ -25,7 +26,7 @@ from typing import Any
 
 from tuneterm.engine.model import Finding, Rule, Severity
 from tuneterm.logs.model import Progress, Run, RunStatus
-from tuneterm.runs.diagnose import evaluate_run, has_evidence
+from tuneterm.runs.diagnose import diagnose, has_evidence
 from tuneterm.runs.follow import follower
 from tuneterm.runs.layout import SAMPLES, is_run_dir
 from tuneterm.runs.load import read_samples
@@ -160,7 +161,7 @@ class LiveEvaluator:
         if not has_evidence(run):
             return up
         t0 = time.perf_counter()
-        self.findings = evaluate_run(run, self.rules)
+        self.findings = list(diagnose(run, self.rules).findings)
         up.eval_s = time.perf_counter() - t0
         self.last_eval_s = up.eval_s
         self.total_eval_s += up.eval_s
