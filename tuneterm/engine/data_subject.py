@@ -179,11 +179,6 @@ class DataAnalysis:
     longest: list[tuple[int, int, RowRef, str]] = field(default_factory=list)  # (tokens, -index, ref, preview)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def rows_checked(self) -> int:
-        """Rows rendered with the tokenizer (all rows, or the sample)."""
-        return len(self.refs)
-
     def ok_mask(self) -> np.ndarray:
         """Rows that rendered (no template error)."""
         return self.lengths >= 0

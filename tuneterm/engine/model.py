@@ -83,7 +83,7 @@ class Rule:
     message: str
     why: str
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    scope: str = "log"  # what the detector reads: "log" (a Run), "config", "data", "samples"
+    scope: str = "log"  # what the detector reads: "log" (a Run), "config", "data", "eval"
     causes: tuple[str, ...] = ()
     fixes: tuple[Fix, ...] = ()
     references: tuple[str, ...] = ()

@@ -31,7 +31,6 @@ DETECTOR_MODULES: dict[str, tuple[str, ...]] = {
     "log": ("tuneterm.engine.detectors",),
     "config": ("tuneterm.engine.detectors.config",),
     "data": ("tuneterm.engine.detectors.data",),
-    "samples": (),
     "eval": ("tuneterm.engine.detectors.eval_report",),
 }
 """Per rule scope, the modules that register its detectors when imported. They are imported
@@ -161,7 +160,8 @@ def detector(
         params: the parameter schema (name -> :class:`Param`).
         evidence: keys the detector puts in ``Detection.evidence`` (message templates may use
             these, the rule's params, ``first_step`` and ``last_step``).
-        scope: what the detector reads: ``log`` (a Run), ``config``, ``data``, ``samples``.
+        scope: what the detector reads: ``log`` (a Run), ``config``, ``data``, ``eval`` (an eval
+            report or a run's samples).
 
     Raises:
         ValueError: the name is already registered to another function.

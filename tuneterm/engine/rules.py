@@ -34,7 +34,7 @@ from tuneterm.logs.model import TRAINER_KINDS
 CODE_RE = re.compile(r"^[A-Z]\d{3}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SCOPES = ("log", "config", "data", "samples", "eval")
+SCOPES = ("log", "config", "data", "eval")
 # Placeholders every message may use besides the detector's evidence keys and the rule's params.
 STANDARD_FIELDS = ("first_step", "last_step", "code", "name", "trainer")
 

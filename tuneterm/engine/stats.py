@@ -121,14 +121,6 @@ def median(values: Sequence[float]) -> float:
     return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2.0
 
 
-def mad(values: Sequence[float], center: float | None = None) -> float:
-    """Median absolute deviation around ``center`` (the median by default)."""
-    if not values:
-        return math.nan
-    c = median(values) if center is None else center
-    return median([abs(v - c) for v in values])
-
-
 def relative_change(first: float, last: float) -> float:
     """``(first - last) / |first|``: the fraction by which a quantity fell (negative if it rose)."""
     if first == 0:

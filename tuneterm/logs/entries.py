@@ -153,7 +153,6 @@ class EntrySink:
         self.last_epoch: float | None = None
         self.last_step: int | None = None
         self.entries = 0
-        self.summary_entries = 0
         self.bad_values = 0
         self._plans: dict[tuple[str, ...], list[list[Any]]] = {}
         # add_many's packed columns not yet appended: id(steps array) -> (steps, values, chunks, chunks)
@@ -286,8 +285,6 @@ class EntrySink:
                     lines.add(step, line)
                 else:
                     lines.setdefault(step, line)
-        elif any(item[1] == 2 for item in plan):
-            self.summary_entries += 1
         return added
 
     def add_many(self, entries: list[Any]) -> tuple[int, int]:
@@ -440,8 +437,6 @@ class EntrySink:
             self.entries += n
             self.last_step = steps[-1]
             return n
-        if any(item[1] == 2 for item in plan):
-            self.summary_entries += n
         return 0
 
     def _queue(self, steps: array[int], values: array[float], step_bytes: bytes, value_bytes: bytes) -> None:

@@ -29,7 +29,7 @@ from tuneterm.logs.console import ConsoleParser
 from tuneterm.logs.csvfmt import read_csv
 from tuneterm.logs.facts import apply_adapter_config, apply_config, apply_model_config, load_mapping
 from tuneterm.logs.infer import infer_facts
-from tuneterm.logs.jsonfmt import NotJsonError, decode_json, read_json_doc, read_json_file
+from tuneterm.logs.jsonfmt import NotJsonError, read_json_file
 from tuneterm.logs.jsonl import JsonlParser
 from tuneterm.logs.model import Run
 from tuneterm.logs.textio import LineSplitter, iter_segments, looks_binary, read_head, show
@@ -326,15 +326,3 @@ def _log_candidates(d: Path) -> list[Path]:
         return 9
 
     return sorted(out, key=rank)
-
-
-def load_json_bytes(data: bytes, source: str = "<bytes>") -> Run:
-    """Parse JSON bytes already in memory (tests, stdin); same rules as a JSON file."""
-    run = Run(source=source, format="unknown")
-    try:
-        doc = decode_json(data, Path(source))
-    except json.JSONDecodeError:
-        read_json_file(run, Path(source), data)
-    else:
-        read_json_doc(run, doc, Path(source))
-    return infer_facts(run)

@@ -139,11 +139,6 @@ class LineSplitter:
                     yield self.lineno + 1, seg
         self._skipping = False
 
-    @property
-    def pending_bytes(self) -> int:
-        """Characters held for an unfinished line."""
-        return len(self._pending)
-
 
 def iter_segments(path: Path, splitter: LineSplitter | None = None) -> Iterator[tuple[int, str]]:
     """Stream ``(line_number, segment)`` from a file in 1 MiB blocks; see :class:`LineSplitter`."""

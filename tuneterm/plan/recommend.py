@@ -144,7 +144,7 @@ def epochs_for(dataset_size: int, size_b: float) -> tuple[int, list[dict[str, An
     return epochs, used
 
 
-def precision_for(compute_capability: float | None, model_dtype: str) -> tuple[str, dict[str, Any]]:
+def precision_for(compute_capability: float | None) -> tuple[str, dict[str, Any]]:
     """``bf16`` or ``fp16`` for a GPU compute capability (bf16 when unknown: every GPU sold since 2020)."""
     if compute_capability is not None and compute_capability < 8.0:
         return "fp16", _row("memory", "precision-fp16")
@@ -264,7 +264,7 @@ def _adapter(model: ModelFacts, setup: TrainSetup, task: str, fixed: frozenset[s
 
 def _precision(model: ModelFacts, setup: TrainSetup, cc: float | None, fixed: frozenset[str],
                recs: list[Recommendation], warnings: list[str]) -> TrainSetup:
-    prec, prow = precision_for(cc, model.dtype)
+    prec, prow = precision_for(cc)
     why = prow["why"]
     if prec == "fp16" and model.dtype == "bfloat16":
         why += f"; {model.name} was pretrained in bf16: fp16 activations may overflow"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tuneterm.engine.data_subject import FAMILIES, DataAnalysis, RowRef, TokenizerFacts
+from tuneterm.engine.data_subject import DataAnalysis, RowRef, TokenizerFacts
 from tuneterm.errors import InputError, NoMetricsError
 from tuneterm.preflight.data_dedup import exact_key, minhash_signatures, near_duplicate_pairs
 from tuneterm.preflight.data_formats import (
@@ -367,8 +367,3 @@ def _add_notes(an: DataAnalysis, fmt: str, chat: bool, sample: int | None) -> No
         an.notes.append("no --model: token lengths, truncation, label masking, EOS and chat template not checked")
     elif not an.tokenizer.has_template and an.conversational:
         an.notes.append("lengths measured with a plain 'role: content' layout: the tokenizer has no chat template")
-
-
-def family_markers_missing(facts: TokenizerFacts, family: str) -> bool:
-    """True when ``family``'s special markers are not single tokens of this tokenizer."""
-    return family not in facts.vocab_families and family in FAMILIES

@@ -101,11 +101,6 @@ def detect_row_format(row: Any) -> str | None:
     return None
 
 
-def is_chat(value: Any) -> bool:
-    """TRL's ``is_conversational`` test for one field: a list whose first item is a dict with ``role``."""
-    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping) and "role" in value[0]
-
-
 def content_text(content: Any) -> str | None:
     """The text of a message ``content`` (a string, or a list of ``{"type": "text", "text"}`` parts).
 

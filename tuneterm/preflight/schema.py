@@ -90,10 +90,6 @@ class TrainerSchema:
     fields: Mapping[str, Mapping[str, Any]]
     config_fields: frozenset[str]
 
-    def type_of(self, key: str) -> Descriptor:
-        """The type descriptor of ``key`` (which must be a field)."""
-        return dict(self.fields[key]["type"])
-
 
 @dataclass(frozen=True, slots=True)
 class Schema:

@@ -140,13 +140,3 @@ def show(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
-
-
-def change_line(change: Change) -> str:
-    """``key: old → new  # why · fixes CODE`` (plain text; callers make it inert).
-
-    >>> change_line(Change("learning_rate", 1e-4, 5e-5, "the size table rate", ("L103",)))
-    'learning_rate: 5e-05 → 0.0001  # the size table rate · fixes L103'
-    """
-    codes = ", ".join(change.findings)
-    return f"{change.key}: {show(change.was)} → {show(change.value)}  # {change.why} · fixes {codes}"

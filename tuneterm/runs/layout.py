@@ -127,7 +127,6 @@ MARKERS = (STATUS, METRICS, LAUNCH)
 PROGRESS_FILES = (METRICS, STATUS, STDERR, STDOUT, SAMPLES)
 """Files whose changes make an earlier findings.json stale."""
 
-STATES = ("starting", "running", "finished", "failed", "stopped")
 LIVE_STATES = ("starting", "running")
 TERMINAL_STATES = frozenset({"finished", "failed", "stopped"})
 
@@ -281,10 +280,6 @@ class RunDir:
         if not isinstance(data, dict):
             raise InputError(f"{self.launch}: not a JSON object")
         return data
-
-    def is_terminal(self) -> bool:
-        """True when status.json says finished, failed or stopped."""
-        return self.read_status().get("state") in TERMINAL_STATES
 
 
 def create_run_dir(root: Path, name: str | None, stem: str) -> RunDir:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tuneterm.engine.model import Finding, Rule, Severity
+from tuneterm.engine.model import Finding, Rule
 from tuneterm.logs.model import Progress, Run, RunStatus
 from tuneterm.runs.diagnose import diagnose, has_evidence
 from tuneterm.runs.follow import follower
@@ -77,7 +77,6 @@ class LiveEvaluator:
         self.fired: dict[str, Finding] = {}
         self.evaluations = 0
         self.last_eval_s = 0.0
-        self.total_eval_s = 0.0
         self._next_eval = 0.0
         self._dirty = False
         self._sig: tuple[Any, ...] = ()
@@ -164,7 +163,6 @@ class LiveEvaluator:
         self.findings = list(diagnose(run, self.rules).findings)
         up.eval_s = time.perf_counter() - t0
         self.last_eval_s = up.eval_s
-        self.total_eval_s += up.eval_s
         self.evaluations += 1
         self._dirty = False
         self._next_eval = time.monotonic() + max(self.min_interval, 2 * up.eval_s)
@@ -175,7 +173,3 @@ class LiveEvaluator:
                 self.fired[f.code] = f
                 up.new.append(f)
         return up
-
-    def errors_fired(self) -> list[Finding]:
-        """Error findings reported during the watch (even if a later evaluation dropped them)."""
-        return [f for f in self.fired.values() if f.severity is Severity.ERROR]

@@ -30,7 +30,6 @@ the next step end after the first error finding when ``stop_on="error"``, record
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import sys
@@ -486,11 +485,6 @@ def _rss_mib() -> float | None:
         return round(pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024), 1)
     except (OSError, ValueError, IndexError):
         return None
-
-
-def finite_or_none(x: float | None) -> float | None:
-    """``x`` if it is a finite number, else None (helper for progress lines)."""
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def _finding_line(f: Any) -> str:

@@ -40,9 +40,6 @@ class NavBar(Static):
             t.append(f"  {extra}", style="dim")
         return t
 
-    def set_extra(self, extra: str) -> None:
-        self.update(self._line(self.current, extra))
-
 
 class MainScreen(Screen[None]):
     """Base of the four main screens (one per app mode)."""
