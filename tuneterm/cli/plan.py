@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tuneterm.cli import app
 from tuneterm.errors import ConfigError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.text import Text
 
-def _console() -> Any:
+    from tuneterm.plan.gpu import SystemProfile
+    from tuneterm.plan.recommend import Plan
+    from tuneterm.plan.verdict import FitVerdict
+
+
+def _console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False)
 
 
-def _t(text: Any) -> Any:
+def _t(text: object) -> Text:
     """Untrusted text (model names, process command lines) as an inert rich Text."""
     from rich.text import Text
 
@@ -32,7 +42,7 @@ def _t(text: Any) -> Any:
     return Text(inert_line(str(text), 300))
 
 
-def _indented(indent: int, text: Any, limit: int = 1000) -> Any:
+def _indented(indent: int, text: object, limit: int = 1000) -> Padding:
     """Untrusted text made inert, wrapped by rich with a hanging indent of ``indent`` spaces."""
     from rich.padding import Padding
     from rich.text import Text
@@ -50,7 +60,7 @@ def _fmt(v: Any, unit: str = "", nd: int = 1) -> str:
     return f"{v}{unit}"
 
 
-def render_profile(prof: Any, console: Any) -> None:
+def render_profile(prof: SystemProfile, console: Console) -> None:
     """Print a :class:`~tuneterm.plan.gpu.SystemProfile` as tables."""
     from rich.table import Table
 
@@ -196,7 +206,7 @@ def _gib(v: float) -> str:
     return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
 
 
-def _render_plan(plan: Any, verdict: Any, gpu_note: str | None, written: Any) -> None:
+def _render_plan(plan: Plan, verdict: FitVerdict, gpu_note: str | None, written: Path | None) -> None:
     from rich.table import Table
 
     c = _console()

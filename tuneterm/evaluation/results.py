@@ -12,7 +12,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from tuneterm.version import __version__
 from tuneterm.engine.model import Finding, Severity
@@ -30,6 +30,43 @@ from tuneterm.evaluation.metrics import (
     rouge,
 )
 from tuneterm.evaluation.probes import Probe, ProbeSet
+
+
+
+class EvalTarget(TypedDict, total=False):
+    """The fine-tuned model evaluated: :meth:`tuneterm.evaluation.models.Target.to_dict` and the
+    base model it was compared with (``base_resolved``, a local path or a Hub id)."""
+
+    spec: str
+    kind: str
+    model_path: str
+    is_adapter: bool
+    base: str | None
+    run_dir: str | None
+    train_data: str | None
+    base_resolved: str
+
+
+class PromptFormats(TypedDict):
+    """How each model was prompted (``chat`` template or ``plain`` text)."""
+
+    base: str
+    finetuned: str
+
+
+class EvalSettings(TypedDict, total=False):
+    """How the generations were made and compared (``settings`` of the JSON report)."""
+
+    decoding: str
+    max_new_tokens: int
+    prompt_format: PromptFormats
+    runtime: Mapping[str, Any]  # :meth:`tuneterm.evaluation.models.Runtime.to_dict`
+    seed: int
+    bootstrap_resamples: int
+    confidence: float
+    probes: str
+    trust_remote_code: bool
+
 
 METRIC_LABELS: Mapping[str, str] = {
     "rouge1": "ROUGE-1",
@@ -201,10 +238,10 @@ class ProbeReport:
 class EvalReport:
     """Everything ``tuneterm eval`` found: the JSON contract of ``--format json``."""
 
-    target: Mapping[str, Any]
+    target: EvalTarget
     base_name: str
     selection: Selection
-    settings: Mapping[str, Any]
+    settings: EvalSettings
     examples: tuple[ExampleResult, ...]
     base: ModelSummary
     finetuned: ModelSummary
@@ -230,7 +267,7 @@ class EvalReport:
         )
         return ordered if k is None else ordered[:k]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, int | str]:
         """Counts of findings by severity and the headline verdict."""
         counts = {s.value: sum(f.severity == s for f in self.findings) for s in Severity}
         rl = self.delta("rougeL")
@@ -284,11 +321,11 @@ def _summary(label: str, name: str, gens: Sequence[Generation], scores: Sequence
 
 def build_report(
     *,
-    target: Mapping[str, Any],
+    target: EvalTarget,
     base_name: str,
     finetuned_name: str,
     selection: Selection,
-    settings: Mapping[str, Any],
+    settings: EvalSettings,
     examples: Sequence[EvalExample],
     base_gens: Sequence[Generation],
     finetuned_gens: Sequence[Generation],
@@ -356,10 +393,10 @@ def build_report(
             finetuned_degenerate=summarize([r.finetuned_check for r in presults]),
         )
     return EvalReport(
-        target=dict(target),
+        target=EvalTarget(**target),
         base_name=base_name,
         selection=selection,
-        settings=dict(settings),
+        settings=EvalSettings(**settings),
         examples=tuple(results),
         base=base_sum,
         finetuned=ft_sum,

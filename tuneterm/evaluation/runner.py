@@ -32,7 +32,7 @@ from tuneterm.evaluation.models import (
     resolve_target,
 )
 from tuneterm.evaluation.probes import load_probes
-from tuneterm.evaluation.results import EvalReport, build_report
+from tuneterm.evaluation.results import EvalReport, EvalSettings, build_report
 
 Progress = Callable[[str], None]
 
@@ -201,7 +201,7 @@ def _run_eval(opts: EvalOptions, progress: Progress | None) -> EvalReport:
     ft_gens, ft_style, ft_pgens, ft_ppl = answer(model, ft_tok, "fine-tuned")
     _free(model)
 
-    settings = {
+    settings: EvalSettings = {
         "decoding": "greedy",
         "max_new_tokens": opts.max_new_tokens,
         "prompt_format": {"base": base_style, "finetuned": ft_style},

@@ -37,13 +37,29 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from tuneterm.runs.layout import GPU, METRICS, SAMPLES, RunDir
 from tuneterm.train.live_rules import LiveRules
 from tuneterm.train.workers import WorkerReporter
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from torch.utils.data import DataLoader
+    from transformers import (
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
+
+    from tuneterm.engine.model import Finding
+    from tuneterm.logs.model import Run
+    from tuneterm.report.notify import Notifier
 
 _STATUS_EVERY_S = 2.0
 
@@ -108,7 +124,7 @@ class TunetermCallback(TrainerCallback):
         stop_on: str = "never",
         samples: bool = True,
         notify: Sequence[str] = (),
-        tokenizer: Any = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         prompts: Sequence[SamplePrompt] = (),
         sample_every: int = 0,
         max_new_tokens: int = 32,
@@ -142,11 +158,11 @@ class TunetermCallback(TrainerCallback):
         self._files: dict[str, IO[str]] = {}
         self._last_status = 0.0
         self._last_sample_step = -1
-        self._nvml: Any = None
+        self._nvml: ModuleType | None = None  # pynvml, once initialised
         self._rules: LiveRules | None = None
-        self._notifier: Any = None
+        self._notifier: Notifier | None = None
         self._unhook: Callable[[], None] | None = None
-        self._stop_finding: Any = None
+        self._stop_finding: Finding | None = None
         self._term_requested = False
         self._opened = not self._own
 
@@ -214,7 +230,7 @@ class TunetermCallback(TrainerCallback):
         self._files.clear()
 
     # -- events ------------------------------------------------------------------------------
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         if self._own and not self._opened:
@@ -225,7 +241,7 @@ class TunetermCallback(TrainerCallback):
         self._status(**fields)
         self._last_status = time.monotonic()
 
-    def _open(self, args: Any, state: Any, kwargs: Mapping[str, Any]) -> None:
+    def _open(self, args: TrainingArguments, state: TrainerState, kwargs: Mapping[str, Any]) -> None:
         """Create the own run directory; set up samples, the rules thread, crash hooks, notifier."""
         from tuneterm.train.attach import install_crash_hooks, install_stop_signal, open_run_dir
 
@@ -261,7 +277,14 @@ class TunetermCallback(TrainerCallback):
         self._rules = LiveRules(self.rd, self._on_finding)
         self._rules.start()
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero or logs is None:
             return
         now = time.time()
@@ -279,7 +302,7 @@ class TunetermCallback(TrainerCallback):
         if self._rules is not None:
             self._rules.nudge()
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self._stop_agreed(args):
             control.should_training_stop = True
             if self._stop_finding is not None and state.is_world_process_zero:
@@ -296,7 +319,7 @@ class TunetermCallback(TrainerCallback):
         if self._samples_enabled() and state.global_step % self.sample_every == 0:
             self._sample(kwargs.get("model"), state.global_step)
 
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if state.is_world_process_zero:
             if self._samples_enabled() and self._last_sample_step != state.global_step and not self._stopping():
                 self._sample(kwargs.get("model"), state.global_step)
@@ -305,7 +328,7 @@ class TunetermCallback(TrainerCallback):
                 self._finish(state)
         self.close()
 
-    def _finish(self, state: Any) -> None:
+    def _finish(self, state: TrainerState) -> None:
         """Record the end of an own run, evaluate it once more and notify."""
         from tuneterm.runs.writer import now_iso
 
@@ -328,7 +351,7 @@ class TunetermCallback(TrainerCallback):
             self._notifier.close()
 
     # -- rules and notifications (own run directories) ----------------------------------------
-    def _on_finding(self, finding: Any) -> None:
+    def _on_finding(self, finding: Finding) -> None:
         """A finding fired (rules thread): ask the loop to stop on an error, notify."""
         from tuneterm.engine.model import Severity
 
@@ -343,7 +366,7 @@ class TunetermCallback(TrainerCallback):
     def _crashed(self, state: str, error: str | None) -> None:
         """The process is ending without on_train_end (recorded by the crash hooks): evaluate the
         run once more (the crash rules read the traceback), notify, and let the message go out."""
-        findings: list[Any] = self._rules.final() if self._rules is not None else []
+        findings: list[Finding] = self._rules.final() if self._rules is not None else []
         if self._notifier is not None:
             self._notifier.run_ended(self.rd, state, error, findings, self._parsed_run())
             self._notifier.close()
@@ -352,13 +375,13 @@ class TunetermCallback(TrainerCallback):
         if self._notifier is not None:
             self._notifier.run_ended(self.rd, state, error, self._rules_findings(), self._parsed_run())
 
-    def _rules_findings(self) -> list[Any]:
-        live = getattr(self._rules, "_live", None)
+    def _rules_findings(self) -> list[Finding]:
+        live = self._rules.evaluator if self._rules is not None else None
         return list(live.findings) if live is not None else []
 
-    def _parsed_run(self) -> Any:
+    def _parsed_run(self) -> Run | None:
         """The run as the rules thread read it (for the advisor's prescription), or None."""
-        live = getattr(self._rules, "_live", None)
+        live = self._rules.evaluator if self._rules is not None else None
         return live.run if live is not None else None
 
     def _stopping(self) -> bool:
@@ -370,7 +393,7 @@ class TunetermCallback(TrainerCallback):
         self.rd.update_status(stop_requested=True)
 
     # -- stop --------------------------------------------------------------------------------
-    def _stop_agreed(self, args: Any) -> bool:
+    def _stop_agreed(self, args: TrainingArguments) -> bool:
         local = self._stopping()
         if int(getattr(args, "world_size", 1) or 1) <= 1:
             return local
@@ -393,7 +416,7 @@ class TunetermCallback(TrainerCallback):
             and bool(self.prompts)
         )
 
-    def _sample(self, model: Any, step: int) -> None:
+    def _sample(self, model: PreTrainedModel | PeftModel | None, step: int) -> None:
         if model is None:
             return
         import torch
@@ -487,14 +510,14 @@ def _rss_mib() -> float | None:
         return None
 
 
-def _finding_line(f: Any) -> str:
+def _finding_line(f: Finding) -> str:
     """``S101 lr-zero: message`` (one inert line)."""
     from tuneterm.textsafe import inert_line
 
     return inert_line(f"{f.code} {f.name}: {f.message}", 300)
 
 
-def _default_prompts(tokenizer: Any, loader: Any) -> list[SamplePrompt]:
+def _default_prompts(tokenizer: PreTrainedTokenizerBase, loader: DataLoader[Any] | None) -> list[SamplePrompt]:
     """Prompts for samples of a trainer tuneterm did not build: the first rows of the training
     dataset when they still hold text (``messages``, ``prompt``, ``text``), else a few general
     prompts; rendered with the chat template when there is one."""

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tuneterm.runs.layout import RunDir
+
+if TYPE_CHECKING:
+    from tuneterm.engine.model import Finding
+    from tuneterm.runs.live import LiveEvaluator
 
 _IDLE_WAKE_S = 5.0  # re-evaluate a silent run now and then (stall and death checks)
 
@@ -34,14 +38,14 @@ class LiveRules:
         min_interval: shortest time between two evaluations, seconds.
     """
 
-    def __init__(self, rd: RunDir, on_finding: Callable[[Any], None], *, min_interval: float = 0.2) -> None:
+    def __init__(self, rd: RunDir, on_finding: Callable[[Finding], None], *, min_interval: float = 0.2) -> None:
         self.rd = rd
         self.on_finding = on_finding
         self.min_interval = min_interval
         self._wake = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._live: Any = None
+        self._live: LiveEvaluator | None = None
         self._thread = threading.Thread(target=self._loop, name="tuneterm-rules", daemon=True)
         self.error: str | None = None
 
@@ -54,7 +58,13 @@ class LiveRules:
         """New lines were written: evaluate when the throttle allows."""
         self._wake.set()
 
-    def _evaluator(self) -> Any:
+    @property
+    def evaluator(self) -> LiveEvaluator | None:
+        """The evaluator following the run directory (its latest findings and parsed run), or
+        None before :meth:`start`."""
+        return self._live
+
+    def _evaluator(self) -> LiveEvaluator:
         if self._live is None:
             from tuneterm.engine import load_rules
             from tuneterm.plan.oom import install
@@ -89,7 +99,7 @@ class LiveRules:
         except Exception as exc:  # noqa: BLE001 - a rules failure must never reach the training loop
             self.error = f"{type(exc).__name__}: {exc}"[:300]
 
-    def final(self) -> list[Any]:
+    def final(self) -> list[Finding]:
         """Stop the thread, evaluate the finished run once more, write findings.json; returns
         the final findings."""
         self._done.set()
@@ -101,8 +111,9 @@ class LiveRules:
             with self._lock:
                 from tuneterm.report.findings_file import write_findings
 
-                write_findings(self._live)
-                return list(self._live.findings)
+                live = self._evaluator()
+                write_findings(live)
+                return list(live.findings)
         except Exception as exc:  # noqa: BLE001 - as in the loop
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             return []

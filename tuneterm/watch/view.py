@@ -26,6 +26,10 @@ from tuneterm.progress import step_text
 from tuneterm.textsafe import inert_line
 
 if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
     from tuneterm.logs.model import Run
     from tuneterm.runs.live import LiveEvaluator
 
@@ -83,7 +87,7 @@ class PlainView:
         for fix in f.fixes[: self.max_fixes]:
             print(f"  fix: {fix_line(fix)}", file=self.out, flush=True)
 
-    def refresh(self, live: Any) -> None:
+    def refresh(self, live: LiveEvaluator) -> None:
         """Plain mode has no screen to redraw; every ``heartbeat_s`` seconds (0: never) it prints
         one heartbeat line to stderr (:func:`heartbeat_line`), so a quiet healthy run shows it is
         alive."""
@@ -102,16 +106,16 @@ class PlainView:
         self.status(heartbeat_line(self.title, live, step, rate))
 
 
-def _live_step(live: Any) -> int | None:
+def _live_step(live: LiveEvaluator) -> int | None:
     step = live.run.last_step
-    status = getattr(live, "status", None)
-    st = status.step if isinstance(status, RunStatus) else None
+    status = live.status
+    st = status.step if status is not None else None
     if isinstance(st, int) and not isinstance(st, bool) and (step is None or st > step):
         step = st
     return step
 
 
-def heartbeat_line(title: str, live: Any, step: int | None, rate: float | None) -> str:
+def heartbeat_line(title: str, live: LiveEvaluator, step: int | None, rate: float | None) -> str:
     """``NAME running · step 37/400 · loss 2.31 · 1.9 steps/s · ETA 3m14s`` (unknowns left out).
 
     ``rate`` is steps per second over the watch so far.
@@ -119,9 +123,8 @@ def heartbeat_line(title: str, live: Any, step: int | None, rate: float | None) 
     from tuneterm.engine.stats import fmt_duration
 
     run = live.run
-    status = getattr(live, "status", None)
-    status = status if isinstance(status, RunStatus) else RunStatus()
-    state = getattr(run, "state", None) or status.state or "following"
+    status = live.status or RunStatus()
+    state = run.state or status.state or "following"
     max_steps = status.max_steps if status.max_steps is not None else run.facts.max_steps
     parts = [f"{title} {state}".strip()]
     if step is not None:
@@ -146,11 +149,11 @@ class LiveView(PlainView):
 
         self.title = title
         self.console = make_console()
-        self._live: Any = None
+        self._live: Live | None = None
         self._started = time.monotonic()
         self._last_draw = 0.0
-        self._chart_key: tuple[Any, ...] = ()
-        self._charts: Any = None
+        self._chart_key: tuple[int | None, int, int, int] | None = None
+        self._charts: list[Text] = []
 
     def __enter__(self) -> LiveView:
         from rich.live import Live
@@ -193,7 +196,7 @@ class LiveView(PlainView):
         self._last_draw = now
         self._live.update(self._render(live), refresh=True)
 
-    def _render(self, live: LiveEvaluator) -> Any:
+    def _render(self, live: LiveEvaluator) -> Group:
         from rich.console import Group
         from rich.text import Text
 
@@ -213,21 +216,21 @@ class LiveView(PlainView):
             head.append(f"  loss {last:.4g}")
         head.append(f"  {time.monotonic() - self._started:.0f}s  ", style="dim")
         head.append(f"{len(live.findings)} finding(s)  Ctrl-C: detach/stop", style="dim")
-        parts: list[Any] = [head]
+        parts: list[Text] = [head]
         width = max(40, min(self.console.width, 160) - 2)
         key = (run.last_step, sum(len(s) for s in run.train.values()), len(live.findings), width)
         if key != self._chart_key:
             self._chart_key = key
             self._charts = self._draw_charts(run, live.findings, width)
-        parts.extend(self._charts or [])
+        parts.extend(self._charts)
         return Group(*parts)
 
-    def _draw_charts(self, run: Run, findings: list[Finding], width: int) -> list[Any]:
+    def _draw_charts(self, run: Run, findings: list[Finding], width: int) -> list[Text]:
         from rich.text import Text
 
         from tuneterm.report.charts import render_charts
 
-        out: list[Any] = []
+        out: list[Text] = []
         try:
             charts = render_charts(run, findings, width, height=8)
         except Exception:  # noqa: BLE001 - a chart must never end a watch
