@@ -1,7 +1,7 @@
 """Deterministic batched generation and general-text perplexity (torch, imported lazily).
 
 Generation is greedy (``do_sample=False``, one beam), so two runs of ``tuneterm eval`` on the same
-models print the same numbers (seed 002's protocol: greedy, 256 new tokens). Prompts are rendered
+models print the same numbers (greedy decoding, 256 new tokens by default). Prompts are rendered
 the way the model was trained: a conversation goes through the tokenizer's chat template (with the
 generation prompt) when it has one; a plain prompt is fed as is. Batches are built from prompts
 sorted by length and padded on the left, so the generated tokens of every row start at the same

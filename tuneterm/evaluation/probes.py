@@ -1,13 +1,13 @@
 """The forgetting probe set: general prompts by category and general-text passages.
 
-A fine-tune that helps its task can still break the model everywhere else (failure_modes.md FM-19,
-seed 000's "complete model collapse"). The probe set asks the same small set of general questions
+A fine-tune that helps its task can still break the model everywhere else (catastrophic forgetting:
+smallcloudai/refact#311, Lightning-AI/litgpt#1517; or a complete model collapse). The probe set asks the same small set of general questions
 to the base and the fine-tuned model and measures the perplexity of both on plain general text.
 
 File format (JSONL, one object a line; ``tuneterm/evaluation/probes/general.jsonl`` is bundled):
 
 ``{"type": "prompt", "id", "category", "prompt", "answers"?: [..], "max_words"?: N, "min_words"?: N, "group"?: G}``
-    a general prompt. Categories follow seed 004: ``factual``, ``reasoning``, ``instruction``,
+    a general prompt. Categories: ``factual``, ``reasoning``, ``instruction``,
     ``creative``, ``code``, ``paraphrase`` (variants sharing a ``group``). The answer check passes
     when the output is not degenerate, contains one of ``answers`` (normalised, whole words) when
     given, and respects ``max_words``/``min_words`` when given.

@@ -25,8 +25,9 @@ whole-file reader and the tailer. It recognises:
 
 Steps. A dict's own ``step`` wins. Otherwise HF's console dicts carry no step, and the tqdm position
 printed next to a dict is *not* its step: stdout (dicts) is block-buffered when redirected while
-tqdm writes to unbuffered stderr, so dicts arrive in bursts glued to a later bar (corpus 019: the
-step-10 dict sits next to ``50/160``; 049: next to ``200/8264``). So a dict's step is
+tqdm writes to unbuffered stderr, so dicts arrive in bursts glued to a later bar (a TRL DPO log of
+iiicellled/Clean-Code-Qwen: the step-10 dict sits next to ``50/160``; a Trainer log of
+2200xiaohu/LMSYS: next to ``200/8264``). So a dict's step is
 ``index x logging_steps``; logging_steps comes from the log (``TrainingArguments`` dump, config) or
 is inferred at the end from the training bar (``last N / number of train dicts``; the training bar
 is the one whose total the header or the glued dicts name, else the bar redrawn last before most
@@ -96,7 +97,7 @@ _TRIGGER_WORDS: Final = (
 )
 _TRIGGER: Final = re.compile("|".join(re.escape(w) for w in _TRIGGER_WORDS))
 
-#: Known warnings: substring -> stable event code (failure_modes.md A6).
+#: Known warnings (transformers, PEFT, bitsandbytes, DeepSpeed): substring -> stable event code.
 WARNINGS: Final[tuple[tuple[str, str], ...]] = (
     ("None of the inputs have requires_grad=True", "no-input-requires-grad"),
     ("bnb_4bit_compute_dtype=torch.float32", "bnb-compute-dtype-float32"),
@@ -121,8 +122,8 @@ _MAX_EVENTS = 20_000
 _TB_MAX_LINES = 5_000
 # Traceback frames (``File "...", line N, in NAME``) that tell what the process was doing: an OOM in
 # the evaluation loop has other remedies (eval_accumulation_steps, preprocess_logits_for_metrics;
-# failure_modes.md FM-36) than one in GRPO's sampling (num_generations, max_completion_length;
-# FM-38) or in the training step.
+# huggingface/transformers#26702) than one in GRPO's sampling (num_generations, max_completion_length;
+# huggingface/trl#2688) or in the training step.
 _FRAME: Final = re.compile(r'^\s*File "([^"]{0,1000})", line \d+, in (\S{1,200})')
 _EVAL_FRAMES: Final = frozenset({
     "evaluation_loop", "prediction_loop", "prediction_step", "evaluate", "nested_concat",

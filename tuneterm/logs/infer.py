@@ -5,7 +5,7 @@ from which series exist, then fills ``finished``, ``epoch``, ``global_step`` and
 ``total_train_batch_size`` where they can be derived. It never overrides a fact a parser read from
 the log itself, except ``trainer_kind`` when that is still ``"unknown"``.
 
-Signatures (failure_modes.md A7):
+Signatures (the metric names TRL's trainers log):
 
 * ``rewards/chosen`` or ``logps/*`` -> ``dpo`` (``orpo`` with ``odds_ratio_loss``/``log_odds_*``;
   ``kto`` with ``kl`` and chosen rewards but no ``rewards/margins``);

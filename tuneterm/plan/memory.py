@@ -35,21 +35,24 @@ SHARDING = ("ddp", "zero2", "zero3", "fsdp")
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
 
 # --- global constants (the only calibration knobs; each justified) --------------------------------
-# CUDA context + loaded kernels of one process. memory.md 2.7: 0.3-1.5 GB (HF measured 1.34 GB on
-# CUDA 11.2; lazy loading on CUDA >= 11.7 lowers it, flash-attn/bnb kernels raise it): the
+# CUDA context + loaded kernels of one process: 0.3-1.5 GB (transformers' "Model training anatomy"
+# guide measured 1.34 GB on CUDA 11.2; lazy loading on CUDA >= 11.7 lowers it, flash-attn/bnb kernels raise it): the
 # midpoint of that range, 0.9 GB.
 CUDA_CONTEXT_GIB = 0.85
-# NCCL communicators and buffers per rank when more than one GPU takes part (memory.md 2.7).
+# NCCL communicators and buffers per rank when more than one GPU takes part (a few hundred MB to
+# ~1 GB per rank).
 NCCL_GIB = 0.5
-# Caching-allocator overhead: reserved is 1.02-1.3x allocated for fixed shapes (memory.md 1, 6);
+# Caching-allocator overhead: reserved is 1.02-1.3x allocated for fixed shapes (torchtune README,
+# AnswerDotAI/fsdp_qlora benchmarks);
 # 5% is the low-middle of that range for padded/packed batches.
 ALLOCATOR_OVERHEAD = 0.05
 # Eager attention saves the fp32 softmax and its bf16 copy: ~5 bytes per head per query-key pair
-# (memory.md 2.5, measured on ms-swift Qwen-7B FA on/off).
+# (measured from ms-swift's Qwen-7B benchmark with flash attention on and off,
+# modelscope/ms-swift docs/source_en/LLM/Benchmark.md).
 EAGER_BYTES_PER_SCORE = 5.0
 # Variable-length batches (no packing, padding to the longest of the batch) and a cache that is
 # never emptied: the caching allocator cuts the few vocab-sized blocks of the logits/loss chain
-# (hundreds of MB to GBs each; memory.md 2.6) for whatever length arrives. When the longest batch
+# (hundreds of MB to GBs each; see STACKS) for whatever length arrives. When the longest batch
 # comes, the blocks cut for the typical earlier batch cannot hold its larger requests and are not
 # merged with new segments, so the reserved peak carries one more set of vocab-sized blocks sized
 # for a typical batch: min(mean sample length, max_length) tokens. The layers' activations are
@@ -57,10 +60,10 @@ EAGER_BYTES_PER_SCORE = 5.0
 # is why the ms-swift GC-off rows (150, 152) show the same excess as the GC-on rows. Evidence:
 # ms-swift reports torch.cuda.max_memory_reserved over a whole run on cls-fudan-news-zh (3234 +-
 # 2548 tokens per sample) and exceeds the fixed-shape estimate by about one logits chain up to
-# max_length 2048, 0.7x at 4096 and 0.4x at 8192 (memory.md 5.E [S20]); the ratios follow
+# max_length 2048, 0.7x at 4096 and 0.4x at 8192 (ms-swift Benchmark.md); the ratios follow
 # min(3234, max_length) / max_length. The Qwen README rows of the same model code, padded to a
-# fixed length, show no such excess (5.D [S19]). memory.md 1 and 2.7: reserved can reach ~3x the
-# average allocated with variable lengths.
+# fixed length, show no such excess (QwenLM/Qwen README, "Profiling of Memory and Speed"). With
+# variable lengths reserved can reach ~3x the average allocated (huggingface/peft method_comparison).
 VARLEN_VOCAB_SETS = 1.0
 
 
@@ -96,13 +99,13 @@ class Stack:
 
 STACKS: dict[str, Stack] = {
     # HF transformers >= 4.46 ForCausalLMLoss: bf16 logits (2) + fp32 upcast (4) + saved log-softmax
-    # (4) + the gradient pieces alive at the start of backward; memory.md 2.6 measures k ~ 11-12
-    # (Qwen README slope, CCE paper on Gemma-2).
+    # (4) + the gradient pieces alive at the start of backward: k ~ 11-12 measured from the
+    # QwenLM/Qwen README slope and the Cut Cross-Entropy paper on Gemma-2 (arXiv:2411.09009).
     "hf": Stack("hf", 12.0, 16.0, 4, 2, False,
                 description="transformers/TRL/PEFT (what `tuneterm train` runs)"),
     # transformers <= 4.45 era trainers (TRL < 0.12, ms-swift 1.x, many forks): logits upcast inside
-    # forward plus a contiguous fp32 shift copy (memory.md 2.6: k ~ 14-18; section 6: 17.5 from the
-    # Unsloth HF+FA2 boundaries) and prepare_model_for_kbit_training on k-bit models.
+    # forward plus a contiguous fp32 shift copy (k ~ 14-18; 17.5 from the context-length limits
+    # of HF+FA2 in the unslothai/unsloth README) and prepare_model_for_kbit_training on k-bit models.
     "hf-legacy": Stack("hf-legacy", 17.5, 16.0, 4, 4, True,
                        description="transformers <= 4.45 trainers (fp32 logits copies, k-bit prep)"),
     # LLaMA-Factory / Axolotl / older TRL: same model code, plus k-bit preparation (fp32 upcast).

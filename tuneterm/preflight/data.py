@@ -1,4 +1,4 @@
-"""Pre-flight dataset check: ``tuneterm check DATASET --model M`` (issue 6).
+"""Pre-flight dataset check: ``tuneterm check DATASET --model M``.
 
 Entry points used by the ``check`` command:
 

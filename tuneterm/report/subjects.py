@@ -1,7 +1,6 @@
 """Route a path to the checker for its kind of subject: *detect subject -> produce a CheckResult*.
 
-``tuneterm check PATH`` accepts training logs today; training configs (issue 3) and datasets
-(issue 6) join later. Each kind is a :class:`SubjectHandler`: a cheap ``claims(path)`` test (file
+``tuneterm check PATH`` accepts training logs, training configs, pipelines and datasets. Each kind is a :class:`SubjectHandler`: a cheap ``claims(path)`` test (file
 name, suffix, first bytes; it must not import anything heavy) and a ``check(path, options)`` that
 returns a :class:`~tuneterm.report.result.CheckResult` or raises a
 :class:`~tuneterm.errors.TunetermError`. :func:`check_subject` asks the handlers in priority order

@@ -7,14 +7,14 @@ Run from the repository root (the output is committed; rerunning reproduces it b
 Two HF-style output directories, both written with a seeded RNG (seed 1234):
 
 ``qlora-undertrained/``
-    The seed 001 story: a QLoRA SFT run (Llama-style, r=16/alpha 32, nf4) that learned nothing.
+    A QLoRA SFT run (Llama-style, r=16/alpha 32, nf4) that learned nothing.
     500 steps at per-device batch 1 x gradient accumulation 8 over ~45,000 examples (epoch 0.089
     at the end), loss 2.7335 -> 2.7150 (0.68%), grad_norm 0.0 throughout, cosine LR 5e-5 ->
     ~5e-10, eval loss 2.9310 at steps 150, 300 and 450. Files: ``trainer_state.json``,
     ``adapter_config.json``, ``config.json`` (vocab 32000) and ``training_config.yaml``.
 
 ``grpo-no-signal/``
-    The seed 000 story: a GRPO run (TRL 1.x metric names) that gets no learning signal: most steps
+    A GRPO run (TRL 1.x metric names) that gets no learning signal: most steps
     have reward 0, reward_std 0 and frac_reward_zero_std 1 (every group scored the same), the
     completions are cut at max_completion_length 256, and the reward stays flat. Files:
     ``trainer_state.json`` and ``grpo_config.yaml``.
@@ -38,7 +38,7 @@ def _dump(path: Path, obj: Any) -> None:
 
 
 def qlora_undertrained(rng: random.Random) -> None:
-    """Write ``qlora-undertrained/`` (seed 001)."""
+    """Write ``qlora-undertrained/``."""
     out = HERE / "qlora-undertrained"
     steps, log_every, epoch_end = 500, 25, 0.089
     history: list[dict[str, Any]] = []
@@ -163,7 +163,7 @@ def qlora_undertrained(rng: random.Random) -> None:
 
 
 def grpo_no_signal(rng: random.Random) -> None:
-    """Write ``grpo-no-signal/`` (seed 000)."""
+    """Write ``grpo-no-signal/``."""
     out = HERE / "grpo-no-signal"
     steps, cap = 120, 256
     history: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ prove rules fire on real runs, and handy for trying the watcher. Grammar: comma-
 ``oom-eval``
     Raise the same ``torch.OutOfMemoryError`` inside the Trainer's evaluation loop (from
     ``on_prediction_step``, so the traceback runs through ``evaluation_loop``): the OOM that only
-    evaluation hits (failure_modes.md FM-36). Needs ``eval_strategy`` set.
+    evaluation hits (huggingface/transformers#26702). Needs ``eval_strategy`` set.
 ``hang@STEP[=SECONDS]``
     After step STEP (default 1) the process stops making progress for SECONDS (default 3600) while
     staying alive: what a stuck NCCL collective or a generation that never returns looks like.

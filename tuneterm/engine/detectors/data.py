@@ -134,7 +134,7 @@ def labels_fully_masked(an: DataAnalysis, params: Mapping[str, Any]) -> list[Det
 
     TRL 1.16 silently drops them (SFT: all labels -100; DPO: prompt fills ``max_length``), so the
     run trains on fewer examples than the dataset holds; when all are masked, loss is 0 or NaN and
-    grad_norm 0 (failure mode FM-3).
+    grad_norm 0 (huggingface/trl#6668).
     """
     import numpy as np
 
@@ -193,9 +193,9 @@ def eos_missing(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detection]:
 
     Three cases: the tokenizer has no EOS at all (error); untruncated targets whose last trainable
     token (ignoring whitespace) is not an EOS/stop id, e.g. a template ending turns with
-    ``<|im_end|>`` while generation stops on ``<|endoftext|>`` (error, FM-22); and a pad token equal
+    ``<|im_end|>`` while generation stops on ``<|endoftext|>`` (error; QwenLM/Qwen3#927); and a pad token equal
     to EOS (or none: TRL then pads with EOS), which makes any collator that masks pad ids mask
-    every EOS too (warning, FM-21; TRL 1.16's own collator masks by attention mask).
+    every EOS too (warning, huggingface/transformers#23530; TRL 1.16's own collator masks by attention mask).
     """
     import numpy as np
 
@@ -426,7 +426,7 @@ def identical_pairs(an: DataAnalysis, params: Mapping[str, Any]) -> list[Detecti
     """Preference pairs whose chosen and rejected are the same text (after normalisation).
 
     Their DPO margin is exactly 0: no gradient from them, and a dataset full of them leaves the loss
-    at ln 2 (FM-5).
+    at ln 2 (huggingface/trl#1311).
     """
     n = an.n_identical_pairs
     if n == 0:

@@ -5,7 +5,7 @@ vs fine-tuned on held-out prompts and on the forgetting probes) and the samples 
 writes to ``samples.jsonl`` (the live watcher raises the ``degenerate-generations`` finding from
 them). A model that collapsed during fine-tuning ("It It It It ...", the same phrase looping until
 the token limit, empty answers, or never emitting EOS) shows it here long before any loss curve
-does (failure_modes.md FM-19/FM-20/FM-21; seed 000).
+does (unslothai/unsloth#1787, huggingface/trl#976, smallcloudai/refact#311).
 
 Each generation gets a :class:`GenerationCheck` with the reasons it is suspicious:
 

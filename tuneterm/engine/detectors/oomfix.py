@@ -97,7 +97,7 @@ def static_fixes(f: RunFacts) -> list[Fix]:
 
 
 def eval_fixes(f: RunFacts) -> list[Fix]:
-    """Remedies for an OOM inside the Trainer's evaluation loop (failure_modes.md FM-36).
+    """Remedies for an OOM inside the Trainer's evaluation loop (huggingface/transformers#26702, #17089).
 
     The Trainer keeps every batch's ``[batch, seq, vocab]`` logits on the GPU until the whole eval
     set is done, for ``compute_metrics``; the training step itself fitted. So the fixes move or
@@ -112,7 +112,7 @@ def eval_fixes(f: RunFacts) -> list[Fix]:
 
 
 def generation_fixes(f: RunFacts, text: str) -> list[Fix]:
-    """Remedies for an OOM while GRPO / online RL samples completions (failure_modes.md FM-38).
+    """Remedies for an OOM while GRPO / online RL samples completions (huggingface/trl#2688, #2927).
 
     Generation memory is the KV cache of ``generation_batch_size`` sequences of prompt +
     ``max_completion_length`` tokens, plus vLLM's reserved share when it is colocated.

@@ -1,14 +1,16 @@
 """Training-dynamics detectors for online RL (GRPO) and DPO: trends over a whole run, not single steps.
 
 * ``completion-length-drift`` -- completion length moving far from where it started and staying
-  there (collapse to short answers, or growth towards the cap): failure_modes.md FM-27.
-* ``reward-flat`` -- reward not improving while groups do have reward variance: FM-28.
-* ``policy-instability`` -- KL to the reference blowing up, policy entropy collapsing or exploding:
-  FM-29.
-* ``preference-saturation`` -- DPO loss ~0 with accuracies ~1 early in the run: FM-32.
+  there (collapse to short answers, or growth towards the cap; huggingface/open-r1#465,
+  huggingface/trl PR#3138).
+* ``reward-flat`` -- reward not improving while groups do have reward variance
+  (huggingface/open-r1#436, huggingface/trl#2884).
+* ``policy-instability`` -- KL to the reference blowing up, policy entropy collapsing or exploding
+  (verl-project/verl#5953, rllm-org/rllm#116).
+* ``preference-saturation`` -- DPO loss ~0 with accuracies ~1 early in the run (huggingface/trl#894).
 
 All of them judge smoothed series (a trailing rolling median over block medians, so isolated
-spikes such as corpus 010's single KL values of 197 do not count) and need a minimum number of
+spikes such as single KL values of 197 in an otherwise steady GRPO run do not count) and need a minimum number of
 logged points, because the live watcher evaluates half-written runs: the first steps of a
 healthy run must not look like a trend.
 """
@@ -95,7 +97,7 @@ def _trend_gain(run: Run, name: str, fraction: float) -> float | None:
     evidence=("direction", "start", "end", "change_pct", "steps", "reward_trend", "cap"),
 )
 def completion_length_drift(run: Run, params: Mapping[str, Any]) -> list[Detection]:
-    """Find GRPO completion length drifting far from its start and staying there (FM-27).
+    """Find GRPO completion length drifting far from its start and staying there (length collapse or growth).
 
     The baseline is the median of the first logs (at most ``head_points``, at most a quarter of
     the run); the series is smoothed with a rolling median; it fires when every smoothed point
@@ -193,7 +195,7 @@ def completion_length_drift(run: Run, params: Mapping[str, Any]) -> list[Detecti
     evidence=("start", "end", "gain_sd", "upper_gain_sd", "sd", "count", "steps", "reward_std"),
 )
 def reward_flat(run: Run, params: Mapping[str, Any]) -> list[Detection]:
-    """Find a GRPO reward that does not improve although groups do have reward variance (FM-28).
+    """Find a GRPO reward that does not improve although groups do have reward variance (a flat reward).
 
     "Flat" means both: the median of the last ``head_fraction`` of the reward is less than
     ``flat_sd`` standard deviations above the median of the first ``head_fraction`` (no gain over
@@ -291,7 +293,7 @@ def reward_flat(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     evidence=("what", "details", "kl_start", "kl_end", "entropy_start", "entropy_end"),
 )
 def policy_instability(run: Run, params: Mapping[str, Any]) -> list[Detection]:
-    """Find the GRPO policy running away from the reference or collapsing (FM-29).
+    """Find the GRPO policy running away from the reference or collapsing (KL or entropy instability).
 
     * KL blow-up: the smoothed ``kl`` stays at least ``kl_at_least`` over the last
       ``sustain_fraction`` of the run and at least ``kl_rise`` times its early level (the minimum
@@ -391,7 +393,7 @@ def policy_instability(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     evidence=("onset_step", "onset_pct", "loss", "accuracy", "margin", "share", "total_steps", "grad_norm", "when"),
 )
 def preference_saturation(run: Run, params: Mapping[str, Any]) -> list[Detection]:
-    """Find a DPO loss at ~0 with accuracies ~1.0 early in the run (FM-32).
+    """Find a DPO loss at ~0 with accuracies ~1.0 early in the run (fast preference saturation).
 
     A log is saturated when ``loss < max_loss`` and, if logged, ``rewards/accuracies >=
     min_accuracy`` -- or when ``rewards/margins > margin_at_least``. It fires when

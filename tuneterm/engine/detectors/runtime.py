@@ -69,7 +69,8 @@ def crash_oom(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     from tuneterm.engine.detectors.oomfix import capacity_gib, planned_fixes
 
     # The phase read from the traceback decides the advice: an OOM in the evaluation loop or in
-    # GRPO's sampling is not cured by a smaller training batch (failure_modes.md FM-36, FM-38).
+    # GRPO's sampling is not cured by a smaller training batch (huggingface/transformers#26702,
+    # huggingface/trl#2688).
     planned = [] if ev.phase in ("eval", "generation") else planned_fixes(run.facts, ev.text)
     fixes = planned or oom_fixes(run.facts, ev.text, ev.phase)
     cap = capacity_gib(ev.text)
