@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneterm.engine.model import Finding, Rule
 from tuneterm.engine.subjects import Subject, by_severity_code
@@ -33,6 +33,9 @@ from tuneterm.evaluation.models import (
 )
 from tuneterm.evaluation.probes import load_probes
 from tuneterm.evaluation.results import EvalReport, EvalSettings, build_report
+
+if TYPE_CHECKING:
+    from tuneterm.engine.rules import RuleSet
 
 Progress = Callable[[str], None]
 
@@ -88,7 +91,7 @@ def _free(model: Any) -> None:
             torch.cuda.empty_cache()
 
 
-def eval_rules() -> Any:
+def eval_rules() -> RuleSet:
     """The ``eval``-scope rules, validated by the engine's loader (only that scope's detectors are
     imported).
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tuneterm.engine.data_subject import DataAnalysis
+    from tuneterm.report.result import CheckResult
 
 # Column names that mark a record as a training example (vs. a metrics log line).
 _DATA_KEYS = frozenset(
@@ -372,7 +373,7 @@ def render_data_report(report: DataReport, console: Console) -> None:
     _render(report, console)
 
 
-def to_check_result(report: DataReport, rules: list[Rule] | tuple[Rule, ...] = ()) -> Any:
+def to_check_result(report: DataReport, rules: list[Rule] | tuple[Rule, ...] = ()) -> CheckResult:
     """Wrap ``report`` as a :class:`tuneterm.report.result.CheckResult` (``subject="data"``) so the
     ``check`` command's emitters (text, json, sarif, github, junit) print it unchanged.
 

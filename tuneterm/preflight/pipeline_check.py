@@ -15,13 +15,16 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tuneterm.preflight.data_templates import dataset_format, describe_rendering
 from tuneterm.resources import builtin_data_file
 from tuneterm.preflight.pipeline_spec import StageSpec, handover, load_pipeline, starting_model
+
+if TYPE_CHECKING:
+    from tuneterm.engine.model import Finding
 
 
 def _first_rows(name: Any, base: Path, k: int = 5) -> list[Any] | None:
@@ -87,7 +90,7 @@ def check_pipeline(path: Path, options: Any) -> Any:
 
     spec = load_pipeline(path)
     selected = {r.code for r in options.ruleset("config").rules}
-    findings: list[Any] = []
+    findings: list[Finding] = []
     notes: list[str] = []
     stages: list[dict[str, Any]] = []
     for stage in spec.stages:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -44,6 +44,9 @@ from tuneterm.engine.model import Finding
 from tuneterm.logs.model import Run
 from tuneterm.report.prescription import Prescription
 from tuneterm.textsafe import inert_line
+
+if TYPE_CHECKING:
+    from tuneterm.runs.layout import RunDir
 
 log = logging.getLogger("tuneterm.notify")
 
@@ -116,8 +119,8 @@ def _with_timeouts(url: str) -> str:
     return url + ("&" if "?" in url else "?") + "cto=4&rto=8"
 
 
-def _fix_text(f: Any) -> str | None:
-    fixes = getattr(f, "fixes", ())
+def _fix_text(f: Finding) -> str | None:
+    fixes = f.fixes
     if not fixes:
         return None
     fix = fixes[0]
@@ -230,13 +233,13 @@ class Notifier:
             return
         self._queue.put(message)
 
-    def finding(self, rd: Any, f: Finding, parsed: Run | None = None) -> None:
+    def finding(self, rd: RunDir | Path, f: Finding, parsed: Run | None = None) -> None:
         """An error finding fired in run directory ``rd`` (a RunDir or a path); ``parsed`` is the
         run as read, for the advisor."""
         path = Path(getattr(rd, "path", rd))
         self.post(finding_message(path.name, path, f, parsed, self.advise))
 
-    def run_ended(self, rd: Any, state: str, error: str | None, findings: Sequence[Finding] = (),
+    def run_ended(self, rd: RunDir | Path, state: str, error: str | None, findings: Sequence[Finding] = (),
                   parsed: Run | None = None) -> None:
         """The run in ``rd`` ended in ``state`` (or stalled)."""
         path = Path(getattr(rd, "path", rd))

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneterm.runs.layout import TERMINAL_STATES, RunDir
 from tuneterm.runs.processes import PROC as _PROC
@@ -46,6 +46,9 @@ from tuneterm.runs.processes import proc_stat as _stat
 from tuneterm.runs.status import parse_status, supervisor_alive
 from tuneterm.runs.workers import WorkerRecord, read_workers, record_alive
 from tuneterm.runs.writer import now_iso
+
+if TYPE_CHECKING:
+    import subprocess
 
 RUN_DIR_ENV = "TUNETERM_RUN_DIR"
 
@@ -212,7 +215,9 @@ def run_alive(pgid: int | None, procs: Iterable[ProcRef] = ()) -> bool:
     return group_alive(pgid) or any(proc_alive(r) for r in procs)
 
 
-def stop_run(rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: Any = None) -> str:
+def stop_run(
+    rd: RunDir, *, grace_s: float = 30.0, poll_s: float = 0.2, proc: subprocess.Popen[bytes] | None = None
+) -> str:
     """Stop the run in ``rd`` (see the module docstring); returns the final state.
 
     Args:
@@ -283,7 +288,8 @@ def _worker_refs(rd: RunDir) -> list[ProcRef]:
     return [ProcRef(w.pid, w.start) for w in _records(rd) if w.pid is not None and w.start is not None and record_alive(w)]
 
 
-def _kill_all(rd: RunDir, pgid: int | None, procs: list[ProcRef], *, poll_s: float, proc: Any, wait_s: float = 5.0) -> None:
+def _kill_all(rd: RunDir, pgid: int | None, procs: list[ProcRef], *, poll_s: float, proc: subprocess.Popen[bytes] | None,
+              wait_s: float = 5.0) -> None:
     """SIGKILL the process group and every survivor of the run, then wait (at most ``wait_s``)
     until they are gone, so that the caller's next look sees a stopped run."""
     if pgid and pgid > 0:

@@ -24,10 +24,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneterm.preflight.pipeline_spec import EvalGate, Gate
 from tuneterm.report.prescription import Prescription
+
+if TYPE_CHECKING:
+    from tuneterm.engine.model import Finding, Fix
+    from tuneterm.evaluation.results import EvalReport
 
 EVAL_REPORT = "eval.json"
 _RANK = {"info": 0, "warning": 1, "error": 2}
@@ -79,17 +83,17 @@ class GateResult:
         return d
 
 
-def fix_text(fix: Any) -> str:
+def fix_text(fix: Fix) -> str:
     """One fix as a line: ``key: value  (why)`` or ``run: command  (why)``."""
-    why = f"  ({fix.why})" if getattr(fix, "why", None) else ""
-    if getattr(fix, "key", None):
+    why = f"  ({fix.why})" if fix.why else ""
+    if fix.key:
         return f"{fix.key}: {fix.value}{why}"
-    if getattr(fix, "command", None):
+    if fix.command:
         return f"run: {fix.command}{why}"
-    return str(getattr(fix, "why", "") or "")
+    return fix.why or ""
 
 
-def gate_findings(findings: Sequence[Any], fail_on: str) -> tuple[GateFinding, ...]:
+def gate_findings(findings: Sequence[Finding], fail_on: str) -> tuple[GateFinding, ...]:
     """The findings at or above ``fail_on``, most severe first, as :class:`GateFinding`."""
     floor = _RANK[fail_on]
     kept = [f for f in findings if _RANK.get(f.severity.value, 0) >= floor]
@@ -99,7 +103,7 @@ def gate_findings(findings: Sequence[Any], fail_on: str) -> tuple[GateFinding, .
     )
 
 
-def _metric_values(report: Any, metric: str) -> tuple[float | None, float | None]:
+def _metric_values(report: EvalReport, metric: str) -> tuple[float | None, float | None]:
     """(against, stage) values of ``metric`` in an :class:`~tuneterm.evaluation.results.EvalReport`."""
     if metric.startswith("probes"):
         if report.probes is None:
@@ -157,7 +161,7 @@ def prescription_for(stage_dir: Path) -> Prescription | None:
 
 
 def check_gate(
-    stage_dir: Path, gate: Gate, *, state: str, error: str | None, findings: Sequence[Any] | None, against_model: str
+    stage_dir: Path, gate: Gate, *, state: str, error: str | None, findings: Sequence[Finding] | None, against_model: str
 ) -> GateResult:
     """Decide the gate after a stage (see the module docstring).
 

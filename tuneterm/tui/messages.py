@@ -16,7 +16,12 @@ from textual.message import Message
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from rich.console import RenderableType
+
     from tuneterm.plan.gpu import SystemProfile
+    from tuneterm.plan.recommend import Plan
+    from tuneterm.plan.verdict import FitVerdict
+    from tuneterm.watch.home import HomeRun
     from tuneterm.tui.render import RunSnapshot
 
 
@@ -66,10 +71,10 @@ class PlanReady(Message):
     """Renderables of a plan (and the plan itself, for writing a config, and its
     :class:`~tuneterm.plan.verdict.FitVerdict`), or a one-line error."""
 
-    plan: Any
-    renderables: list[Any]
+    plan: Plan | None
+    renderables: list[RenderableType]
     error: str | None = None
-    verdict: Any = None
+    verdict: FitVerdict | None = None
 
 
 @dataclass
@@ -104,8 +109,8 @@ class RunStopped(Message):
 class HomeListed(Message):
     """The home screen's runs: live and recent ``tuneterm.watch.home.HomeRun`` records, or why none."""
 
-    live: list[Any]
-    recent: list[Any]
+    live: list[HomeRun]
+    recent: list[HomeRun]
     error: str | None = None
 
     def can_replace(self, message: Message) -> bool:

@@ -501,7 +501,7 @@ def memory_chart(run_dir: Path, width: int, height: int = CHART_HEIGHT) -> Chart
     return ChartView(legend, Text.from_ansi(ansi, no_wrap=True))
 
 
-def run_charts(run: Any, findings: Sequence[Finding], run_dir: Path | None, width: int) -> tuple[ChartView, ...]:
+def run_charts(run: Run, findings: Sequence[Finding], run_dir: Path | None, width: int) -> tuple[ChartView, ...]:
     """The doctor charts of ``run`` (loss with eval loss, grad norm, LR, rewards) plus memory."""
     from tuneterm.report.charts import render_charts
 

@@ -39,6 +39,9 @@ from tuneterm.runs.live import LiveEvaluator
 from tuneterm.watch.view import PlainView
 
 if TYPE_CHECKING:
+    import subprocess
+
+    from tuneterm.report.notify import Notifier
     from tuneterm.report.prescription import Prescription
 
 TERMINAL = TERMINAL_STATES
@@ -117,13 +120,13 @@ def _size(path: Path) -> tuple[int, float]:
     return (st.st_size, st.st_mtime)
 
 
-def _alive(pid: int | None, proc: Any) -> bool:
+def _alive(pid: int | None, proc: subprocess.Popen[bytes] | None) -> bool:
     if proc is not None:
         return proc.poll() is None
     return pid_alive(pid)
 
 
-def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: Any = None) -> str:
+def stop_for_finding(path: Path, f: Finding, *, grace_s: float, proc: subprocess.Popen[bytes] | None = None) -> str:
     """Stop the run in ``path`` because of finding ``f``; record why in status.json.
 
     Returns the final state (``stopped``, or ``finished``/``failed`` if it ended meanwhile).
@@ -147,8 +150,8 @@ def watch(
     rules: Iterable[Rule],
     *,
     options: WatchOptions = WatchOptions(),
-    view: Any = None,
-    proc: Any = None,
+    view: PlainView | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
     on_interrupt: Callable[[], str] | None = None,
 ) -> WatchResult:
     """Watch ``path`` until it ends (module docstring).
@@ -262,7 +265,7 @@ def watch(
     return result
 
 
-def _notify_end(notifier: Any, run_dir: Path | None, p: Path, result: WatchResult, live: LiveEvaluator) -> None:
+def _notify_end(notifier: Notifier, run_dir: Path | None, p: Path, result: WatchResult, live: LiveEvaluator) -> None:
     """Send the end of the watched run (finished, failed, stopped, died; a log that ended), then
     let the queue drain for a few seconds."""
     from tuneterm.report.notify import end_message, notify_findings
@@ -288,7 +291,7 @@ def ask_stop() -> str:
     return "stop" if answer.strip().lower() in {"y", "yes"} else "detach"
 
 
-def make_view(headless: bool, title: str, heartbeat_s: float = 0.0) -> Any:
+def make_view(headless: bool, title: str, heartbeat_s: float = 0.0) -> PlainView:
     """The Rich Live view on a terminal (unless ``headless``), else plain lines with a heartbeat
     line every ``heartbeat_s`` seconds (0: none)."""
     if not headless and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -14,6 +14,9 @@ from textual.widgets import Footer, Input, Label, Static
 from tuneterm.textsafe import inert_line
 from tuneterm.tui.messages import DoctorReady
 from tuneterm.tui.screens.base import MainScreen, NavBar
+
+if TYPE_CHECKING:
+    from tuneterm.report.result import CheckResult
 
 
 class DoctorScreen(MainScreen):
@@ -31,7 +34,7 @@ class DoctorScreen(MainScreen):
     def __init__(self) -> None:
         super().__init__()
         self.verbose = False
-        self.result: Any = None
+        self.result: CheckResult | None = None
         self.path = ""
         self.report: Text | None = None
 
@@ -96,7 +99,7 @@ class DoctorScreen(MainScreen):
             self.render_report(self.path, self._width(), self.verbose, self.result)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor", description="Diagnosing a training log.")
-    def render_report(self, path: str, width: int, verbose: bool, result: Any) -> None:
+    def render_report(self, path: str, width: int, verbose: bool, result: CheckResult | None) -> None:
         from tuneterm.errors import TunetermError
         from tuneterm.tui.render import check_path, doctor_text
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -29,6 +29,9 @@ from tuneterm.tui.messages import PreflightRefused, RunLaunched, RunsListed, Run
 from tuneterm.tui.screens.base import MainScreen, NavBar, nap
 from tuneterm.tui.screens.run_rows import RunRowsScreen, cursor_key, read_runs
 
+if TYPE_CHECKING:
+    from tuneterm.runs.info import RunInfo
+
 STATE_STYLE = {
     "running": "bold green", "starting": "green", "finished": "cyan", "failed": "bold red", "died": "bold red",
     "stopped": "yellow", "sample": "magenta",
@@ -41,7 +44,7 @@ def _loss(v: float | None) -> str:
     return "nan" if math.isnan(v) else f"{v:.4g}"
 
 
-def _findings(info: Any) -> Text:
+def _findings(info: RunInfo) -> Text:
     if info.errors is None:
         return Text("-", style="dim")
     t = Text()
