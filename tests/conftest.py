@@ -80,6 +80,7 @@ def heaviest_modules_first(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: -weight[item.nodeid.split("::", 1)[0]])  # stable: ties keep their order
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (the test extra)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """``--dist loadgroup`` (pyproject's addopts) with the modules of ``WHOLE_MODULES`` as groups.
 
