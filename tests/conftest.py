@@ -34,7 +34,75 @@ TRAIN_EXTRA = ("torch", "transformers", "trl", "peft", "datasets", "accelerate",
 HAS_TRAIN_EXTRA = all(importlib.util.find_spec(m) is not None for m in TRAIN_EXTRA)
 
 
+# Modules whose tests share a module- or session-scoped real training (or TRL import): under xdist
+# each runs whole on one worker, so the shared work happens once per run instead of once per worker
+# that happens to get one of its tests.
+WHOLE_MODULES = frozenset({
+    "tests/advise/test_fix_loop.py",  # one training scenario per module fixture, some shared
+    "tests/advise/test_invariants.py",  # the TRL key schema, built by importing TRL
+    "tests/evaluation/test_eval_cli.py",  # the session's tiny_models (trains three models)
+    "tests/integration/test_fault_matrix.py",  # four runs started once by the `runs` fixture
+    "tests/logs/test_wandb.py",  # one real offline W&B run
+    "tests/train/test_public_callback.py",  # six trainings made by `callback_runs`
+    "tests/train/test_schema.py",  # `built_doc` imports TRL to build the schema
+    "tests/test_packaging.py",  # builds the wheel with pip
+})
+
+
+# Fixtures that train a real tiny model (or build one): a test asking for one is heavy.
+_TRAINING_FIXTURES = frozenset({"tiny_model", "tiny_models"})
+
+
+def _weight(item: pytest.Item) -> int:
+    """2 for a test that trains or launches training, 1 for a Textual app test, 0 for the rest."""
+    if item.get_closest_marker("slow") or item.get_closest_marker("train"):
+        return 2
+    if item.nodeid.split("::", 1)[0] in WHOLE_MODULES:
+        return 2
+    if _TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return 2
+    return 1 if "tests/tui/" in item.nodeid else 0
+
+
+def heaviest_modules_first(items: list[pytest.Item]) -> None:
+    """Reorder ``items`` in place: modules holding heavy tests first, each module kept contiguous.
+
+    With ``-n 2`` the run ends when the slower worker does: a minute-long training picked up last
+    leaves the other core idle for that minute. Starting the heavy modules first leaves the many
+    sub-second tests to even out the end. Modules stay whole (a module-scoped fixture is set up
+    once per module run) and keep their own order; the order is deterministic, as xdist requires
+    every worker to collect the same list.
+    """
+    weight: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        weight[module] = max(weight.get(module, 0), _weight(item))
+    items.sort(key=lambda item: -weight[item.nodeid.split("::", 1)[0]])  # stable: ties keep their order
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (the test extra)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` (pyproject's addopts) with the modules of ``WHOLE_MODULES`` as groups.
+
+    Every other test is its own unit, handed to whichever worker is free, in collection order
+    (heaviest modules first, see ``heaviest_modules_first``). The modules are named here rather
+    than marked ``xdist_group``: pytest-xdist 3.8 groups by rewriting a node id attribute that
+    pytest 9 no longer reads, so the marker has no effect.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in WHOLE_MODULES else nodeid
+
+    return WholeModules(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    heaviest_modules_first(items)
     if HAS_TRAIN_EXTRA:
         return
     skip = pytest.mark.skip(reason="needs the train extra: pip install 'tuneterm[train]'")

@@ -2,7 +2,9 @@
 `train fixed.yaml --headless`, and the error is gone. Where no config change cures the run (a GRPO
 reward that never varies) the prescription says what must change and writes no patch.
 
-The trainings are few and shared: each scenario trains once in a module-scoped fixture.
+The trainings are few and shared: each scenario trains once in a module-scoped fixture, and the
+broken runs double as the fault cases "learning rate 0 -> lr-zero" and "constant GRPO reward ->
+grpo-zero-reward-variance" (asserted here rather than trained again elsewhere).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from tests.advise.test_invariants import parse_tuneterm
+from tests.integration.test_faults import _findings, _need
 from tests.train.conftest import HAS_TRL, TINY, TINY_GRPO, run_cli, status
 
 pytestmark = [pytest.mark.slow, pytest.mark.train,
@@ -91,6 +94,12 @@ def sliver(root: Path) -> Loop:
                                        "save_steps=2", "warmup_steps=0"])
 
 
+@pytest.fixture(scope="module")
+def grpo_constant(root: Path) -> Loop:
+    # GRPO with a reward that never varies: no config change cures it, so no fixed run
+    return loop(root, "grpo-const", TINY_GRPO, ["reward_funcs=[constant_reward]", "max_steps=6"], fix_and_train=False)
+
+
 def _assert_cured(lp: Loop, code: str) -> None:
     before = codes(lp.broken, lp.root)
     assert code in before, f"{code} did not fire on the broken run: {before}"
@@ -122,6 +131,18 @@ def test_lr_zero_is_cured(lr_zero: Loop) -> None:
     cfg = yaml.safe_load(lr_zero.fixed_yaml.read_text())
     assert cfg["learning_rate"] > 0 and cfg["model_name_or_path"] == "tuneterm:tiny-llama"
     assert "learning_rate: 0 → " in lr_zero.doctor.stdout.replace("\n", " ") or "learning_rate: 0 →" in lr_zero.doctor.stdout
+
+
+def test_lr_zero_run_reports_lr_zero_and_fails(lr_zero: Loop) -> None:
+    # The broken run of the lr-zero loop is `tuneterm train configs/tiny.yaml --headless --set
+    # learning_rate=0 --set max_steps=12`: what the headless launcher reports for it.
+    proc = lr_zero.train_broken
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-1500:]
+    assert "lr-zero" in proc.stdout
+    assert status(lr_zero.broken)["state"] == "finished"
+    # The same real run is issue 2's "learning rate 0 -> lr-zero" fault: an error-severity finding.
+    doc = json.loads((lr_zero.broken / "findings.json").read_text())
+    assert any(f["name"] == "lr-zero" and f["severity"] == "error" for f in doc["findings"]), doc["findings"]
 
 
 def test_collapse_is_cured_and_cannot_resume(collapse: Loop) -> None:
@@ -166,8 +187,16 @@ def test_resume_from_starts_at_the_checkpoint_before_the_first_bad_step(sliver: 
         run_cli(["stop", "more", "--runs-dir", "runs", "--force"], cwd=sliver.root)
 
 
-def test_constant_grpo_reward_gets_no_patch(root: Path) -> None:
-    lp = loop(root, "grpo-const", TINY_GRPO, ["reward_funcs=[constant_reward]", "max_steps=6"], fix_and_train=False)
+def test_grpo_constant_reward_gives_zero_reward_variance(grpo_constant: Loop) -> None:
+    _need("grpo-zero-reward-variance")
+    rd = grpo_constant.broken
+    assert status(rd)["state"] == "finished"
+    found = _findings(rd)
+    assert "grpo-zero-reward-variance" in found, sorted(found)
+
+
+def test_constant_grpo_reward_gets_no_patch(grpo_constant: Loop) -> None:
+    lp = grpo_constant
     before = codes(lp.broken, lp.root)
     assert "R101" in before, before
     p = prescription(lp.broken, lp.root)

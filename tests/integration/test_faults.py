@@ -5,9 +5,10 @@ documented test-only hook ``TUNETERM_FAULT`` (tuneterm/train/faults.py) or throu
 itself, then evaluates the run directory with the same parser and rules as ``doctor``:
 ``evaluate(load_run(run_dir), load_rules())``. A rule that is not in rules/ yet skips its test.
 
-Two of issue 2's cases are asserted on runs that tests/train/test_train_runs.py makes anyway, so
-they are not trained twice: the healthy run (no warning or error findings) is the headless tiny
-run, and learning rate 0 -> ``lr-zero`` is its ``--set learning_rate=0`` run. NaN weights ->
+Three of issue 2's cases are asserted on runs that other tests make anyway, so they are not
+trained twice: the healthy run (no warning or error findings) is tests/train/test_train_runs.py's
+headless tiny run; learning rate 0 -> ``lr-zero`` and a constant GRPO reward ->
+``grpo-zero-reward-variance`` are the broken runs of tests/advise/test_fix_loop.py. NaN weights ->
 ``nan-or-inf`` is asserted on the live ``--stop-on error`` run below.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.train.conftest import TINY, TINY_GRPO, run_cli, status, tiny_model  # noqa: F401 - fixture
+from tests.train.conftest import TINY, run_cli, status, tiny_model  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
@@ -96,14 +97,6 @@ def test_tiny_data_many_epochs_gives_overfitting(tiny_model: str, tmp_path: Path
     assert status(rd)["state"] == "finished"
     found = _findings(rd)
     assert "overfitting" in found, sorted(found)
-
-
-def test_grpo_constant_reward_gives_zero_reward_variance(tiny_model: str, tmp_path: Path, fault_env: None) -> None:
-    _need("grpo-zero-reward-variance")
-    rd = _train(tmp_path, TINY_GRPO, {"reward_funcs": ["constant_reward"], "max_steps": 6})
-    assert status(rd)["state"] == "finished"
-    found = _findings(rd)
-    assert "grpo-zero-reward-variance" in found, sorted(found)
 
 
 def test_stop_on_error_stops_a_nan_run_live(tiny_model: str, tmp_path: Path) -> None:

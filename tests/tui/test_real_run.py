@@ -42,7 +42,7 @@ async def test_start_quit_run_survives_reopen(tmp_path: Path) -> None:
         status = json.loads((run_dir / "status.json").read_text())
         if status.get("state") in ("finished", "failed", "stopped"):
             break
-        time.sleep(1)
+        time.sleep(0.2)
     assert status["state"] == "finished", status
     steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     assert max(steps) == 6
