@@ -1,11 +1,16 @@
 """A user's own training script with TunetermCallback attached (run as a subprocess by the tests).
 
 ``python -m tests.train.callback_script KIND LR RUNS_DIR NAME [--stop-on error] [--notify URL]
-[--wandb] [--steps N] [--peft] [--no-samples] [--raise-at STEP] [--step-sleep S]``; KIND is ``hf`` (a plain transformers Trainer on the tokenized
-tiny chat data), ``sft`` (TRL's SFTTrainer), ``dpo`` (DPOTrainer with LoRA on the shipped
-preference pairs) or ``grpo`` (GRPOTrainer with LoRA and the built-in length reward). The model is tuneterm's built-in tiny Llama; no
-network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
+[--wandb] [--steps N] [--peft] [--no-samples] [--raise-at STEP] [--step-sleep S] [+ KIND LR ...]``;
+KIND is ``hf`` (a plain transformers Trainer on the tokenized tiny chat data), ``sft`` (TRL's
+SFTTrainer), ``dpo`` (DPOTrainer with LoRA on the shipped preference pairs) or ``grpo``
+(GRPOTrainer with LoRA and the built-in length reward). The model is tuneterm's built-in tiny Llama;
+no network. This is exactly what the README shows: the callback added to a trainer tuneterm did not
 build.
+
+Several scenarios separated by ``+`` are trained one after another in this one process, each with
+its own model, trainer, ``TunetermCallback`` and run directory (a user script that trains several
+models; it also saves the tests a process start of torch/transformers/TRL imports per run).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -29,7 +35,7 @@ def _texts() -> list[str]:
     return [" ".join(m["content"] for m in r["messages"]) for r in rows]
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["hf", "sft", "dpo", "grpo"])
     ap.add_argument("lr", type=float)
@@ -43,8 +49,27 @@ def main() -> None:
     ap.add_argument("--no-samples", action="store_true")
     ap.add_argument("--raise-at", type=int, default=0, help="raise RuntimeError at this step (a crash)")
     ap.add_argument("--step-sleep", type=float, default=0.0, help="sleep after every step (a slow run)")
-    a = ap.parse_args()
+    return ap
 
+
+def scenarios(argv: list[str]) -> list[argparse.Namespace]:
+    """The scenarios of a command line: its arguments split on ``+``, each parsed on its own."""
+    specs: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == "+":
+            specs.append([])
+        else:
+            specs[-1].append(arg)
+    return [_parser().parse_args(spec) for spec in specs]
+
+
+def main() -> None:
+    for a in scenarios(sys.argv[1:]):
+        train(a)
+
+
+def train(a: argparse.Namespace) -> None:
+    """Train one scenario with a fresh model, trainer and callback, as a user script would."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer

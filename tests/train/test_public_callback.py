@@ -1,7 +1,7 @@
 """TunetermCallback in the user's own trainer, W&B runs, notifications, compare: on real tiny runs.
 
-Six real CPU trainings, made once per module by ``callback_runs``, each a user script
-(tests/train/callback_script.py) that adds ``TunetermCallback`` to its own trainer:
+Six real CPU trainings, made once per module by ``callback_runs`` in two user-script processes
+(tests/train/callback_script.py), each training adding ``TunetermCallback`` to its own trainer:
 
 * ``hf-a``: a transformers ``Trainer``, learning rate 1e-3, also logging to W&B offline;
 * ``hf-b``: the same at 4e-3 (the pair ``compare`` tells apart);
@@ -46,21 +46,34 @@ def _script(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def callback_runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Path:
-    """The module's real trainings (see the module docstring); returns their working dir."""
+    """The module's real trainings (see the module docstring); returns their working dir.
+
+    Two processes, as each costs seconds of torch/transformers/TRL imports: one user script that
+    trains five models one after another (the callback's run directory, hooks and stop are per
+    trainer, so one finished or stopped run leaves the next untouched), and the crashing script on
+    its own (its uncaught exception ends the process). ``hf-a`` trains last in its process: the
+    transformers W&B integration leaves its run open until the process exits.
+    """
     cwd = tmp_path_factory.mktemp("callback")
     runs = str(cwd / "runs")
     dead = "json://127.0.0.1:9/"  # nothing listens on the discard port: a failing notifier
+    scenarios = [
+        ["hf", "4e-3", runs, "hf-b"],
+        ["dpo", "5e-4", runs, "dpo-lora", "--steps", "6", "--no-samples"],
+        ["grpo", "5e-3", runs, "grpo-lora", "--steps", "4", "--no-samples"],
+        ["sft", "0", runs, "sft-lr0", "--stop-on", "error", "--steps", "80", "--notify", receiver.url, "--notify", dead],
+        ["hf", "1e-3", runs, "hf-a", "--wandb"],
+    ]
     plans = [
-        (["hf", "1e-3", runs, "hf-a", "--wandb"], 0),
-        (["hf", "4e-3", runs, "hf-b"], 0),
-        (["sft", "0", runs, "sft-lr0", "--stop-on", "error", "--steps", "80", "--notify", receiver.url, "--notify", dead], 0),
+        ([arg for spec in scenarios for arg in ["+", *spec]][1:], 0),
         (["hf", "1e-3", runs, "hf-crash", "--steps", "20", "--raise-at", "6", "--notify", receiver.url], 1),
-        (["dpo", "5e-4", runs, "dpo-lora", "--steps", "6", "--no-samples"], 0),
-        (["grpo", "5e-3", runs, "grpo-lora", "--steps", "4", "--no-samples"], 0),
     ]
     for args, code in plans:
         proc = _script(args, cwd, {})
         assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+        if code == 0:  # every scenario trained to its end, each into its own run directory
+            trained = [Path(line.split(" ", 2)[2]).name for line in proc.stdout.splitlines() if line.startswith("TRAINED")]
+            assert trained == [spec[3] for spec in scenarios], proc.stdout[-2000:]
     return cwd
 
 
