@@ -171,7 +171,14 @@ def train(a: argparse.Namespace) -> None:
 
         trainer.add_callback(Crash())
     trainer.train()
-    print(f"TRAINED {trainer.state.global_step} {os.fspath(cb.run_dir)}")
+    if a.wandb:
+        import wandb
+
+        # The transformers integration leaves its W&B run open until the process exits; a script
+        # that trains several models ends each one's run itself (W&B's advice for several runs
+        # in one process), so the next training is not logged into it.
+        wandb.finish()
+    print(f"TRAINED {trainer.state.global_step} {os.fspath(cb.run_dir)}", flush=True)
 
 
 if __name__ == "__main__":

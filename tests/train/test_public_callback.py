@@ -1,7 +1,7 @@
 """TunetermCallback in the user's own trainer, W&B runs, notifications, compare: on real tiny runs.
 
-Six real CPU trainings, made once per module by ``callback_runs`` in two user-script processes
-(tests/train/callback_script.py), each training adding ``TunetermCallback`` to its own trainer:
+Six real CPU trainings, made once per module by ``callback_runs`` in one user script
+(tests/train/callback_script.py) that adds ``TunetermCallback`` to each of its trainers:
 
 * ``hf-a``: a transformers ``Trainer``, learning rate 1e-3, also logging to W&B offline;
 * ``hf-b``: the same at 4e-3 (the pair ``compare`` tells apart);
@@ -48,32 +48,27 @@ def _script(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
 def callback_runs(tiny_model: str, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Path:
     """The module's real trainings (see the module docstring); returns their working dir.
 
-    Two processes, as each costs seconds of torch/transformers/TRL imports: one user script that
-    trains five models one after another (the callback's run directory, hooks and stop are per
-    trainer, so one finished or stopped run leaves the next untouched), and the crashing script on
-    its own (its uncaught exception ends the process). ``hf-a`` trains last in its process: the
-    transformers W&B integration leaves its run open until the process exits.
+    One user script (one process: each costs seconds of torch/transformers/TRL imports) trains the
+    six models one after another; the callback's run directory, hooks and stop are per trainer, so
+    a finished or stopped run leaves the next one untouched. ``hf-crash`` trains last: its
+    uncaught exception ends the process with exit status 1, as any crashing script does.
     """
     cwd = tmp_path_factory.mktemp("callback")
     runs = str(cwd / "runs")
     dead = "json://127.0.0.1:9/"  # nothing listens on the discard port: a failing notifier
     scenarios = [
+        ["hf", "1e-3", runs, "hf-a", "--wandb"],
         ["hf", "4e-3", runs, "hf-b"],
+        ["sft", "0", runs, "sft-lr0", "--stop-on", "error", "--steps", "80", "--notify", receiver.url, "--notify", dead],
         ["dpo", "5e-4", runs, "dpo-lora", "--steps", "6", "--no-samples"],
         ["grpo", "5e-3", runs, "grpo-lora", "--steps", "4", "--no-samples"],
-        ["sft", "0", runs, "sft-lr0", "--stop-on", "error", "--steps", "80", "--notify", receiver.url, "--notify", dead],
-        ["hf", "1e-3", runs, "hf-a", "--wandb"],
+        ["hf", "1e-3", runs, "hf-crash", "--steps", "20", "--raise-at", "6", "--notify", receiver.url],
     ]
-    plans = [
-        ([arg for spec in scenarios for arg in ["+", *spec]][1:], 0),
-        (["hf", "1e-3", runs, "hf-crash", "--steps", "20", "--raise-at", "6", "--notify", receiver.url], 1),
-    ]
-    for args, code in plans:
-        proc = _script(args, cwd, {})
-        assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
-        if code == 0:  # every scenario trained to its end, each into its own run directory
-            trained = [Path(line.split(" ", 2)[2]).name for line in proc.stdout.splitlines() if line.startswith("TRAINED")]
-            assert trained == [spec[3] for spec in scenarios], proc.stdout[-2000:]
+    proc = _script([arg for spec in scenarios for arg in ["+", *spec]][1:], cwd, {})
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # every scenario before the crash trained to its end, each into its own run directory
+    trained = [Path(line.split(" ", 2)[2]).name for line in proc.stdout.splitlines() if line.startswith("TRAINED")]
+    assert trained == [spec[3] for spec in scenarios[:-1]], proc.stdout[-2000:] + proc.stderr[-3000:]
     return cwd
 
 
