@@ -13,24 +13,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.watch.helpers import TUNETERM, cli_env
 from tuneterm.runs.layout import METRICS, RunDir, create_run_dir, initial_status
 from tuneterm.runs.pipeline import PipelineDir
 from tuneterm.runs.writer import now_iso
 from tuneterm.train.pipeline import create, prepare
-
-TUNETERM = Path(sys.executable).with_name("tuneterm")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("TUNETERM_DEBUG", None)
-    env.pop("TUNETERM_RUNS_DIR", None)
-    return env
 
 
 def _pipeline(tmp_path: Path) -> PipelineDir:
@@ -84,7 +75,7 @@ def test_watch_follows_the_next_stage_and_ends_with_the_pipeline(tmp_path: Path)
     with open(err_file, "w", encoding="utf-8") as err:
         proc = subprocess.Popen(
             [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=_env(), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(), cwd=tmp_path,
         )
     try:
         _wait_for(err_file, "watching stage 01-sft", proc)
@@ -130,7 +121,7 @@ def test_watch_of_a_gated_pipeline_says_why_and_exits_1(tmp_path: Path) -> None:
     pd.update(state="gated", current=None, ended=now_iso(), error=f"stage 2 (dpo): {reason}")
     r = subprocess.run(
         [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=120,
     )
     assert r.returncode == 1, r.stderr
     assert "pipeline pipe: watching stage 02-dpo" in r.stderr  # the last stage started
@@ -146,7 +137,7 @@ def test_watch_of_a_pipeline_whose_driver_died_exits_1(tmp_path: Path) -> None:
     pd.update(pid=gone.pid)  # the driver was killed between stages, recording nothing
     r = subprocess.run(
         [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=120,
     )
     assert r.returncode == 1, r.stderr
     assert f"pipeline pipe died: its driver (pid {gone.pid}) is gone" in r.stderr
