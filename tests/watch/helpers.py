@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
+TUNETERM = Path(sys.executable).with_name("tuneterm")
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a ``tuneterm`` subprocess: no debug tracebacks, no runs directory
+    inherited from the caller."""
+    env = dict(os.environ)
+    env.pop("TUNETERM_DEBUG", None)
+    env.pop("TUNETERM_RUNS_DIR", None)
+    return env
 
 
 def make_run_dir(

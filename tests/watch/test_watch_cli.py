@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,17 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.watch.helpers import FAKE_TRAINER
+from tests.watch.helpers import FAKE_TRAINER, TUNETERM, cli_env
 from tuneterm.runs.control import pid_alive
-
-TUNETERM = Path(sys.executable).with_name("tuneterm")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("TUNETERM_DEBUG", None)
-    env.pop("TUNETERM_RUNS_DIR", None)
-    return env
 
 
 def _only_run(runs: Path) -> Path:
@@ -37,7 +27,7 @@ def test_nan_found_within_a_second_and_exit_1(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     cmd = [str(TUNETERM), "watch", "--headless", "--runs-dir", str(runs), "--",
            sys.executable, str(FAKE_TRAINER), "--steps", "24", "--nan-at", "12", "--sleep", "0.15"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=tmp_path)
     seen: dict[str, float] = {}
     lines: list[str] = []
     assert proc.stdout is not None
@@ -65,7 +55,7 @@ def test_nan_found_within_a_second_and_exit_1(tmp_path: Path) -> None:
     assert doc["tool"] == "tuneterm" and doc["summary"]["errors"] >= 1
     assert "nan-or-inf" in {f["name"] for f in doc["findings"]}
     # and `tuneterm check` reads the same run directory (console metrics of a command run)
-    chk = subprocess.run([str(TUNETERM), "check", str(rd), "--format", "json"], capture_output=True, text=True, env=_env(), timeout=60)
+    chk = subprocess.run([str(TUNETERM), "check", str(rd), "--format", "json"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert chk.returncode == 1, chk.stderr
     assert "nan-or-inf" in {f["name"] for f in json.loads(chk.stdout)["findings"]}
 
@@ -75,7 +65,7 @@ def test_stop_on_error_stops_the_run(tmp_path: Path) -> None:
     cmd = [str(TUNETERM), "watch", "--headless", "--stop-on", "error", "--grace", "5", "--runs-dir", str(runs),
            "--name", "nanrun", "--", sys.executable, str(FAKE_TRAINER), "--steps", "40", "--nan-at", "5", "--sleep", "0.1", "--hang"]
     t0 = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=60)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=60)
     took = time.monotonic() - t0
     assert res.returncode == 1, res.stderr
     assert "error N101 nan-or-inf" in res.stdout
@@ -98,7 +88,7 @@ def test_clean_run_exits_0(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     res = subprocess.run([str(TUNETERM), "watch", "--headless", "--runs-dir", str(runs), "--",
                           sys.executable, str(FAKE_TRAINER), "--steps", "12", "--sleep", "0.02"],
-                         capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=60)
+                         capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=60)
     assert res.returncode == 0, (res.stdout, res.stderr)
     assert "error" not in res.stdout
     rd = _only_run(runs)
@@ -109,7 +99,7 @@ def test_crashing_command_is_diagnosed(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     res = subprocess.run([str(TUNETERM), "watch", "--headless", "--runs-dir", str(runs), "--",
                           sys.executable, str(FAKE_TRAINER), "--steps", "12", "--sleep", "0.02", "--crash", "module"],
-                         capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=60)
+                         capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=60)
     assert res.returncode == 1
     assert "error X112 missing-package" in res.stdout
     assert "$ pip install bitsandbytes" in res.stdout
@@ -120,7 +110,7 @@ def test_crashing_command_is_diagnosed(tmp_path: Path) -> None:
 
 def test_command_not_found_is_exit_2(tmp_path: Path) -> None:
     res = subprocess.run([str(TUNETERM), "watch", "--runs-dir", str(tmp_path), "--", "no-such-trainer-cli", "train", "x.yaml"],
-                         capture_output=True, text=True, env=_env(), timeout=60)
+                         capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 2
     assert "command not found: no-such-trainer-cli" in res.stderr
     assert "Traceback" not in res.stderr
@@ -145,7 +135,7 @@ def test_watch_growing_log_file(tmp_path: Path) -> None:
     t.start()
     try:
         res = subprocess.run([str(TUNETERM), "watch", str(log), "--headless", "--idle-timeout", "1.5"],
-                             capture_output=True, text=True, env=_env(), timeout=60)
+                             capture_output=True, text=True, env=cli_env(), timeout=60)
     finally:
         stop.set()
         t.join()
@@ -160,13 +150,13 @@ def test_watch_growing_log_file(tmp_path: Path) -> None:
 def test_watch_no_follow_clean_and_missing(tmp_path: Path) -> None:
     log = tmp_path / "ok.log"
     log.write_text("".join(f"{{'loss': {2 - 0.01 * s:.3f}, 'grad_norm': 1.0, 'learning_rate': 0.0001, 'epoch': {s / 100}}}\n" for s in range(1, 30)))
-    res = subprocess.run([str(TUNETERM), "watch", str(log), "--headless", "--no-follow"], capture_output=True, text=True, env=_env(), timeout=60)
+    res = subprocess.run([str(TUNETERM), "watch", str(log), "--headless", "--no-follow"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 0, (res.stdout, res.stderr)
     empty = tmp_path / "empty.log"
     empty.write_text("no metrics here\n")
-    res = subprocess.run([str(TUNETERM), "watch", str(empty), "--headless", "--no-follow"], capture_output=True, text=True, env=_env(), timeout=60)
+    res = subprocess.run([str(TUNETERM), "watch", str(empty), "--headless", "--no-follow"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 3
-    res = subprocess.run([str(TUNETERM), "watch", "no-such-run", "--headless", "--runs-dir", str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=60)
+    res = subprocess.run([str(TUNETERM), "watch", "no-such-run", "--headless", "--runs-dir", str(tmp_path)], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 2 and "no run named 'no-such-run'" in res.stderr
 
 
@@ -175,7 +165,7 @@ def test_markup_and_escapes_in_log_are_inert(tmp_path: Path) -> None:
     lines = [f"{{'loss': 2.0, 'grad_norm': 1.0, 'learning_rate': 0.0001, 'epoch': {s / 100}}}\n" for s in range(1, 5)]
     lines.append("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: [bold red]boom\x1b[31m\x1b]0;title\x07\n")
     log.write_text("".join(lines))
-    res = subprocess.run([str(TUNETERM), "watch", str(log), "--headless", "--no-follow"], capture_output=True, text=True, env=_env(), timeout=60)
+    res = subprocess.run([str(TUNETERM), "watch", str(log), "--headless", "--no-follow"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 1
     assert "[bold red]boom" in res.stdout
     assert "\x1b" not in res.stdout + res.stderr
@@ -185,7 +175,7 @@ def test_markup_and_escapes_in_log_are_inert(tmp_path: Path) -> None:
 def test_binary_file_is_exit_2(tmp_path: Path, bad: bytes) -> None:
     p = tmp_path / "junk.bin"
     p.write_bytes(bad)
-    res = subprocess.run([str(TUNETERM), "watch", str(p), "--headless", "--no-follow"], capture_output=True, text=True, env=_env(), timeout=60)
+    res = subprocess.run([str(TUNETERM), "watch", str(p), "--headless", "--no-follow"], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 2 and "binary" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -197,12 +187,12 @@ def test_real_tiny_run_with_nan_fault_caught_live(tmp_path: Path) -> None:
     from tuneterm.resources import configs_dir
 
     runs = tmp_path / "runs"
-    env = {**_env(), "TUNETERM_FAULT": "nan-weights@4,sleep=0.3"}
+    env = {**cli_env(), "TUNETERM_FAULT": "nan-weights@4,sleep=0.3"}
     launch = subprocess.run([str(TUNETERM), "train", str(configs_dir() / "tiny.yaml"), "--detach", "--runs-dir", str(runs),
                              "--name", "faulty", "--set", "max_steps=200"], capture_output=True, text=True, env=env, timeout=120)
     assert launch.returncode == 0, launch.stderr
     res = subprocess.run([str(TUNETERM), "watch", "faulty", "--headless", "--stop-on", "error", "--grace", "30", "--runs-dir", str(runs)],
-                         capture_output=True, text=True, env=_env(), timeout=400)
+                         capture_output=True, text=True, env=cli_env(), timeout=400)
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "error N101 nan-or-inf" in res.stdout
     status = json.loads((runs / "faulty" / "status.json").read_text())
@@ -219,7 +209,7 @@ def test_command_survives_ctrl_c_of_the_viewer(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     cmd = [str(TUNETERM), "watch", "--headless", "--runs-dir", str(runs), "--name", "survivor", "--",
            sys.executable, str(FAKE_TRAINER), "--steps", "3", "--sleep", "0.05", "--hang"]
-    viewer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    viewer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=tmp_path)
     status_file = runs / "survivor" / "status.json"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -236,6 +226,6 @@ def test_command_survives_ctrl_c_of_the_viewer(tmp_path: Path) -> None:
         assert status["state"] in ("starting", "running") and pid_alive(status["pid"])
     finally:
         res = subprocess.run([str(TUNETERM), "stop", "survivor", "--runs-dir", str(runs), "--grace", "5"],
-                             capture_output=True, text=True, env=_env(), timeout=60)
+                             capture_output=True, text=True, env=cli_env(), timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(status_file.read_text())["state"] == "stopped"

@@ -172,13 +172,13 @@ def _report(rd: Any, outcome: Any) -> int:
     Raises:
         ConfigError: the training process rejected the config before training (exit 2).
     """
-    from tuneterm.train.follow import finding_line
+    from tuneterm.report.text import finding_summary
 
     _raise_if_config_failure(rd)
 
     findings = outcome.findings or []
     for f in findings:
-        print(finding_line(f), flush=True)
+        print(finding_summary(f, limit=400), flush=True)
     errors = [f for f in findings if f.severity.value == "error"]
     if outcome.state == "finished":
         _say(f"tuneterm: run {rd.name} finished ({rd.path})")

@@ -26,7 +26,7 @@ def _say(text: str) -> None:
 def how_to_follow(path: Path, pid: Any) -> str:
     """The lines that tell a user how to look at and stop a detached pipeline."""
     return (
-        f"  watch:  tuneterm watch {path}      (the running stage)\n"
+        f"  watch:  tuneterm watch {path}      (stage after stage)\n"
         f"  runs:   tuneterm runs               (every stage, as <pipeline>/<NN-stage>)\n"
         f"  stop:   tuneterm stop {path}   (stops the running stage and the pipeline; or: kill -TERM {pid})\n"
         f"  log:    {path / 'pipeline.log'}"

@@ -9,13 +9,20 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tuneterm.cli import app
 from tuneterm.exit_codes import ExitCode
 from tuneterm.textsafe import inert_line
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from tuneterm.engine.rules import RuleSet
+    from tuneterm.runs.pipeline import PipelineDir
+    from tuneterm.watch.loop import WatchOptions
 
 
 def _say(line: str) -> None:
@@ -62,8 +69,8 @@ def watch_cmd(
 
     from tuneterm.engine import load_rules
     from tuneterm.runs.info import resolve_target
-    from tuneterm.runs.layout import STATUS
-    from tuneterm.watch.loop import WatchOptions, ask_stop, exit_code_for, make_view, watch
+    from tuneterm.runs.pipeline import PipelineDir, is_pipeline_dir
+    from tuneterm.watch.loop import WatchOptions
 
     if stop_on not in ("error", "never"):
         raise click.BadParameter(f"{stop_on!r} is not one of 'error', 'never'", param_hint="'--stop-on'")
@@ -81,7 +88,26 @@ def watch_cmd(
         if name is not None:
             raise click.BadParameter("--name is only for -- COMMAND", param_hint="'--name'")
         path = resolve_target(target[0], runs_dir)
-        path = _pipeline_stage(path)
+        if is_pipeline_dir(path):
+            return _watch_pipeline(PipelineDir(path), rules, options, headless=headless, heartbeat=heartbeat)
+    return _watch_one(path, rules, options, headless=headless, heartbeat=heartbeat, proc=proc)
+
+
+def _watch_one(
+    path: Path,
+    rules: RuleSet,
+    options: WatchOptions,
+    *,
+    headless: bool,
+    heartbeat: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    again: Path | None = None,
+) -> int:
+    """Watch one run directory or log file to its end, print the closing line, return the exit
+    code; ``again`` is what a detached user is told to watch again (default ``path``)."""
+    from tuneterm.runs.layout import STATUS
+    from tuneterm.watch.loop import ask_stop, exit_code_for, make_view, watch
+
     view = make_view(headless, path.name, heartbeat_s=heartbeat)
     interactive = not headless and sys.stdin is not None and sys.stdin.isatty()
     result = watch(path, rules, options=options, view=view, proc=proc, on_interrupt=ask_stop if interactive else None)
@@ -89,7 +115,8 @@ def watch_cmd(
         if result.action == "stopped":
             _say(f"run {path.name} {result.state}")
         elif (path / STATUS).is_file():
-            _say(f"the run keeps going; follow it again with: tuneterm watch {path}   stop it with: tuneterm stop {path}")
+            again = again or path
+            _say(f"the run keeps going; follow it again with: tuneterm watch {again}   stop it with: tuneterm stop {again}")
         return exit_code_for(result)
     errors = sum(1 for f in result.fired if f.severity.value == "error")
     warnings = sum(1 for f in result.fired if f.severity.value == "warning")
@@ -99,6 +126,44 @@ def watch_cmd(
     if code == ExitCode.NO_METRICS:
         _say(f"no training metrics or errors were read from {path}")
     return code
+
+
+def _watch_pipeline(pd: PipelineDir, rules: RuleSet, options: WatchOptions, *, headless: bool, heartbeat: float) -> int:
+    """Follow a pipeline stage after stage until it ends (docs/commands-watch.md, "A pipeline directory").
+
+    Exit code: 130 on Ctrl-C; 1 when an error finding fired in a followed stage or the pipeline
+    ended ``gated``, ``failed`` or ``died``; 3 when no followed stage had anything to read; else 0.
+    """
+    from tuneterm.errors import InputError
+    from tuneterm.runs.pipeline import current_stage_dir
+    from tuneterm.watch.pipeline import after_stage, ended_line
+
+    stage = current_stage_dir(pd)
+    if stage is None:
+        raise InputError(f"pipeline {pd.name} has not started a stage yet; try again in a moment")
+    _say(f"pipeline {pd.name}: watching stage {stage.name} (each stage is its own run)")
+    codes: list[int] = []
+    while True:
+        code = _watch_one(stage, rules, options, headless=headless, heartbeat=heartbeat, again=pd.path)
+        if code == ExitCode.INTERRUPTED:
+            return code
+        codes.append(code)
+        if not options.follow:
+            return code
+        _say(f"pipeline {pd.name}: stage {stage.name} ended; waiting for its gate and the next stage")
+        try:
+            after = after_stage(pd, stage)
+        except KeyboardInterrupt:
+            _say(f"the pipeline keeps going; follow it again with: tuneterm watch {pd.path}")
+            return int(ExitCode.INTERRUPTED)
+        if after.stage is None:
+            _say(ended_line(pd, after))
+            break
+        _say(f"pipeline {pd.name}: stage {after.index}/{after.count} running; watching stage {after.stage.name}")
+        stage = after.stage
+    if ExitCode.FINDINGS in codes or after.state in ("gated", "failed", "died"):
+        return int(ExitCode.FINDINGS)
+    return int(ExitCode.NO_METRICS) if all(c == ExitCode.NO_METRICS for c in codes) else int(ExitCode.OK)
 
 
 def _reached(path: Path, state: str | None) -> str:
@@ -113,21 +178,6 @@ def _reached(path: Path, state: str | None) -> str:
     if not isinstance(step, int) or isinstance(step, bool):
         return ""
     return f" at step {step_text(step, max_steps if isinstance(max_steps, int) else None, state)}"
-
-
-def _pipeline_stage(path: Path) -> Path:
-    """A pipeline directory stands for its running stage (else the last one started)."""
-    from tuneterm.runs.pipeline import PipelineDir, current_stage_dir, is_pipeline_dir
-
-    if not is_pipeline_dir(path):
-        return path
-    from tuneterm.errors import InputError
-
-    stage = current_stage_dir(PipelineDir(path))
-    if stage is None:
-        raise InputError(f"pipeline {path.name} has not started a stage yet; try again in a moment")
-    _say(f"pipeline {path.name}: watching stage {stage.name} (each stage is its own run)")
-    return stage
 
 
 @app.command("runs")

@@ -150,86 +150,73 @@ def read_json_doc(run: Run, doc: Any, path: Path) -> None:
 
 
 def _read_other_shape(run: Run, doc: dict[str, Any]) -> bool:
-    """The history under another name, or series by metric (:mod:`tuneterm.logs.jsonshapes`)."""
-    from tuneterm.logs.jsonshapes import (
-        find_entry_list,
-        find_series,
-        merged_entry_lists,
-    )
+    """Read the history under another name, or series by metric; False if ``doc`` holds neither."""
+    shape = _other_shape(doc)
+    if shape is None:
+        return False
+    run.format, entries, note = shape
+    apply_state_facts(run, doc)
+    read_log_history(run, entries)
+    run.notes.append(note)
+    return run.has_metrics()
+
+
+def _other_shape(doc: dict[str, Any]) -> tuple[str, list[Any], str] | None:
+    """``(format, entries, note)`` of the first shape :mod:`tuneterm.logs.jsonshapes` finds in
+    ``doc``: a history list under another name, series by metric, or several entry lists merged."""
+    from tuneterm.logs.jsonshapes import find_entry_list, find_series, merged_entry_lists
 
     found = find_entry_list(doc)
     if found is not None:
-        key, entries = found
-        run.format = "log_history"
-        apply_state_facts(run, doc)
-        read_log_history(run, entries)
-        run.notes.append(f"read the history from {key!r}")
-        return run.has_metrics()
+        return "log_history", found[1], f"read the history from {found[0]!r}"
     series = find_series(doc)
     if series is not None:
         where, entries = series
-        run.format = "json_series"
-        apply_state_facts(run, doc)
-        read_log_history(run, entries)
-        run.notes.append(f"read per-metric series from {where!r}" if where else "read per-metric series")
-        return run.has_metrics()
+        return "json_series", entries, f"read per-metric series from {where!r}" if where else "read per-metric series"
     lists = merged_entry_lists(doc)
     if lists is not None:
-        keys, merged = lists
-        run.format = "log_history"
-        apply_state_facts(run, doc)
-        read_log_history(run, merged)
-        run.notes.append("read the history from " + ", ".join(repr(k) for k in keys))
-        return run.has_metrics()
-    return False
+        return "log_history", lists[1], "read the history from " + ", ".join(repr(k) for k in lists[0])
+    return None
 
 
 def salvage(run: Run, text: str, path: Path) -> None:
     """Recover the complete ``log_history`` entries of a truncated trainer_state.json."""
-    decoder = json.JSONDecoder()
     at = text.find('"log_history"')
     head = text if at < 0 else text[:at]
     facts = {k: float(v) for k, v in _TOP_NUMBER.findall(head) if _num(v)}
     apply_state_facts(run, facts)
-    entries: list[Any] = []
     if at >= 0:
-        pos = text.find("[", at)
-        n = len(text)
-        while 0 <= pos < n:
-            pos += 1
-            while pos < n and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= n or text[pos] == "]":
-                break
-            try:
-                obj, end = decoder.raw_decode(text, pos)
-            except (json.JSONDecodeError, RecursionError):
-                break
-            entries.append(obj)
-            pos = end - 1
+        entries = _complete_items(text, text.find("[", at))
     else:
         # a truncated bare list: `[{...}, {...}, {...`
         stripped = text.lstrip()
-        if stripped.startswith("["):
-            pos = len(text) - len(stripped)
-            n = len(text)
-            while pos < n:
-                pos += 1
-                while pos < n and text[pos] in " \t\r\n,":
-                    pos += 1
-                if pos >= n:
-                    break
-                try:
-                    obj, end = decoder.raw_decode(text, pos)
-                except (json.JSONDecodeError, RecursionError):
-                    break
-                entries.append(obj)
-                pos = end - 1
+        entries = _complete_items(text, len(text) - len(stripped)) if stripped.startswith("[") else []
     if not entries and not facts:
         raise NotJsonError(f"{show(path)}: not valid JSON and nothing could be salvaged")
     run.format = "trainer_state" if at >= 0 else "log_history"
     read_log_history(run, entries)
     run.notes.append(f"file is truncated; salvaged {len(entries)} complete entries")
+
+
+def _complete_items(text: str, open_at: int) -> list[Any]:
+    """The complete values of the JSON list whose ``[`` stands at ``open_at`` (none if -1), up
+    to its end or the first value cut off."""
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    pos, n = open_at, len(text)
+    while 0 <= pos < n:
+        pos += 1
+        while pos < n and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n or text[pos] == "]":
+            break
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError):
+            break
+        items.append(obj)
+        pos = end - 1
+    return items
 
 
 def _num(v: str) -> bool:

@@ -44,9 +44,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -60,6 +58,7 @@ from tuneterm.errors import InputError
 if typing.TYPE_CHECKING:
     from tuneterm.advise import KeySchema
 from tuneterm.kinds import TRAINERS
+from tuneterm.runs.writer import write_json_atomic
 
 FORMAT = 1
 """Bump when the descriptor format or what is recorded changes: older files are then ignored."""
@@ -192,19 +191,8 @@ def write_cache(path: Path, doc: Mapping[str, Any]) -> bool:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_json_atomic(path, doc, compact=True)
     except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
     return True
 

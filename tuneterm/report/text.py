@@ -36,6 +36,34 @@ def finding_line(finding: Finding, source: str) -> str:
     )
 
 
+def finding_summary(finding: Finding, *, limit: int = 600, brief: bool = False) -> str:
+    """One inert line about a finding for a live status: ``severity CODE name (step a-b): message``.
+
+    The form of ``tuneterm watch``, ``tuneterm train`` and the stop reason a run's status keeps
+    (``brief``: ``CODE name: message``, no severity and no steps, since the reason names the rule
+    that stopped the run). ``limit`` caps the whole line (characters).
+
+    >>> from tuneterm.engine.model import Severity
+    >>> f = Finding("G101", "zero-grad-norm", Severity.ERROR, "gradients", "grad_norm is 0",
+    ...             10, 500, {}, (), (), ())
+    >>> finding_summary(f)
+    'error G101 zero-grad-norm (step 10-500): grad_norm is 0'
+    >>> finding_summary(f, brief=True)
+    'G101 zero-grad-norm: grad_norm is 0'
+    """
+    if brief:
+        return inert_line(f"{finding.code} {finding.name}: {finding.message}", limit)
+    return inert_line(f"{finding.severity.value} {finding.code} {finding.name}{step_range(finding)}: {finding.message}", limit)
+
+
+def step_range(finding: Finding) -> str:
+    """`` (step 12)``, `` (step 12-30)``, or ``""`` for a finding without steps."""
+    if finding.first_step is None:
+        return ""
+    last = f"-{finding.last_step}" if finding.last_step not in (None, finding.first_step) else ""
+    return f" (step {finding.first_step}{last})"
+
+
 def render_text(results: Sequence[CheckResult]) -> str:
     """Render ``results`` as text lines ending with a summary line (and a final newline)."""
     lines: list[str] = []

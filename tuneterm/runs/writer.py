@@ -21,12 +21,20 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` via a temp file in the same directory and ``os.replace``."""
+def write_json_atomic(path: Path, data: Mapping[str, Any], *, compact: bool = False) -> None:
+    """Write ``data`` as JSON to ``path`` via a temp file in the same directory and ``os.replace``
+    (``compact``: no indentation or spaces, for caches nobody reads by eye).
+
+    Raises:
+        OSError: the directory cannot be written (no temp file is left behind).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, default=str)
+            if compact:
+                json.dump(data, fh, separators=(",", ":"), default=str)
+            else:
+                json.dump(data, fh, indent=1, default=str)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

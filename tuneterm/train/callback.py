@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from tuneterm.report.text import finding_summary
 from tuneterm.runs.layout import GPU, METRICS, SAMPLES, RunDir
 from tuneterm.train.live_rules import LiveRules
 from tuneterm.train.workers import WorkerReporter
@@ -336,7 +337,7 @@ class TunetermCallback(TrainerCallback):
             self._unhook()
         fields: dict[str, Any] = {"ended": now_iso(), "exit_code": 0, "step": state.global_step}
         if self._stop_finding is not None:
-            why = _finding_line(self._stop_finding)
+            why = finding_summary(self._stop_finding, limit=300, brief=True)
             fields.update(state="stopped", stop_reason=why, error=f"stopped by TunetermCallback(stop_on='error'): {why}")
         elif self._term_requested:
             fields.update(state="stopped", error="stopped on request", stop_requested=True)
@@ -359,7 +360,7 @@ class TunetermCallback(TrainerCallback):
             return
         if self.stop_on == "error" and self._stop_finding is None:
             self._stop_finding = finding
-            self.rd.update_status(stop_reason=_finding_line(finding))
+            self.rd.update_status(stop_reason=finding_summary(finding, limit=300, brief=True))
         if self._notifier is not None:
             self._notifier.finding(self.rd, finding, self._parsed_run())
 
@@ -508,13 +509,6 @@ def _rss_mib() -> float | None:
         return round(pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024), 1)
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _finding_line(f: Finding) -> str:
-    """``S101 lr-zero: message`` (one inert line)."""
-    from tuneterm.textsafe import inert_line
-
-    return inert_line(f"{f.code} {f.name}: {f.message}", 300)
 
 
 def _default_prompts(tokenizer: PreTrainedTokenizerBase, loader: DataLoader[Any] | None) -> list[SamplePrompt]:

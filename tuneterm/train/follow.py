@@ -29,6 +29,7 @@ from tuneterm.runs.diagnose import Diagnosis, diagnose
 from tuneterm.runs.files import parse_row
 from tuneterm.runs.layout import TERMINAL_STATES, RunDir
 from tuneterm.runs.load import load_source
+from tuneterm.report.text import finding_summary
 from tuneterm.runs.writer import write_json_atomic
 from tuneterm.textsafe import inert_line
 
@@ -179,14 +180,6 @@ def write_findings(rd: RunDir, findings: Sequence[Finding], run: Run | None = No
     write_json_atomic(rd.findings, doc)
 
 
-def finding_line(f: Finding) -> str:
-    """``error G101 zero-grad-norm (step 3-30): message``, inert."""
-    where = ""
-    if f.first_step is not None:
-        where = f" (step {f.first_step}" + (f"-{f.last_step}" if f.last_step not in (None, f.first_step) else "") + ")"
-    return inert_line(f"{f.severity.value} {f.code} {f.name}{where}: {f.message}", 400)
-
-
 @dataclass(slots=True)
 class Outcome:
     """How following ended: the run's final state (or None if still running: detached), its
@@ -264,7 +257,7 @@ def follow(
             errors = [f for f in found if f.severity.value == "error"]
             if errors:
                 notify_findings(notifier, rd.path, rd.name, errors[:1])
-                emit(f"tuneterm: {finding_line(errors[0])}")
+                emit(f"tuneterm: {finding_summary(errors[0], limit=400)}")
                 emit(f"tuneterm: --stop-on error: stopping run {rd.name}")
                 stop_run(rd, grace_s=grace_s, proc=proc)
                 proc.wait()

@@ -165,6 +165,22 @@ def start(
     Raises:
         InputError: the directory cannot be created or the name is taken.
     """
+    return _start_driver(create(prepared, runs_dir=runs_dir, name=name, options=options))
+
+
+def create(
+    prepared: Prepared,
+    *,
+    runs_dir: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> PipelineDir:
+    """Create the pipeline directory :func:`start` starts the driver in: ``pipeline.yaml`` and the
+    first ``pipeline.json`` (state ``starting``, every stage ``pending``); arguments as there.
+
+    Raises:
+        InputError: the directory cannot be created or the name is taken.
+    """
     spec = prepared.spec
     rd = create_run_dir(runs_root(runs_dir), name, spec.name)
     pd = PipelineDir(rd.path)
@@ -173,7 +189,7 @@ def start(
     state = initial_state(spec.name, str(Path(spec.source).resolve()), stages)
     state["options"] = dict(options or {})
     pd.write(state)
-    return _start_driver(pd)
+    return pd
 
 
 def find_pipeline(arg: str, runs_dir: str | os.PathLike[str] | None, name: str | None) -> PipelineDir:

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from tuneterm.engine.model import Finding, Fix
 from tuneterm.logs.model import RunStatus
 from tuneterm.progress import step_text
+from tuneterm.report.text import finding_summary
 from tuneterm.textsafe import inert_line
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ if TYPE_CHECKING:
 
     from tuneterm.logs.model import Run
     from tuneterm.runs.live import LiveEvaluator
-
-
-def finding_line(f: Finding) -> str:
-    """``error N101 nan-or-inf (step 12-30): message`` (inert, one line)."""
-    where = ""
-    if f.first_step is not None:
-        where = f" (step {f.first_step}" + (f"-{f.last_step}" if f.last_step not in (None, f.first_step) else "") + ")"
-    return inert_line(f"{f.severity.value} {f.code} {f.name}{where}: {f.message}", 600)
 
 
 def fix_line(fix: Fix) -> str:
@@ -83,7 +76,7 @@ class PlainView:
     def finding(self, f: Finding, *, escalated: bool = False) -> None:
         """Print one new (or escalated) finding with its first fixes."""
         prefix = "escalated: " if escalated else ""
-        print(prefix + finding_line(f), file=self.out, flush=True)
+        print(prefix + finding_summary(f), file=self.out, flush=True)
         for fix in f.fixes[: self.max_fixes]:
             print(f"  fix: {fix_line(fix)}", file=self.out, flush=True)
 
@@ -181,7 +174,7 @@ class LiveView(PlainView):
         head = Text()
         head.append("escalated " if escalated else "", style="bold")
         head.append(f"{f.severity.value} {inert_line(f.code, 10)} {inert_line(f.name, 60)}", style=STYLES[f.severity])
-        head.append("  " + finding_line(f).split(": ", 1)[-1])
+        head.append("  " + inert_line(f.message, 600))
         self.console.print(head)
         for fix in f.fixes[: self.max_fixes]:
             self.console.print(Padding(fix_text(fix), (0, 0, 0, 4), expand=False))

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneterm.engine.detectors._common import eval_series, pct, steps_text, train
+from tuneterm.engine.detectors._common import eval_series, pct, steps_text, train, train_points
 from tuneterm.engine.model import Detection, Severity
 from tuneterm.engine.registry import Param, detector
 from tuneterm.engine.stats import finite_points, head_tail, index_runs, within
@@ -158,12 +158,10 @@ def initial_loss_scale(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> initial_loss_scale(run, {"metric": "loss", "factor": 2.0, "default_vocab": 262144})[0].evidence["ratio"]
     22.8
     """
-    s = train(run, params["metric"])
-    if s is None:
+    pts = train_points(run, params["metric"], 1)
+    if pts is None:
         return []
-    steps, values = finite_points(s)
-    if not values:
-        return []
+    steps, values = pts
     vocab = run.facts.vocab_size or params["default_vocab"]
     ln_v = math.log(vocab)
     first = values[0]

@@ -21,7 +21,7 @@ Importing :mod:`tuneterm.engine.detectors` registers them with the other log det
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuneterm.engine.model import Detection, Fix, Severity
@@ -56,6 +56,16 @@ def _crash(run: Run, params: Mapping[str, Any]) -> LogEvent | None:
         return None
     return ev
 
+
+
+def _kind_detection(run: Run, params: Mapping[str, Any], classify: Callable[[LogEvent], tuple[str, list[Fix]]]) -> list[Detection]:
+    """The final crash this rule owns, as one detection whose evidence names the ``kind`` that
+    ``classify`` reads from the error text, with that kind's fixes; none if the rule does not own it."""
+    ev = _crash(run, params)
+    if ev is None:
+        return []
+    kind, fixes = classify(ev)
+    return [Detection(ev.step, ev.step, _evidence(ev, kind=kind), None, tuple(fixes))]
 
 # ------------------------------------------------------------------------------------- OOM
 @detector("crash-oom", params=_MATCH_PARAMS, evidence=(*_BASE_EVIDENCE, "capacity_gib", "advice"))
@@ -97,9 +107,11 @@ _PORT = re.compile(r"(?:port|:)\s*(\d{4,5})\b")
 @detector("crash-distributed", params=_MATCH_PARAMS, evidence=(*_BASE_EVIDENCE, "kind"))
 def crash_distributed(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """An NCCL / torch.distributed error ended the run (timeouts, a port in use, a rank that died)."""
-    ev = _crash(run, params)
-    if ev is None:
-        return []
+    return _kind_detection(run, params, _distributed_kind)
+
+
+def _distributed_kind(ev: LogEvent) -> tuple[str, list[Fix]]:
+    """What kind of distributed failure ``ev`` is, and its fixes."""
     low = ev.text.lower()
     fixes: list[Fix] = []
     if "address already in use" in low or "errno: 98" in low:
@@ -115,7 +127,7 @@ def crash_distributed(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         fixes.append(Fix(command="NCCL_DEBUG=INFO tuneterm train CONFIG --gpus N", why="NCCL says which transport (P2P, SHM, IB) failed"))
         fixes.append(Fix(command="NCCL_P2P_DISABLE=1 tuneterm train CONFIG --gpus N", why="works around broken GPU peer-to-peer on some consumer boards and VMs, at some speed"))
     fixes.append(Fix(command="tuneterm train CONFIG --gpus 1", why="confirm the run itself works on one GPU before debugging the multi-GPU setup"))
-    return [Detection(ev.step, ev.step, _evidence(ev, kind=kind), None, tuple(fixes))]
+    return kind, fixes
 
 
 # -------------------------------------------------------------------------- missing package
@@ -191,9 +203,11 @@ def crash_missing_package(run: Run, params: Mapping[str, Any]) -> list[Detection
 @detector("crash-download", params=_MATCH_PARAMS, evidence=(*_BASE_EVIDENCE, "kind"))
 def crash_download(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     """A model or dataset could not be downloaded (no network, wrong id, gated or private repo)."""
-    ev = _crash(run, params)
-    if ev is None:
-        return []
+    return _kind_detection(run, params, _download_kind)
+
+
+def _download_kind(ev: LogEvent) -> tuple[str, list[Fix]]:
+    """What kind of download failure ``ev`` is (authentication, not found, no connection), and its fixes."""
     low = ev.text.lower()
     code = event_code(ev)
     fixes: list[Fix] = []
@@ -210,7 +224,7 @@ def crash_download(run: Run, params: Mapping[str, Any]) -> list[Detection]:
         fixes.append(Fix(command="huggingface-cli download ORG/NAME   # on a machine with network, then copy ~/.cache/huggingface", why="pre-download the model and dataset into the cache"))
         fixes.append(Fix(command="HF_HUB_OFFLINE=1 tuneterm train CONFIG", why="once cached, offline mode stops every network lookup"))
         fixes.append(Fix(command="export HF_ENDPOINT=https://your-mirror   # and check HTTPS_PROXY", why="behind a firewall the Hub is reached through a mirror or a proxy"))
-    return [Detection(ev.step, ev.step, _evidence(ev, kind=kind), None, tuple(fixes))]
+    return kind, fixes
 
 
 # ---------------------------------------------------------------------------------- signals

@@ -13,6 +13,7 @@ from tuneterm.engine.detectors._common import (
     run_ended,
     steps_text,
     train,
+    train_points,
 )
 from tuneterm.engine.model import Detection, Fix, Severity
 from tuneterm.engine.registry import Param, detector
@@ -351,13 +352,11 @@ def plateau(run: Run, params: Mapping[str, Any]) -> list[Detection]:
     >>> plateau(run, p)
     []
     """
-    s = train(run, params["metric"])
-    if s is None:
+    pts = train_points(run, params["metric"], params["min_points"])
+    if pts is None:
         return []
-    steps, values = finite_points(s)
+    steps, values = pts
     n = len(values)
-    if n < params["min_points"]:
-        return []
     k = max(2, int(n * params["head_fraction"]))
     head, tail = head_tail(values, params["head_fraction"], min_count=2)
     if tail <= params["min_level"] or head <= 0:
