@@ -89,3 +89,50 @@ def test_status_json_is_valid_json_after_many_updates(tmp_path: Path) -> None:
         rd.update_status(step=i, loss=float("nan"))
     data = json.loads((tmp_path / "status.json").read_text())
     assert data["step"] == 49
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from tuneterm.runs.layout import RunDir
+rd, who = RunDir(Path(sys.argv[1])), sys.argv[2]
+for i in range(150):
+    rd.update_status(**{f"{who}{i}": i})
+"""
+
+
+def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    """The launcher, supervisor and training process update status.json at the same time: every
+    field each of them wrote is in the file afterwards (without the lock, a read-merge-write that
+    raced another put back the stale copy and dropped the other's fields)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    rd = create_run_dir(tmp_path, "race", "tiny")
+    rd.update_status(state="starting")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(rd.path), who], env=env) for who in ("a", "b", "c")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    status = json.loads(rd.status_file.read_text(encoding="utf-8"))
+    missing = [f"{w}{i}" for w in "abc" for i in range(150) if f"{w}{i}" not in status]
+    assert not missing, f"{len(missing)} updates lost, e.g. {missing[:5]}"
+    assert status["state"] == "starting"
+
+
+def test_a_signal_handler_updating_during_an_update_does_not_deadlock(tmp_path: Path) -> None:
+    """An update from inside an update of the same process (a SIGTERM handler recording
+    ``stop_requested`` while the supervisor records the exit) goes ahead instead of waiting for a
+    lock this process holds itself."""
+    import time
+
+    from tuneterm.runs.writer import locked
+
+    rd = create_run_dir(tmp_path, "nested", "tiny")
+    start = time.monotonic()
+    with locked(rd.path):
+        rd.update_status(stop_requested=True)
+    assert time.monotonic() - start < 1.0
+    assert rd.read_status()["stop_requested"] is True

@@ -108,7 +108,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import InputError
-from tuneterm.runs.writer import now_iso, write_json_atomic
+from tuneterm.runs.writer import locked, now_iso, write_json_atomic
 
 CONFIG = "config.yaml"
 LAUNCH = "launch.json"
@@ -240,15 +240,21 @@ class RunDir:
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into status.json and write it atomically; returns the new status.
 
+        The launcher, the supervisor, the training process, ``stop`` and the watcher all update
+        the same file: the read-merge-write holds an exclusive lock on the run directory
+        (:func:`locked`), so no writer's fields are lost to another's concurrent update (a
+        launcher recording the supervisor's pid must not put back a stale ``state``).
+
         A status.json that exists but cannot be parsed (written by something else, a disk that
         filled up under a non-atomic writer) is kept as ``status.json.corrupt`` before the new one
         replaces it, so nothing that was written is lost.
         """
-        data = self.read_status()
-        if not data:
-            self._keep_corrupt()
-        data.update(fields)
-        write_json_atomic(self.status_file, data)
+        with locked(self.path):
+            data = self.read_status()
+            if not data:
+                self._keep_corrupt()
+            data.update(fields)
+            write_json_atomic(self.status_file, data)
         return data
 
     def _keep_corrupt(self) -> None:

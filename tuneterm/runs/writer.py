@@ -2,18 +2,71 @@
 
 JSON documents (``status.json``, ``launch.json``, ``findings.json``) are replaced atomically: a temp
 file in the same directory, then ``os.replace``. JSON Lines files are appended one complete line
-at a time and flushed.
+at a time and flushed. Several processes updating one document serialise through :func:`locked`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+
+_HELD: set[str] = set()  # directories this process holds the lock of (a signal handler re-entering)
+
+
+@contextlib.contextmanager
+def locked(directory: Path, *, wait_s: float = 5.0) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``directory`` for a read-modify-write.
+
+    Cooperating writers in other processes wait for each other, so none loses an update. Never
+    blocks for good: a lock this process already holds (a signal handler interrupting an update)
+    is not taken again, and after ``wait_s`` seconds, or where ``flock`` is unavailable (not
+    POSIX, a file system without locks), the update goes ahead unlocked, as it always could.
+    """
+    key = os.path.abspath(directory)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    if key in _HELD:
+        yield
+        return
+    try:
+        fd = os.open(key, os.O_RDONLY)
+    except OSError:
+        yield  # the write that follows reports the real problem
+        return
+    try:
+        deadline = time.monotonic() + wait_s
+        held = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.005)
+            except OSError:
+                break  # no locking on this file system
+        if held:
+            _HELD.add(key)
+        try:
+            yield
+        finally:
+            if held:
+                _HELD.discard(key)
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def now_iso() -> str:
