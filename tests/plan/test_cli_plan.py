@@ -146,7 +146,10 @@ def test_keys_never_cut_and_sizes_rounded(width: int, capsys, fake_nvml, monkeyp
     code, out, _ = run_cli(["plan", "--model", "Qwen/Qwen2.5-7B", "--method", "qlora", "--seq-len", "2048",
                             "--batch-size", "4", "--gpu-memory", "24GiB"], capsys)
     assert code == 0
-    for key in ("gradient_accumulation_steps", "per_device_train_batch_size", "lora_target_modules", "gradient_checkpointing"):
+    from tuneterm.preflight.plan_request import fit_options
+
+    gc_key = fit_options("sft").checkpointing_key  # the installed transformers' name of the switch
+    for key in ("gradient_accumulation_steps", "per_device_train_batch_size", "lora_target_modules", gc_key):
         assert key + ":" in out
     assert "…" not in "".join(line.split(":")[0] for line in out.splitlines())
     assert not re.search(r"\d+\.\d{3,} GiB", out)  # 74.5 GiB, never 74.5058

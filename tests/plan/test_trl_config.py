@@ -9,6 +9,7 @@ import pytest
 from tuneterm.plan.facts import table_facts
 from tuneterm.plan.recommend import recommend
 from tuneterm.plan.trl_config import write_config
+from tuneterm.preflight.plan_request import fit_options
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
@@ -25,7 +26,8 @@ def test_trl_parser_accepts_written_config(tmp_path: Path, trainer: str, method:
         TrlParser,
     )
 
-    plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method=method, trainer=trainer, dataset_size=2000, gpu_memory_gib=24.0)
+    plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method=method, trainer=trainer, dataset_size=2000, gpu_memory_gib=24.0,
+                     options=fit_options(trainer))  # the installed stack, as `tuneterm plan -o` plans
     path = write_config(tmp_path / f"{trainer}.yaml", plan, dataset_name="trl-lib/Capybara", dataset_size=2000)
     if trainer == "grpo":
         from trl.scripts.grpo import GRPOScriptArguments as Script
@@ -69,7 +71,8 @@ def test_local_jsonl_is_written_the_way_trl_loads_it(tmp_path: Path, trainer: st
     rows = ([{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
             if trainer == "sft" else [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(3)])
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method="lora", trainer=trainer, gpu_memory_gib=24.0)
+    plan = recommend(table_facts("Qwen/Qwen2.5-0.5B"), method="lora", trainer=trainer, gpu_memory_gib=24.0,
+                     options=fit_options(trainer))
     path = write_config(tmp_path / "cfg" / f"{trainer}.yaml", plan, dataset_name=str(data))
     monkeypatch.chdir(tmp_path / "cfg")  # relative to nothing: the data file path is absolute
     cfg_cls = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneterm.advise.hardware import Hardware, find_gpu_name, from_name
+from tuneterm.keynames import effective, spellings
 from tuneterm.kinds import METHODS, TRAINERS
 from tuneterm.kinds import Method as KnownMethod
 from tuneterm.logs.facts import apply_config, load_mapping
@@ -131,13 +132,14 @@ class RunContext:
     def value(self, key: str) -> Any:
         """The value of ``key`` in effect, ``None`` when the run does not say.
 
-        A key a complete TRL config (a tuneterm run's, or one beside the logs) leaves unset has
+        A renamed key (``gradient_checkpointing`` / ``activation_checkpointing``) is read under
+        either name, the new name's value winning as in transformers. A key a complete TRL config (a tuneterm run's, or one beside the logs) leaves unset has
         the installed TRL's default, when the schema is known.
         """
-        if key in self.values:
-            return self.values[key]
+        if any(name in self.values for name in spellings(key)):
+            return effective(self.values, key)  # a renamed key under either name (tuneterm.keynames)
         if self.config_kind in ("tuneterm", "trl") and self.schema is not None:
-            return self.schema.defaults.get(schema_trainer(self.trainer), {}).get(key)
+            return effective(self.schema.defaults.get(schema_trainer(self.trainer), {}), key)
         return None
 
     @property

@@ -4,7 +4,9 @@ Rule fixes name keys in TRL/transformers/peft terms, written once for every run;
 fits one key to one run before it enters a prescription:
 
 * renamed keys follow the installed transformers (5 removed ``warmup_ratio``: a float
-  ``warmup_steps`` below 1 is the ratio; older versions need ``warmup_ratio``);
+  ``warmup_steps`` below 1 is the ratio; older versions need ``warmup_ratio``); a key with two
+  names (``gradient_checkpointing`` / ``activation_checkpointing``) is written as the run's config
+  spells it, else as the installed transformers prefers (:mod:`tuneterm.advise.spelling`);
 * arguments that are not config fields (``is_trainable`` is an argument of
   ``PeftModel.from_pretrained``) never become changes;
 * adapter keys (``lora_*``, ``use_dora`` ...) apply only to LoRA/QLoRA/DoRA runs, ``bf16`` only
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneterm.advise.context import RunContext, schema_trainer
+from tuneterm.advise.spelling import written_key
+from tuneterm.keynames import same_setting
 
 ADAPTER_KEYS: frozenset[str] = frozenset({
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "lora_task_type",
@@ -69,8 +73,9 @@ def fit_key(key: str, value: Any, ctx: RunContext) -> Fitted:
         if ctx.is_adapter is False:
             return Fitted(None, value, f"{key} applies to LoRA/QLoRA/DoRA runs; this run trains every weight")
         return Fitted(None, value, f"{key} left out: the run does not say whether it trains adapters")
-    if key == "gradient_checkpointing_kwargs" and (ctx.value("gradient_checkpointing") is False or ctx.is_adapter is False):
-        return Fitted(None, value, "gradient_checkpointing_kwargs left out: it matters only to adapters trained with gradient checkpointing on")
+    if same_setting(key, "gradient_checkpointing_kwargs") and (ctx.value("gradient_checkpointing") is False or ctx.is_adapter is False):
+        return Fitted(None, value, f"{key} left out: it matters only to adapters trained with gradient checkpointing on")
+    key = written_key(key, ctx)  # a renamed key: the config's own spelling, else the installed one
     if key == "bf16" and value is True and ctx.hardware.bf16 is False:
         return Fitted(None, value, f"bf16 left out: {ctx.hardware.describe()} has no bf16 (it needs sm_80 or newer)")
     if key == "fp16" and value is True and ctx.hardware.source == "cpu":

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneterm.keynames import effective, spelled_as
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -182,9 +184,9 @@ class ConfigSubject:
     errors: Mapping[str, Exception] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A TRL-named value, or ``default`` when the file does not set it."""
-        v = self.values.get(key)
-        return default if v is None else v
+        """A TRL-named value, or ``default`` when the file does not set it. A renamed key is read
+        under either name, as transformers resolves it (:func:`tuneterm.keynames.effective`)."""
+        return effective(self.values, key, default)
 
     def default(self, key: str) -> Any:
         """The tool's default for a TRL-named key."""
@@ -193,8 +195,9 @@ class ConfigSubject:
     def line_of(self, *trl_keys: str) -> int | None:
         """The line of the first of ``trl_keys`` that the file sets (under its dialect's name)."""
         for k in trl_keys:
-            if k in self.key_lines:
-                return self.key_lines[k]
+            for name in (spelled_as(self.values, k) or k, k):  # a renamed key: the name the file uses
+                if name in self.key_lines:
+                    return self.key_lines[name]
         return None
 
     def fact_error(self, name: str) -> None:

@@ -150,6 +150,7 @@ _ARG_FACTS: Final[dict[str, str]] = {
     "bf16": "bf16",
     "fp16": "fp16",
     "gradient_checkpointing": "gradient_checkpointing",
+    "activation_checkpointing": "gradient_checkpointing",  # transformers 5 prints both names, mirrored
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tuneterm.keynames import in_effect
 from tuneterm.logs.model import RunFacts
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
@@ -41,6 +42,7 @@ CONFIG_KEYS: dict[str, str] = {
     "bf16": "bf16",
     "fp16": "fp16",
     "gradient_checkpointing": "gradient_checkpointing",
+    "activation_checkpointing": "gradient_checkpointing",  # its transformers 5 name (tuneterm.keynames)
     "lora_r": "lora_r",
     "lora_rank": "lora_r",
     "lora_alpha": "lora_alpha",
@@ -117,7 +119,7 @@ def apply_config(facts: RunFacts, cfg: Mapping[str, Any], depth: int = 0) -> Non
     """Fill unknown ``facts`` from a training config mapping (any of the known spellings)."""
     if depth > 4:
         return
-    for key, v in list(cfg.items())[:2000]:
+    for key, v in list(in_effect(cfg).items())[:2000]:
         if not isinstance(key, str):
             continue
         if isinstance(v, Mapping):

@@ -40,11 +40,15 @@ class FitOptions:
             TRL/transformers config (fused linear cross-entropy: no full logits tensor).
         bitsandbytes: bitsandbytes is installed (8-bit/paged optimizers, 4-bit QLoRA).
         max_gpus: the most GPUs a multi-GPU proposal may ask for.
+        checkpointing_key: the config key that turns activation checkpointing on in the installed
+            transformers (``activation_checkpointing`` where ``TrainingArguments`` has it, else
+            ``gradient_checkpointing``; see :mod:`tuneterm.keynames`).
     """
 
     liger: bool = False
     bitsandbytes: bool = True
     max_gpus: int = 8
+    checkpointing_key: str = "gradient_checkpointing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +214,7 @@ def _single_changes(model: ModelFacts, s: TrainSetup, opts: FitOptions) -> list[
     if opts.liger and s.stack == "hf":
         out.append(("liger", {"use_liger_kernel": True}, replace(s, stack="hf-fused-ce"), None))
     if not s.gradient_checkpointing:
-        out.append(("gc", {"gradient_checkpointing": True}, replace(s, gradient_checkpointing=True), None))
+        out.append(("gc", {opts.checkpointing_key: True}, replace(s, gradient_checkpointing=True), None))
     if opts.bitsandbytes and s.method == "full" and "8bit" not in s.optimizer:
         out.append(("optim8", {"optim": "adamw_8bit"}, replace(s, optimizer="adamw_8bit"), None))
         out.append(("paged", {"optim": "paged_adamw_8bit"}, replace(s, optimizer="paged_adamw_8bit"), None))

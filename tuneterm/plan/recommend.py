@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tuneterm.errors import ConfigError
+from tuneterm.keynames import same_setting
 from tuneterm.plan.facts import ModelFacts
 from tuneterm.plan.fit import (
     BatchChoice,
@@ -65,11 +66,12 @@ class Plan:
     headroom: float = 0.10
     to_fit: tuple[FitChange, ...] = ()
     fit_table: tuple[CardFit, ...] = ()
+    checkpointing_key: str = "gradient_checkpointing"
 
     def get(self, key: str) -> Recommendation:
-        """The recommendation for TRL key ``key`` (KeyError if none)."""
+        """The recommendation for TRL key ``key``, a renamed key under either name (KeyError if none)."""
         for r in self.recommendations:
-            if r.key == key:
+            if same_setting(r.key, key):
                 return r
         raise KeyError(key)
 
@@ -200,8 +202,11 @@ def recommend(model: ModelFacts, *, method: str = "lora", trainer: str = "sft", 
     if fits is False:
         warnings.append(f"does not fit: {est.peak_gib:.1f} GiB needed, {gpu_memory_gib:.1f} GiB available "
                         f"with {headroom:.0%} headroom" + ("" if changes else "; no single change found that fits"))
+    gc_key = (options or FitOptions()).checkpointing_key
+    recs = [replace(r, key=gc_key) if same_setting(r.key, gc_key) else r for r in recs]
     return Plan(model=model, setup=setup, estimate=est, recommendations=tuple(recs), capacity_gib=gpu_memory_gib,
-                fits=fits, warnings=tuple(warnings), headroom=headroom, to_fit=changes, fit_table=table)
+                fits=fits, warnings=tuple(warnings), headroom=headroom, to_fit=changes, fit_table=table,
+                checkpointing_key=gc_key)
 
 
 def _fits_at_batch_one(model: ModelFacts, s: TrainSetup, cap: float | None, headroom: float) -> tuple[bool | None, MemoryEstimate]:

@@ -14,11 +14,13 @@ from typing import Any
 
 from tuneterm.plan.recommend import Plan
 
-# Keys each trainer's parser accepts (verified against TRL 1.16 dataclasses in tests/plan).
+# Keys each trainer's parser accepts (verified against TRL 1.16 dataclasses in tests/plan); of the
+# two names of the checkpointing switch, only the plan's (the installed transformers') is written.
 COMMON_KEYS = (
     "model_name_or_path", "dtype", "attn_implementation", "dataset_name", "output_dir", "learning_rate",
     "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
-    "lr_scheduler_type", "warmup_steps", "bf16", "fp16", "gradient_checkpointing", "optim", "logging_steps",
+    "lr_scheduler_type", "warmup_steps", "bf16", "fp16", "gradient_checkpointing", "activation_checkpointing",
+    "optim", "logging_steps",
     "save_steps", "report_to", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
     "use_dora", "load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "seed",
 )
@@ -88,7 +90,7 @@ def render_config(plan: Plan, *, dataset_name: str | None = None, output_dir: st
         "output_dir": output_dir or f"runs/{Path(name).name.lower()}-{trainer}",
         "per_device_train_batch_size": s.batch_size,
         "gradient_accumulation_steps": s.grad_accum,
-        "gradient_checkpointing": s.gradient_checkpointing,
+        plan.checkpointing_key: s.gradient_checkpointing,  # the installed transformers' name (tuneterm.keynames)
         "optim": s.optimizer,
         "logging_steps": 10,
         "report_to": "none",

@@ -16,6 +16,7 @@ from typing import Any
 from tuneterm.advise import Hardware, KeySchema, Prescription, prescribe, read_context
 from tuneterm.advise.context import RunContext
 from tuneterm.advise.resume import ResumePoint, resume_point
+from tuneterm.advise.spelling import respell_fixes, written_key
 from tuneterm.report.result import CheckResult
 
 
@@ -70,7 +71,8 @@ def context_of(result: CheckResult, schema: KeySchema | None) -> RunContext | No
 
 
 def advise_results(results: Sequence[CheckResult], *, build_schema: bool = False) -> list[CheckResult]:
-    """``results`` with the prescription of every log subject set."""
+    """``results`` with the prescription of every log subject set (and the fixes of a renamed key
+    in its findings written as that run's config spells it: :mod:`tuneterm.advise.spelling`)."""
     if not any(r.subject == "log" and r.run is not None for r in results):
         return list(results)
     schema = key_schema(build=build_schema)
@@ -81,7 +83,9 @@ def advise_results(results: Sequence[CheckResult], *, build_schema: bool = False
             out.append(r)
             continue
         p: Prescription = prescribe(r.run, r.findings, ctx)
-        out.append(replace(r, prescription=p))
+        # the findings' own fixes of a renamed key (gradient_checkpointing) in this run's spelling too
+        findings = tuple(respell_fixes(r.findings, lambda key, ctx=ctx: written_key(key, ctx)))
+        out.append(replace(r, prescription=p, findings=findings))
     return out
 
 

@@ -111,6 +111,19 @@ def subject_of(cf: ConfigFacts, rules: Iterable[Rule]) -> Subject:
                    order=by_severity_code)
 
 
+def respell_config_fixes(findings: list[Finding], cf: ConfigFacts) -> list[Finding]:
+    """Fixes of a renamed key (``gradient_checkpointing``) written as this TRL config spells it,
+    else as the installed transformers prefers (``activation_checkpointing`` where it has it): a
+    change under the other name would be ignored by transformers. Other dialects keep their keys."""
+    from tuneterm.advise.spelling import fields_accept, respell_fixes
+    from tuneterm.keynames import written_name
+
+    if cf.dialect != "trl":
+        return findings
+    accepts = fields_accept(None if cf.trl_fields is None else frozenset(cf.trl_fields))
+    return respell_fixes(findings, lambda key: written_name(key, cf.raw, accepts))
+
+
 def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus: int | None = None,
                  trainer: str | None = None, dataset_size: int | None = None,
                  trl_fields: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], list[Finding]]:
@@ -154,7 +167,7 @@ def check_config(path: str | Path, *, gpu_memory_gib: float | None = None, gpus:
     from tuneterm.runs.diagnose import diagnose
 
     rules = tuple(load_rules(scopes=["config"]).for_scope("config"))
-    findings = list(diagnose(subject_of(cf, rules), rules, scopes=("config",)).findings)
+    findings = respell_config_fixes(list(diagnose(subject_of(cf, rules), rules, scopes=("config",)).findings), cf)
     facts = cf.summary()
     if cf.model is not None:
         from tuneterm.errors import TunetermError

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.errors import ConfigError, InputError, TunetermError
+from tuneterm.keynames import effective
 from tuneterm.plan.facts import ModelFacts, resolve_model
 
 MAX_CONFIG_BYTES = 2_000_000
@@ -26,7 +27,7 @@ _AXOLOTL_KEYS = frozenset({"base_model", "micro_batch_size", "sequence_len", "ad
 _TRL_KEYS = frozenset({
     "model_name_or_path", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
     "num_train_epochs", "max_steps", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "bf16", "fp16",
-    "gradient_checkpointing", "max_length", "use_peft", "lora_r", "lora_alpha", "lora_target_modules",
+    "gradient_checkpointing", "activation_checkpointing", "max_length", "use_peft", "lora_r", "lora_alpha", "lora_target_modules",
     "load_in_4bit", "optim", "num_generations", "beta", "dataset_name", "output_dir",
 })
 # A tuneterm-only hint that TRL would reject as a key, so it lives in a comment.
@@ -76,9 +77,9 @@ class ConfigFacts:
     gpu_name: str | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A TRL-named value, or ``default`` when the file does not set it."""
-        v = self.values.get(key)
-        return default if v is None else v
+        """A TRL-named value, or ``default`` when the file does not set it. A renamed key is read
+        under either name, as transformers resolves it (:func:`tuneterm.keynames.effective`)."""
+        return effective(self.values, key, default)
 
     @property
     def effective_batch(self) -> int:

@@ -160,18 +160,22 @@ def fit_options(trainer: str) -> FitOptions:
     """What the installed stack allows for the changes the planner proposes when a setup does not
     fit: the Liger kernel only when it is installed and ``use_liger_kernel`` is a key of the
     installed TRL config for ``trainer`` (read from the schema cache), 8-bit/paged optimizers and
-    QLoRA only with bitsandbytes installed."""
+    QLoRA only with bitsandbytes installed, checkpointing under the installed transformers' name
+    (``activation_checkpointing`` where it is a field, else ``gradient_checkpointing``)."""
     from tuneterm.plan.fit import FitOptions
 
-    liger = _installed("liger_kernel")
-    if liger:
-        try:
-            from tuneterm.preflight.schema import load_schema
+    from tuneterm.keynames import preferred
 
-            liger = "use_liger_kernel" in load_schema().trainers[trainer].fields
-        except Exception:  # noqa: BLE001 - no schema (TRL missing or broken): do not propose the key
-            liger = False
-    return FitOptions(liger=liger, bitsandbytes=_installed("bitsandbytes"))
+    fields: frozenset[str] | None = None
+    try:
+        from tuneterm.preflight.schema import load_schema
+
+        fields = frozenset(load_schema().trainers[trainer].fields)
+    except Exception:  # noqa: BLE001 - no schema (TRL missing or broken): no Liger key, the old checkpointing name
+        fields = None
+    liger = _installed("liger_kernel") and fields is not None and "use_liger_kernel" in fields
+    gc_key = preferred("gradient_checkpointing", None if fields is None else fields.__contains__)
+    return FitOptions(liger=liger, bitsandbytes=_installed("bitsandbytes"), checkpointing_key=gc_key)
 
 
 def _installed(name: str) -> bool:

@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.keynames import respell
 from tuneterm.kinds import TRAINERS, Method, Trainer
 from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 from tuneterm.preflight.schema import Descriptor, Schema, dataclass_types, load_schema
@@ -251,7 +252,9 @@ def validate(
     """Check ``values`` against TRL's schema for ``trainer`` and return a :class:`TrainConfig`.
 
     Values are converted the way TRL's CLI converts them (numeric strings to numbers, ``"true"`` to
-    True), so the resolved mapping written to the run directory is typed.
+    True), so the resolved mapping written to the run directory is typed. A renamed key
+    (``gradient_checkpointing``) is written once, under the name the installed transformers
+    prefers, with the value transformers would have used (:func:`tuneterm.keynames.respell`).
 
     Args:
         values: the flat config (after ``--set``), without ``env``.
@@ -269,6 +272,9 @@ def validate(
     from tuneterm.preflight.config_validate import schema_problems
 
     fields = (schema or load_schema()).trainers[trainer].fields
+    # A renamed key (gradient_checkpointing) under the installed transformers' name, once: the old
+    # spelling would warn that it goes away in v6, or be ignored beside the new one.
+    values = respell(values, fields.__contains__)
     # The same checks `tuneterm check CONFIG` reports (tuneterm.preflight.config_validate): the
     # unknown keys first (before any value is converted), then missing and conflicting keys.
     unknown = [p for p in schema_problems(values, trainer, "trl", fields=fields) if p.kind == "unknown-key"]
