@@ -161,3 +161,16 @@ def respell(config: Mapping[str, Any], accepts: Accepts | None, *, major: int | 
         if name not in out:
             out[name] = effective(config, k)
     return out
+
+
+def patched(config: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with ``patch`` applied, a patched renamed setting held under the patch's name
+    only: the other spelling left beside it would be ignored, or override the patch (``--set
+    gradient_checkpointing=false`` on a file that says ``activation_checkpointing: true``).
+
+    >>> patched({"activation_checkpointing": True, "lr": 1}, {"gradient_checkpointing": False})
+    {'lr': 1, 'gradient_checkpointing': False}
+    """
+    out = {k: v for k, v in config.items() if not any(same_setting(k, p) and k != p for p in patch)}
+    out.update(patch)
+    return out

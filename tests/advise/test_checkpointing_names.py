@@ -180,3 +180,12 @@ def test_train_launches_the_installed_name(tmp_path: Path, written: str, on: boo
     assert [k for k in values if k in GC_NAMES] == [name] and values[name] is on
     _, cfg, *_ = parse_without_future_warning(values)
     assert cfg.activation_checkpointing is on
+
+
+def test_set_under_the_old_name_overrides_the_new_one_in_the_file(tmp_path: Path) -> None:
+    from tuneterm.train.config import resolve
+
+    p = tmp_path / "c.yaml"
+    p.write_text("model_name_or_path: tuneterm:tiny-llama\ndataset_name: tuneterm:tiny-sft\nactivation_checkpointing: true\n")
+    values = resolve(p, trainer="sft", overrides={"gradient_checkpointing": False}).values
+    assert [(k, v) for k, v in values.items() if k in GC_NAMES] == [(installed_name(), False)]

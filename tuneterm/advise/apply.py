@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneterm.advise.context import RunContext
-from tuneterm.advise.spelling import patch_over
+from tuneterm.keynames import patched
 from tuneterm.report.prescription import Prescription, show
 
 _DROP_ON_NEW_RUN = ("resume_from_checkpoint",)
@@ -36,7 +36,7 @@ def fixed_config(p: Prescription, ctx: RunContext) -> dict[str, Any] | None:
     patch = p.patch()
     if "warmup_steps" in patch and "warmup_ratio" in cfg:
         del cfg["warmup_ratio"]
-    return patch_over(cfg, patch)  # a renamed key ends up under one name only
+    return patched(cfg, patch)  # a renamed key ends up under one name only
 
 
 def _inside(path: Path, root: Path) -> bool:

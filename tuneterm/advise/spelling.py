@@ -9,13 +9,11 @@ the installed TRL schema's fields (``TrainingArguments`` fields are fields of ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
-from typing import Any
-
 from tuneterm.advise.context import RunContext
 from tuneterm.engine.model import Finding, Fix
-from tuneterm.keynames import Accepts, alias_of, same_setting, written_name
+from tuneterm.keynames import Accepts, alias_of, written_name
 
 
 def context_accepts(ctx: RunContext) -> Accepts | None:
@@ -58,10 +56,3 @@ def _respelled(fix: Fix, name: Callable[[str], str]) -> Fix:
         return fix
     return replace(fix, key=name(fix.key))
 
-
-def patch_over(config: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with ``patch`` applied, a patched renamed setting held under one name only (the
-    patch's): the other spelling would be ignored, or override the patch."""
-    out = {k: v for k, v in config.items() if not any(same_setting(k, p) and k != p for p in patch)}
-    out.update(patch)
-    return out

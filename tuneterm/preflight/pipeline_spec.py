@@ -52,6 +52,7 @@ from typing import Any, Literal
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
+from tuneterm.keynames import patched
 from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 
 FailOn = Literal["error", "warning"]
@@ -306,7 +307,7 @@ def _stage_values(
         values, source = _mapping(cfg, f"{what} config"), what
     else:
         raise ConfigError(f"{what}: 'config' must be a TRL config file path or a mapping of TRL keys")
-    values.update(_mapping(raw.get("set"), f"{what} set"))
+    values = patched(values, _mapping(raw.get("set"), f"{what} set"))  # either name of a renamed key
     env = values.pop("env", None) or {}
     if not isinstance(env, dict):
         raise ConfigError(f"{what}: 'env' must be a mapping of environment variables")

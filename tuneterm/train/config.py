@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from tuneterm.errors import ConfigError, InputError
-from tuneterm.keynames import respell
+from tuneterm.keynames import patched, respell
 from tuneterm.kinds import TRAINERS, Method, Trainer
 from tuneterm.preflight.config_read import TRAINER_DIRECTIVE
 from tuneterm.preflight.schema import Descriptor, Schema, dataclass_types, load_schema
@@ -232,7 +232,7 @@ def resolve(
     env = values.pop("env", None) or {}
     if not isinstance(env, dict):
         raise ConfigError(f"{source}: 'env' must be a mapping of environment variables")
-    values.update(overrides or {})
+    values = patched(values, overrides or {})  # --set under either name of a renamed key wins
     schema = load_schema()
     tr = infer_trainer(values, trainer or trainer_directive(source), schema=schema)
     return validate(
