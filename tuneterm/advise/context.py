@@ -133,8 +133,9 @@ class RunContext:
         """The value of ``key`` in effect, ``None`` when the run does not say.
 
         A renamed key (``gradient_checkpointing`` / ``activation_checkpointing``) is read under
-        either name, the new name's value winning as in transformers. A key a complete TRL config (a tuneterm run's, or one beside the logs) leaves unset has
-        the installed TRL's default, when the schema is known.
+        either name, the new name's value winning as in transformers. A key a complete TRL config
+        (a tuneterm run's, or one beside the logs) leaves unset has the installed TRL's default,
+        when the schema is known.
         """
         if any(name in self.values for name in spellings(key)):
             return effective(self.values, key)  # a renamed key under either name (tuneterm.keynames)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
+
 from tuneterm.advise.context import RunContext
 from tuneterm.engine.model import Finding, Fix
 from tuneterm.keynames import Accepts, alias_of, written_name
@@ -55,4 +56,3 @@ def _respelled(fix: Fix, name: Callable[[str], str]) -> Fix:
     if fix.key is None or alias_of(fix.key) is None:
         return fix
     return replace(fix, key=name(fix.key))
-

@@ -162,9 +162,8 @@ def fit_options(trainer: str) -> FitOptions:
     installed TRL config for ``trainer`` (read from the schema cache), 8-bit/paged optimizers and
     QLoRA only with bitsandbytes installed, checkpointing under the installed transformers' name
     (``activation_checkpointing`` where it is a field, else ``gradient_checkpointing``)."""
-    from tuneterm.plan.fit import FitOptions
-
     from tuneterm.keynames import preferred
+    from tuneterm.plan.fit import FitOptions
 
     fields: frozenset[str] | None = None
     try:
