@@ -189,3 +189,13 @@ def test_set_under_the_old_name_overrides_the_new_one_in_the_file(tmp_path: Path
     p.write_text("model_name_or_path: tuneterm:tiny-llama\ndataset_name: tuneterm:tiny-sft\nactivation_checkpointing: true\n")
     values = resolve(p, trainer="sft", overrides={"gradient_checkpointing": False}).values
     assert [(k, v) for k, v in values.items() if k in GC_NAMES] == [(installed_name(), False)]
+
+
+def test_finding_fixes_follow_the_configs_spelling(tmp_path: Path) -> None:
+    from tuneterm.cli.advice import advise_results
+    from tuneterm.report import CheckOptions, check_subject
+
+    log, _ = oom_log(tmp_path, "activation_checkpointing: false\n")
+    (result,) = advise_results([check_subject(str(log), CheckOptions())])
+    (oom,) = [f for f in result.findings if f.code == "X110"]
+    assert [x.key for x in oom.fixes if x.key in GC_NAMES] == ["activation_checkpointing"]

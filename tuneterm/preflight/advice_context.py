@@ -16,7 +16,8 @@ from typing import Any
 from tuneterm.advise import Hardware, KeySchema, Prescription, prescribe, read_context
 from tuneterm.advise.context import RunContext
 from tuneterm.advise.resume import ResumePoint, resume_point
-from tuneterm.advise.spelling import respell_fixes, written_key
+from tuneterm.advise.spelling import respell_fixes
+from tuneterm.keynames import spelled_as
 from tuneterm.report.result import CheckResult
 
 
@@ -72,7 +73,7 @@ def context_of(result: CheckResult, schema: KeySchema | None) -> RunContext | No
 
 def advise_results(results: Sequence[CheckResult], *, build_schema: bool = False) -> list[CheckResult]:
     """``results`` with the prescription of every log subject set (and the fixes of a renamed key
-    in its findings written as that run's config spells it: :mod:`tuneterm.advise.spelling`)."""
+    in its findings written as that run's config spells it, when it does: :mod:`tuneterm.keynames`)."""
     if not any(r.subject == "log" and r.run is not None for r in results):
         return list(results)
     schema = key_schema(build=build_schema)
@@ -83,8 +84,10 @@ def advise_results(results: Sequence[CheckResult], *, build_schema: bool = False
             out.append(r)
             continue
         p: Prescription = prescribe(r.run, r.findings, ctx)
-        # the findings' own fixes of a renamed key (gradient_checkpointing) in this run's spelling too
-        findings = tuple(respell_fixes(r.findings, lambda key, ctx=ctx: written_key(key, ctx)))
+        # the findings' own fixes of a renamed key (gradient_checkpointing) as this run's config spells
+        # it: under the other name transformers would ignore them (the prescription also follows the
+        # installed transformers where the config names neither)
+        findings = tuple(respell_fixes(r.findings, lambda key, cfg=ctx.config: spelled_as(cfg, key) or key))
         out.append(replace(r, prescription=p, findings=findings))
     return out
 
