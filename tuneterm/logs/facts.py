@@ -123,7 +123,7 @@ def apply_config(facts: RunFacts, cfg: Mapping[str, Any], depth: int = 0) -> Non
         if not isinstance(key, str):
             continue
         if isinstance(v, Mapping):
-            if key != "quantization_config":
+            if key not in ("quantization_config", "fsdp_config"):  # FSDP's own activation_checkpointing is another switch
                 apply_config(facts, v, depth + 1)
             continue
         attr = CONFIG_KEYS.get(key)
