@@ -19,7 +19,7 @@ from tests.watch.test_crash import CASES, FAILED, crash_findings
 from tuneterm.advise import Prescription, advise
 from tuneterm.advise.apply import fix_document
 from tuneterm.advise.context import read_context
-from tuneterm.cli.advice import key_schema
+from tuneterm.preflight.advice_context import key_schema
 from tuneterm.engine import evaluate, load_rules
 from tuneterm.keynames import preferred
 from tuneterm.logs import load_run
@@ -192,7 +192,7 @@ def test_set_under_the_old_name_overrides_the_new_one_in_the_file(tmp_path: Path
 
 
 def test_finding_fixes_follow_the_configs_spelling(tmp_path: Path) -> None:
-    from tuneterm.cli.advice import advise_results
+    from tuneterm.preflight.advice_context import advise_results
     from tuneterm.report import CheckOptions, check_subject
 
     log, _ = oom_log(tmp_path, "activation_checkpointing: false\n")

@@ -88,7 +88,7 @@ def fitting_fixes(f: RunFacts, cap: float) -> list[Fix]:
                 return [
                     Fix(key="per_device_train_batch_size", value=1, why="even one sequence of the current length does not fit"),
                     Fix(key="gradient_accumulation_steps", value=batch * ga, why=f"keeps the effective batch at {batch * ga}"),
-                    Fix(key="gradient_checkpointing", value=True, why="recompute activations in the backward pass"),
+                    *([] if base["gradient_checkpointing"] else [Fix(key="gradient_checkpointing", value=True, why="recompute activations in the backward pass")]),
                     Fix(key="max_length", value=s, why=f"longest max_length the memory estimator fits in {cap:.1f} GiB (check your length distribution first)"),
                 ]
         if base["method"] in ("full", "lora", "dora"):
