@@ -162,7 +162,7 @@ def test_rule_examples(code: str, example: str, rules: RuleSet, schema: KeySchem
         check_all_contexts(run, rules, schema)
 
 
-def test_the_corpus_gets_advice_not_silence(rules: RuleSet, schema: KeySchema) -> None:
+def test_the_corpus_gets_advice_not_silence(rules: RuleSet, schema: KeySchema, corpus: Path) -> None:
     """The contract above is trivially kept by an advisor that says nothing: most corpus runs with
     findings must get changes or steps, and repeated keys across findings must collapse."""
     advised = with_fixes = repeated = 0
