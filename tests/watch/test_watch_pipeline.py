@@ -141,3 +141,43 @@ def test_watch_of_a_pipeline_whose_driver_died_exits_1(tmp_path: Path) -> None:
     )
     assert r.returncode == 1, r.stderr
     assert f"pipeline pipe died: its driver (pid {gone.pid}) is gone" in r.stderr
+
+
+def test_watch_right_after_a_detached_launch_waits_for_the_first_stage(tmp_path: Path) -> None:
+    """`tuneterm train PIPELINE --detach` prints `tuneterm watch <dir>`; run at once, the driver is
+    still preparing stage 1: the watch waits for it instead of refusing, then follows it."""
+    pd = _pipeline(tmp_path)
+    err_file = tmp_path / "watch.err"
+    with open(err_file, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(
+            [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(), cwd=tmp_path,
+        )
+    try:
+        _wait_for(err_file, "pipeline pipe: waiting for its first stage to start", proc)
+        sft, sup = _start_stage(pd, 1, steps=4)
+        _wait_for(err_file, "pipeline pipe: watching stage 01-sft", proc)
+        _finish_stage(sft, sup)
+        pd.update_stage(1, state="gate-failed", ended=now_iso(), gate={"passed": False, "fail_on": "error", "reasons": ["x"]})
+        pd.update(state="gated", current=None, ended=now_iso(), error="stage 1 (sft): x")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = err_file.read_text(encoding="utf-8")
+    assert proc.returncode == 1, err + out
+    assert "pipeline pipe gated: stage 1 (sft): x" in err
+
+
+def test_watch_of_a_pipeline_that_dies_before_its_first_stage_exits_1(tmp_path: Path) -> None:
+    pd = _pipeline(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pd.update(pid=gone.pid)
+    r = subprocess.run(
+        [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
+        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "waiting for its first stage to start" in r.stderr
+    assert f"pipeline pipe died: its driver (pid {gone.pid}) is gone" in r.stderr

@@ -139,8 +139,21 @@ def _watch_pipeline(pd: PipelineDir, rules: RuleSet, options: WatchOptions, *, h
     from tuneterm.watch.pipeline import after_stage, ended_line
 
     stage = current_stage_dir(pd)
-    if stage is None:
+    if stage is None and not options.follow:
         raise InputError(f"pipeline {pd.name} has not started a stage yet; try again in a moment")
+    if stage is None:
+        # Just launched (`train PIPELINE --detach` prints this very command): the driver is still
+        # preparing stage 1. Wait for it as for any next stage, rather than refusing.
+        _say(f"pipeline {pd.name}: waiting for its first stage to start")
+        try:
+            first = after_stage(pd, None)
+        except KeyboardInterrupt:
+            _say(f"the pipeline keeps going; follow it again with: tuneterm watch {pd.path}")
+            return int(ExitCode.INTERRUPTED)
+        if first.stage is None:
+            _say(ended_line(pd, first))
+            return int(ExitCode.FINDINGS if first.state in ("gated", "failed", "died") else ExitCode.NO_METRICS)
+        stage = first.stage
     _say(f"pipeline {pd.name}: watching stage {stage.name} (each stage is its own run)")
     codes: list[int] = []
     while True:

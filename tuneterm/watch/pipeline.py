@@ -39,9 +39,10 @@ class AfterStage:
 
 
 def after_stage(
-    pd: PipelineDir, ended: Path, *, poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
+    pd: PipelineDir, ended: Path | None, *, poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
 ) -> AfterStage:
-    """Wait until the pipeline starts a stage other than ``ended`` or stops running.
+    """Wait until the pipeline starts a stage other than ``ended`` (any stage when ``ended`` is
+    None: a pipeline just launched, still preparing its first) or stops running.
 
     Polls ``pipeline.json`` every ``poll_s`` seconds; the driver records the next stage only once
     its run directory exists, so the returned ``stage`` can be watched at once. A driver that is
@@ -57,7 +58,7 @@ def after_stage(
         cur = data.get("current")
         for rec in stages:
             d = pd.path / str(rec.get("dir"))
-            if rec.get("index") == cur and rec.get("dir") != ended.name and d.is_dir():
+            if rec.get("index") == cur and (ended is None or rec.get("dir") != ended.name) and d.is_dir():
                 return AfterStage(d, state, error, int(cur), len(stages))
         sleep(poll_s)
 
