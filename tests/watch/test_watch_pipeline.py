@@ -156,7 +156,7 @@ def test_watch_right_after_a_detached_launch_waits_for_the_first_stage(tmp_path:
     try:
         _wait_for(err_file, "pipeline pipe: waiting for its first stage to start", proc)
         sft, sup = _start_stage(pd, 1, steps=4)
-        _wait_for(err_file, "pipeline pipe: watching stage 01-sft", proc)
+        _wait_for(err_file, "pipeline pipe: stage 1/2 running; watching stage 01-sft", proc)
         _finish_stage(sft, sup)
         pd.update_stage(1, state="gate-failed", ended=now_iso(), gate={"passed": False, "fail_on": "error", "reasons": ["x"]})
         pd.update(state="gated", current=None, ended=now_iso(), error="stage 1 (sft): x")

@@ -143,27 +143,20 @@ def _watch_pipeline(pd: PipelineDir, rules: RuleSet, options: WatchOptions, *, h
         raise InputError(f"pipeline {pd.name} has not started a stage yet; try again in a moment")
     if stage is None:
         # Just launched (`train PIPELINE --detach` prints this very command): the driver is still
-        # preparing stage 1. Wait for it as for any next stage, rather than refusing.
+        # preparing stage 1; it is waited for like any next stage, rather than refused.
         _say(f"pipeline {pd.name}: waiting for its first stage to start")
-        try:
-            first = after_stage(pd, None)
-        except KeyboardInterrupt:
-            _say(f"the pipeline keeps going; follow it again with: tuneterm watch {pd.path}")
-            return int(ExitCode.INTERRUPTED)
-        if first.stage is None:
-            _say(ended_line(pd, first))
-            return int(ExitCode.FINDINGS if first.state in ("gated", "failed", "died") else ExitCode.NO_METRICS)
-        stage = first.stage
-    _say(f"pipeline {pd.name}: watching stage {stage.name} (each stage is its own run)")
+    else:
+        _say(f"pipeline {pd.name}: watching stage {stage.name} (each stage is its own run)")
     codes: list[int] = []
     while True:
-        code = _watch_one(stage, rules, options, headless=headless, heartbeat=heartbeat, again=pd.path)
-        if code == ExitCode.INTERRUPTED:
-            return code
-        codes.append(code)
-        if not options.follow:
-            return code
-        _say(f"pipeline {pd.name}: stage {stage.name} ended; waiting for its gate and the next stage")
+        if stage is not None:
+            code = _watch_one(stage, rules, options, headless=headless, heartbeat=heartbeat, again=pd.path)
+            if code == ExitCode.INTERRUPTED:
+                return code
+            codes.append(code)
+            if not options.follow:
+                return code
+            _say(f"pipeline {pd.name}: stage {stage.name} ended; waiting for its gate and the next stage")
         try:
             after = after_stage(pd, stage)
         except KeyboardInterrupt:
@@ -176,6 +169,7 @@ def _watch_pipeline(pd: PipelineDir, rules: RuleSet, options: WatchOptions, *, h
         stage = after.stage
     if ExitCode.FINDINGS in codes or after.state in ("gated", "failed", "died"):
         return int(ExitCode.FINDINGS)
+    # no stage followed, or none had anything to read: nothing to check
     return int(ExitCode.NO_METRICS) if all(c == ExitCode.NO_METRICS for c in codes) else int(ExitCode.OK)
 
 
