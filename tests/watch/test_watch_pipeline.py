@@ -60,6 +60,17 @@ def _pass_gate(pd: PipelineDir, index: int) -> None:
     pd.update_stage(index, state="passed", ended=now_iso(), gate=gate)
 
 
+def _watch_in_background(pd: PipelineDir, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """``tuneterm watch PIPELINE --headless`` started, its stderr going to a file the test reads."""
+    err_file = tmp_path / "watch.err"
+    with open(err_file, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(
+            [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(), cwd=tmp_path,
+        )
+    return proc, err_file
+
+
 def _wait_for(path: Path, text: str, proc: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in path.read_text(encoding="utf-8"):
@@ -71,12 +82,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen[str], timeout_s: flo
 def test_watch_follows_the_next_stage_and_ends_with_the_pipeline(tmp_path: Path) -> None:
     pd = _pipeline(tmp_path)
     sft, sft_sup = _start_stage(pd, 1, steps=12)
-    err_file = tmp_path / "watch.err"
-    with open(err_file, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(
-            [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(), cwd=tmp_path,
-        )
+    proc, err_file = _watch_in_background(pd, tmp_path)
     try:
         _wait_for(err_file, "watching stage 01-sft", proc)
         # stage 1 ends; the driver checks its gate (current still 1), then launches stage 2
@@ -147,12 +153,7 @@ def test_watch_right_after_a_detached_launch_waits_for_the_first_stage(tmp_path:
     """`tuneterm train PIPELINE --detach` prints `tuneterm watch <dir>`; run at once, the driver is
     still preparing stage 1: the watch waits for it instead of refusing, then follows it."""
     pd = _pipeline(tmp_path)
-    err_file = tmp_path / "watch.err"
-    with open(err_file, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen(
-            [str(TUNETERM), "watch", str(pd.path), "--headless", "--heartbeat", "0"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(), cwd=tmp_path,
-        )
+    proc, err_file = _watch_in_background(pd, tmp_path)
     try:
         _wait_for(err_file, "pipeline pipe: waiting for its first stage to start", proc)
         sft, sup = _start_stage(pd, 1, steps=4)
